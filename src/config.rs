@@ -1,0 +1,435 @@
+//! The TOML configuration: loading, validation, and errors that point at the line.
+
+use crate::secret::SecretRef;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// Where the config is read from when neither `-c` nor `HAPWATCH_CONFIG` is given.
+pub const DEFAULT_PATH: &str = "/etc/hapwatch/hapwatch.toml";
+
+/// Connect + read budget of a source when the config sets none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from; relative paths inside are resolved against its directory.
+    pub path: PathBuf,
+    /// The `[[source]]` entries, in file order, with unique names.
+    pub sources: Vec<SourceConfig>,
+}
+
+/// One `[[source]]`: an HAProxy to read, or a captured dump.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// Unique name, used in output and as the `source` label of alerts.
+    pub name: String,
+    /// How to reach it.
+    pub endpoint: Endpoint,
+    /// Budget for connecting and for the whole read.
+    pub timeout: Duration,
+    /// Line of the `[[source]]` entry in the config, for messages.
+    pub line: usize,
+}
+
+/// How a source is reached.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// `socket = PATH`: the runtime API on a unix stream socket.
+    Socket(PathBuf),
+    /// `tcp = HOST:PORT`: the runtime API over TCP (`stats socket ipv4@…`).
+    Tcp(String),
+    /// `url = …`: the stats page; `;csv` is appended.
+    Http(HttpEndpoint),
+    /// `file = PATH`: a captured dump.
+    File(PathBuf),
+    /// `file = "-"`: a dump on standard input.
+    Stdin,
+}
+
+/// The stats page of an HAProxy, over HTTP or HTTPS.
+#[derive(Debug, Clone)]
+pub struct HttpEndpoint {
+    /// The stats URI as configured, e.g. `https://lb1:8404/stats`.
+    pub url: String,
+    /// Basic-auth user (`stats auth USER:PASS`).
+    pub username: Option<String>,
+    /// Basic-auth password.
+    pub password: Option<SecretRef>,
+    /// PEM bundle of CAs to trust instead of the built-in web roots.
+    pub ca_file: Option<PathBuf>,
+    /// Skip certificate verification; only when explicitly asked for.
+    pub insecure: bool,
+}
+
+/// Why the config could not be used. Always names the file, and the line when known.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {}: {source}{}", path.display(), read_hint(source))]
+    Read {
+        /// The config path tried.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// Invalid TOML or an invalid value.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+fn read_hint(err: &std::io::Error) -> &'static str {
+    match err.kind() {
+        std::io::ErrorKind::NotFound => {
+            " (pass -c PATH or set HAPWATCH_CONFIG; examples/demo/hapwatch.toml is a start)"
+        }
+        _ => "",
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    source: Vec<Spanned<RawSource>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    name: Spanned<String>,
+    socket: Option<String>,
+    tcp: Option<String>,
+    url: Option<String>,
+    file: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<String>,
+    ca_file: Option<String>,
+    #[serde(default)]
+    insecure: bool,
+    #[serde(default, deserialize_with = "crate::duration::deserialize_opt")]
+    timeout: Option<Duration>,
+}
+
+impl Config {
+    /// Reads and validates the config at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let private = is_private(path);
+        Config::parse(&text, path, private)
+    }
+
+    /// Validates config `text` read from `path`. `private` says whether the file is
+    /// readable by its owner only, which inline secrets require.
+    pub fn parse(text: &str, path: &Path, private: bool) -> Result<Config, ConfigError> {
+        let at = |offset: usize, message: String| {
+            let (line, column) = line_col(text, offset);
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message,
+            }
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            at(offset, explain_toml_error(e.message()))
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut names = HashSet::new();
+        let mut sources = Vec::with_capacity(raw.source.len());
+        for spanned in raw.source {
+            let offset = spanned.span().start;
+            let src = spanned.into_inner();
+            let name = src.name.get_ref().trim().to_string();
+            let name_at = src.name.span().start;
+            if name.is_empty() || name.contains(char::is_whitespace) {
+                return Err(at(
+                    name_at,
+                    format!(
+                        "source name {:?} must be non-empty and have no spaces",
+                        name
+                    ),
+                ));
+            }
+            if !names.insert(name.clone()) {
+                return Err(at(
+                    name_at,
+                    format!("duplicate source name {name:?}: each [[source]] needs its own name"),
+                ));
+            }
+            let endpoint =
+                endpoint(&src, base).map_err(|m| at(offset, format!("source {name:?}: {m}")))?;
+            if let Endpoint::Http(http) = &endpoint {
+                if matches!(http.password, Some(SecretRef::Inline(_))) && !private {
+                    return Err(at(
+                        offset,
+                        format!(
+                            "source {name:?}: an inline password in a config that group or others can read; \
+                             use password_file or password = \"env:NAME\", or `chmod 600 {}`",
+                            path.display()
+                        ),
+                    ));
+                }
+            }
+            sources.push(SourceConfig {
+                name,
+                endpoint,
+                timeout: src.timeout.unwrap_or(DEFAULT_TIMEOUT),
+                line: line_col(text, offset).0,
+            });
+        }
+        if sources.is_empty() {
+            return Err(at(
+                text.len(),
+                "no [[source]] defined: add one, e.g.\n[[source]]\nname = \"lb1\"\nsocket = \"/run/haproxy/admin.sock\"".into(),
+            ));
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            sources,
+        })
+    }
+
+    /// The source called `name`.
+    pub fn source(&self, name: &str) -> Option<&SourceConfig> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+}
+
+fn endpoint(src: &RawSource, base: &Path) -> Result<Endpoint, String> {
+    let given: Vec<&str> = [
+        ("socket", &src.socket),
+        ("tcp", &src.tcp),
+        ("url", &src.url),
+        ("file", &src.file),
+    ]
+    .into_iter()
+    .filter(|(_, v)| v.is_some())
+    .map(|(k, _)| k)
+    .collect();
+    if given.len() != 1 {
+        return Err(format!(
+            "needs exactly one of socket, tcp, url or file (found {})",
+            if given.is_empty() {
+                "none".to_string()
+            } else {
+                given.join(", ")
+            }
+        ));
+    }
+    let http_only = [
+        ("username", src.username.is_some()),
+        ("password", src.password.is_some()),
+        ("password_file", src.password_file.is_some()),
+        ("ca_file", src.ca_file.is_some()),
+        ("insecure", src.insecure),
+    ];
+    if src.url.is_none() {
+        if let Some((key, _)) = http_only.iter().find(|(_, set)| *set) {
+            return Err(format!("`{key}` only applies to a `url` source"));
+        }
+    }
+    let resolve = |p: &str| base.join(p);
+    Ok(if let Some(path) = &src.socket {
+        Endpoint::Socket(resolve(path))
+    } else if let Some(addr) = &src.tcp {
+        if !addr.contains(':') {
+            return Err(format!(
+                "tcp = {addr:?} needs a port, e.g. \"127.0.0.1:9999\""
+            ));
+        }
+        Endpoint::Tcp(addr.clone())
+    } else if let Some(url) = &src.url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!("url = {url:?} must start with http:// or https://"));
+        }
+        let password = match (&src.password, &src.password_file) {
+            (Some(_), Some(_)) => {
+                return Err("give password or password_file, not both".into());
+            }
+            (Some(value), None) => Some(SecretRef::from_value(value)),
+            (None, Some(file)) => Some(SecretRef::from_file(&resolve(file))),
+            (None, None) => None,
+        };
+        if password.is_some() && src.username.is_none() {
+            return Err("a password needs a username".into());
+        }
+        Endpoint::Http(HttpEndpoint {
+            url: url.clone(),
+            username: src.username.clone(),
+            password,
+            ca_file: src.ca_file.as_deref().map(resolve),
+            insecure: src.insecure,
+        })
+    } else {
+        match src.file.as_deref() {
+            Some("-") => Endpoint::Stdin,
+            Some(path) => Endpoint::File(resolve(path)),
+            None => unreachable!("exactly one endpoint key is set"),
+        }
+    })
+}
+
+/// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" into a suggestion.
+fn explain_toml_error(message: &str) -> String {
+    let message = message.trim();
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_string();
+    };
+    let Some((unknown, expected)) = rest.split_once('`') else {
+        return message.to_string();
+    };
+    let valid: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    let suggestion = valid
+        .iter()
+        .map(|v| (strsim::levenshtein(unknown, v), *v))
+        .filter(|(d, v)| *d <= 2.max(v.len() / 3))
+        .min()
+        .map(|(_, v)| format!(" (did you mean `{v}`?)"))
+        .unwrap_or_default();
+    format!(
+        "unknown key `{unknown}`{suggestion}; valid keys here: {}",
+        valid.join(", ")
+    )
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
+    (line, column)
+}
+
+#[cfg(unix)]
+fn is_private(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 == 0)
+}
+
+#[cfg(not(unix))]
+fn is_private(_path: &Path) -> bool {
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("/etc/hw/h.toml"), false).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn reads_every_endpoint_kind() {
+        let cfg = parse(
+            r#"
+[[source]]
+name = "a"
+socket = "/run/haproxy/admin.sock"
+[[source]]
+name = "b"
+tcp = "127.0.0.1:9999"
+timeout = "2s"
+[[source]]
+name = "c"
+url = "https://lb1:8404/stats"
+username = "admin"
+password = "env:HAP_PW"
+[[source]]
+name = "d"
+file = "snap.csv"
+[[source]]
+name = "e"
+file = "-"
+"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.sources.len(), 5);
+        assert!(
+            matches!(&cfg.sources[0].endpoint, Endpoint::Socket(p) if p == Path::new("/run/haproxy/admin.sock"))
+        );
+        assert_eq!(cfg.sources[0].timeout, DEFAULT_TIMEOUT);
+        assert_eq!(cfg.sources[1].timeout, Duration::from_secs(2));
+        assert!(
+            matches!(&cfg.sources[2].endpoint, Endpoint::Http(h) if h.password == Some(SecretRef::Env("HAP_PW".into())))
+        );
+        assert!(
+            matches!(&cfg.sources[3].endpoint, Endpoint::File(p) if p == Path::new("/etc/hw/snap.csv"))
+        );
+        assert!(matches!(&cfg.sources[4].endpoint, Endpoint::Stdin));
+        assert_eq!(cfg.sources[1].line, 5);
+    }
+
+    #[test]
+    fn unknown_key_cites_line_and_suggests() {
+        let err = parse("[[source]]\nname = \"a\"\nsokcet = \"/x\"\n").unwrap_err();
+        assert!(
+            err.starts_with("/etc/hw/h.toml:3:1: unknown key `sokcet` (did you mean `socket`?)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn semantic_errors_cite_the_entry() {
+        let err = parse("[[source]]\nname = \"a\"\n\n[[source]]\nname = \"a\"\nfile = \"x\"\n")
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "/etc/hw/h.toml:1:1: source \"a\": needs exactly one of socket, tcp, url or file (found none)"
+        );
+        let err = parse(
+            "[[source]]\nname = \"a\"\nfile = \"x\"\n[[source]]\nname = \"a\"\nfile = \"y\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "/etc/hw/h.toml:5:8: duplicate source name \"a\": each [[source]] needs its own name"
+        );
+        let err = parse("[[source]]\nname = \"a\"\nsocket = \"x\"\ntcp = \"h:1\"\n").unwrap_err();
+        assert!(
+            err.ends_with("needs exactly one of socket, tcp, url or file (found socket, tcp)"),
+            "{err}"
+        );
+        let err =
+            parse("[[source]]\nname = \"a\"\nsocket = \"x\"\nusername = \"u\"\n").unwrap_err();
+        assert!(
+            err.ends_with("`username` only applies to a `url` source"),
+            "{err}"
+        );
+        let err = parse("[[source]]\nname = \"a\"\ntcp = \"x\"\ntimeout = \"5\"\n").unwrap_err();
+        assert!(
+            err.starts_with("/etc/hw/h.toml:4:11: invalid duration \"5\": missing unit"),
+            "{err}"
+        );
+        let err = parse("").unwrap_err();
+        assert!(err.contains("no [[source]] defined"), "{err}");
+    }
+
+    #[test]
+    fn inline_password_needs_a_private_file() {
+        let text = "[[source]]\nname = \"a\"\nurl = \"http://h/stats\"\nusername = \"u\"\npassword = \"hunter2\"\n";
+        let err = parse(text).unwrap_err();
+        assert!(err.contains("inline password"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(Config::parse(text, Path::new("h.toml"), true).is_ok());
+    }
+}

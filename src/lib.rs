@@ -1,0 +1,35 @@
+//! hapwatch: a one-shot HAProxy alerting monitor.
+//!
+//! One run is a pipeline of plain stages: [`config`] → [`source`] (raw bytes) →
+//! [`stats`] (typed snapshot) → [`report`]. Only `source` does I/O on the network.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod duration;
+pub mod error;
+pub mod report;
+pub mod scope;
+pub mod secret;
+pub mod source;
+pub mod stats;
+
+use cli::{Cli, Command};
+use error::{Error, Exit};
+
+/// Runs one command and reports its failure, if any, as one line on stderr.
+pub fn run(cli: Cli) -> Exit {
+    let result = match &cli.command {
+        Command::Show(args) => commands::show(&cli.config, args),
+        Command::Check(args) => commands::check(&cli.config, args),
+    };
+    match result {
+        Ok(exit) => exit,
+        // `hapwatch show | head` closing the pipe early is not an error.
+        Err(Error::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Success,
+        Err(e) => {
+            eprintln!("hapwatch: {e}");
+            e.exit()
+        }
+    }
+}

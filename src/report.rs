@@ -1,0 +1,208 @@
+//! Rendering snapshots for people (aligned tables) and scripts (JSON, CSV).
+
+use crate::duration::format_secs;
+use crate::scope::Scope;
+use crate::stats::{Row, Snapshot, Stats};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use std::io::{self, Write};
+
+/// Columns that hold text; every other column is a number when it parses as one.
+const TEXT_COLUMNS: &[&str] = &[
+    "pxname",
+    "svname",
+    "status",
+    "tracked",
+    "check_status",
+    "last_chk",
+    "last_agt",
+    "agent_status",
+    "check_desc",
+    "agent_desc",
+    "addr",
+    "cookie",
+    "mode",
+    "algo",
+];
+
+/// A source's snapshot with its name, ready to render.
+pub struct Named<'a> {
+    /// The source's name.
+    pub name: &'a str,
+    /// What it reported.
+    pub snapshot: &'a Snapshot,
+}
+
+/// Writes an aligned table of the selected rows. The SOURCE column appears only when
+/// more than one source is shown.
+pub fn table(out: &mut impl Write, sources: &[Named<'_>], scope: &Scope) -> io::Result<()> {
+    let with_source = sources.len() > 1;
+    let mut lines: Vec<[String; 9]> = vec![[
+        "SOURCE", "PROXY", "NAME", "TYPE", "STATUS", "SESS", "RATE", "CHECK", "LASTCHG",
+    ]
+    .map(String::from)];
+    for named in sources {
+        let stats = &named.snapshot.stats;
+        let col = |name| stats.columns().get(name);
+        let (scur, slim, rate, lastchg) = (col("scur"), col("slim"), col("rate"), col("lastchg"));
+        let (check, code) = (col("check_status"), col("check_code"));
+        for row in stats.rows().filter(|r| scope.matches(r)) {
+            let sess = match (field(&row, scur), field(&row, slim)) {
+                (Some(cur), Some(lim)) => format!("{cur}/{lim}"),
+                (Some(cur), None) => cur.to_string(),
+                _ => "-".into(),
+            };
+            let check = match (field(&row, check), field(&row, code)) {
+                (Some(st), Some(code)) => format!("{st}/{code}"),
+                (Some(st), None) => st.to_string(),
+                _ => "-".into(),
+            };
+            let lastchg = lastchg
+                .and_then(|c| row.u64(c))
+                .map_or("-".into(), format_secs);
+            lines.push([
+                named.name.to_string(),
+                row.proxy().to_string(),
+                row.name().to_string(),
+                row.kind().to_string(),
+                Some(row.status())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("-")
+                    .to_string(),
+                sess,
+                field(&row, rate).unwrap_or("-").to_string(),
+                check,
+                lastchg,
+            ]);
+        }
+    }
+    let skip = usize::from(!with_source);
+    let mut widths = [0usize; 9];
+    for line in &lines {
+        for (w, cell) in widths.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for line in &lines {
+        let mut text = String::new();
+        for (i, cell) in line.iter().enumerate().skip(skip) {
+            if i == 8 {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        writeln!(out, "{}", text.trim_end())?;
+    }
+    Ok(())
+}
+
+fn field<'a>(row: &Row<'a>, col: Option<usize>) -> Option<&'a str> {
+    col.and_then(|c| row.get(c))
+}
+
+/// Writes one JSON document: `{"sources": [{"name", "info", "rows": [...]}, ...]}`, with
+/// failed sources as `{"name", "error"}`. Rows are streamed, never held as JSON values.
+pub fn json(
+    out: &mut impl Write,
+    sources: &[Result<Named<'_>, (&str, String)>],
+    scope: &Scope,
+) -> io::Result<()> {
+    out.write_all(b"{\"sources\":[")?;
+    for (i, source) in sources.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        match source {
+            Ok(named) => {
+                out.write_all(b"{\"name\":")?;
+                serde_json::to_writer(&mut *out, named.name)?;
+                out.write_all(b",\"info\":")?;
+                serde_json::to_writer(&mut *out, &named.snapshot.info.as_ref().map(InfoJson))?;
+                out.write_all(b",\"rows\":[")?;
+                let stats = &named.snapshot.stats;
+                let text = text_columns(stats);
+                let mut first = true;
+                for row in stats.rows().filter(|r| scope.matches(r)) {
+                    if !first {
+                        out.write_all(b",")?;
+                    }
+                    first = false;
+                    serde_json::to_writer(&mut *out, &RowJson { row, text: &text })?;
+                }
+                out.write_all(b"]}")?;
+            }
+            Err((name, error)) => {
+                serde_json::to_writer(
+                    &mut *out,
+                    &serde_json::json!({ "name": name, "error": error }),
+                )?;
+            }
+        }
+    }
+    out.write_all(b"]}\n")
+}
+
+/// Writes the selected rows as HAProxy CSV (the header line, then each row as received),
+/// which a `file` source reads back unchanged.
+pub fn csv(out: &mut impl Write, snapshot: &Snapshot, scope: &Scope) -> io::Result<()> {
+    let stats = &snapshot.stats;
+    writeln!(out, "{}", stats.header_line())?;
+    for row in stats.rows().filter(|r| scope.matches(r)) {
+        writeln!(out, "{}", row.line())?;
+    }
+    Ok(())
+}
+
+fn text_columns(stats: &Stats) -> Vec<bool> {
+    stats
+        .columns()
+        .names()
+        .iter()
+        .map(|n| TEXT_COLUMNS.contains(&n.as_str()))
+        .collect()
+}
+
+struct InfoJson<'a>(&'a crate::stats::Info);
+
+impl Serialize for InfoJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in self.0.fields() {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+struct RowJson<'a> {
+    row: Row<'a>,
+    text: &'a [bool],
+}
+
+impl Serialize for RowJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let row = &self.row;
+        let columns = row.columns();
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("kind", &row.kind())?;
+        map.serialize_entry("state", &row.state())?;
+        for (col, name) in columns.names().iter().enumerate() {
+            if columns.is_separator(col) {
+                continue;
+            }
+            // Empty means "not reported": leave the key out rather than invent a zero.
+            let Some(value) = row.get(col) else { continue };
+            if self.text[col] {
+                map.serialize_entry(name, value)?;
+            } else if let Ok(n) = value.parse::<u64>() {
+                map.serialize_entry(name, &n)?;
+            } else if let Ok(n) = value.parse::<i64>() {
+                map.serialize_entry(name, &n)?;
+            } else {
+                map.serialize_entry(name, value)?;
+            }
+        }
+        map.end()
+    }
+}

@@ -1,0 +1,41 @@
+//! Row selection by type and by proxy/server name globs.
+
+use crate::stats::{ProxyType, Row};
+use wildmatch::WildMatch;
+
+/// Which rows something applies to. Empty lists match everything.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// Row types to keep; empty = all.
+    pub types: Vec<ProxyType>,
+    /// `pxname` globs (`*`, `?`); empty = all.
+    pub proxies: Vec<WildMatch>,
+    /// `pxname` globs to drop.
+    pub exclude_proxies: Vec<WildMatch>,
+    /// `svname` globs; empty = all.
+    pub servers: Vec<WildMatch>,
+    /// `svname` globs to drop.
+    pub exclude_servers: Vec<WildMatch>,
+}
+
+impl Scope {
+    /// Compiles glob patterns.
+    pub fn globs<S: AsRef<str>>(patterns: &[S]) -> Vec<WildMatch> {
+        patterns
+            .iter()
+            .map(|p| WildMatch::new(p.as_ref()))
+            .collect()
+    }
+
+    /// True when `row` is selected.
+    pub fn matches(&self, row: &Row<'_>) -> bool {
+        fn any(globs: &[WildMatch], text: &str) -> bool {
+            globs.iter().any(|g| g.matches(text))
+        }
+        (self.types.is_empty() || self.types.contains(&row.kind()))
+            && (self.proxies.is_empty() || any(&self.proxies, row.proxy()))
+            && !any(&self.exclude_proxies, row.proxy())
+            && (self.servers.is_empty() || any(&self.servers, row.name()))
+            && !any(&self.exclude_servers, row.name())
+    }
+}

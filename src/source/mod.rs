@@ -1,0 +1,294 @@
+//! Fetching `show info` + `show stat` from a source: the runtime API (unix or TCP socket),
+//! the stats page (HTTP/HTTPS), or a captured file.
+
+mod file;
+mod http;
+mod runtime;
+
+use crate::config::{Endpoint, SourceConfig};
+use crate::stats::{Info, ParseError, Snapshot, Stats};
+use std::time::{Duration, Instant};
+
+/// Upper bound on a reply, so that a broken peer cannot exhaust memory. A 10,000-backend
+/// HAProxy dumps about 15 MB.
+pub const MAX_REPLY_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Why a source could not be read. Messages do not repeat the source name: callers
+/// prefix it.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Connecting failed.
+    #[error("cannot connect to {target}: {reason}")]
+    Connect {
+        /// Socket path or address.
+        target: String,
+        /// What failed, with a hint.
+        reason: String,
+    },
+    /// No complete reply within the source's timeout.
+    #[error("no complete reply from {target} within {}ms (timeout)", timeout.as_millis())]
+    Timeout {
+        /// Socket path or address.
+        target: String,
+        /// The configured timeout.
+        timeout: Duration,
+    },
+    /// The connection closed before HAProxy's end-of-reply marker.
+    #[error("truncated reply from {target}: {detail}; no partial snapshot is used")]
+    Truncated {
+        /// Socket path or address.
+        target: String,
+        /// What was missing.
+        detail: String,
+    },
+    /// HAProxy answered something other than the dump (an error, a permission problem).
+    #[error("unexpected reply from {target}: {excerpt:?}")]
+    Unexpected {
+        /// Socket path or address.
+        target: String,
+        /// The first line of the reply.
+        excerpt: String,
+    },
+    /// Nothing at all came back.
+    #[error("empty reply from {target}")]
+    Empty {
+        /// Socket path or address.
+        target: String,
+    },
+    /// The stats page refused the credentials.
+    #[error("authentication failed (HTTP 401 from {url}): check username and password")]
+    AuthFailed {
+        /// The URL requested.
+        url: String,
+    },
+    /// The stats page answered with another error status.
+    #[error("HTTP {status} from {url}: {excerpt:?}")]
+    Http {
+        /// The URL requested.
+        url: String,
+        /// HTTP status code.
+        status: u16,
+        /// Start of the body.
+        excerpt: String,
+    },
+    /// The reply exceeded [`MAX_REPLY_BYTES`].
+    #[error("reply from {target} exceeds {} MiB; refusing to buffer more", MAX_REPLY_BYTES >> 20)]
+    TooLarge {
+        /// Socket path, address or URL.
+        target: String,
+    },
+    /// Reading or writing failed mid-way.
+    #[error("I/O error on {target}: {source}")]
+    Io {
+        /// Socket path, address or file.
+        target: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A secret (password) could not be resolved.
+    #[error(transparent)]
+    Secret(#[from] crate::secret::SecretError),
+    /// The reply arrived whole but is not a valid dump.
+    #[error("{target}: {source}")]
+    Parse {
+        /// Socket path, address, URL or file.
+        target: String,
+        /// What is wrong with it.
+        source: ParseError,
+    },
+}
+
+/// Raw `show info` text (when the source has it) and `show stat` bytes.
+#[derive(Debug)]
+pub struct RawReply {
+    /// `show info` block.
+    pub info: Option<String>,
+    /// `show stat` CSV.
+    pub stat: Vec<u8>,
+}
+
+/// One source's result, with timing.
+#[derive(Debug)]
+pub struct Fetched {
+    /// The source's name.
+    pub name: String,
+    /// The snapshot, or why there is none.
+    pub result: Result<Snapshot, SourceError>,
+    /// Wall time of fetch + parse.
+    pub elapsed: Duration,
+}
+
+/// Reads and parses one source.
+pub fn fetch(source: &SourceConfig) -> Result<Snapshot, SourceError> {
+    let (target, raw) = match &source.endpoint {
+        Endpoint::Socket(path) => {
+            let target = path.display().to_string();
+            let raw = runtime::query_unix(path, source.timeout)?;
+            (target, raw)
+        }
+        Endpoint::Tcp(addr) => (addr.clone(), runtime::query_tcp(addr, source.timeout)?),
+        Endpoint::Http(http) => (http.url.clone(), http::fetch(http, source.timeout)?),
+        Endpoint::File(path) => (path.display().to_string(), file::read(Some(path))?),
+        Endpoint::Stdin => ("standard input".to_string(), file::read(None)?),
+    };
+    let stats = Stats::parse(raw.stat).map_err(|source| SourceError::Parse { target, source })?;
+    Ok(Snapshot {
+        info: raw.info.as_deref().map(Info::parse),
+        stats,
+    })
+}
+
+/// Fetches all `sources` concurrently, one thread each; results come back in input order.
+/// A failing source never keeps the others from being read.
+pub fn fetch_all<'a>(sources: impl IntoIterator<Item = &'a SourceConfig>) -> Vec<Fetched> {
+    let sources: Vec<&SourceConfig> = sources.into_iter().collect();
+    let timed = |source: &SourceConfig| {
+        let start = Instant::now();
+        let result = fetch(source);
+        Fetched {
+            name: source.name.clone(),
+            result,
+            elapsed: start.elapsed(),
+        }
+    };
+    if let [only] = sources[..] {
+        return vec![timed(only)];
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = sources
+            .iter()
+            .map(|source| scope.spawn(move || timed(source)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a source thread panicked"))
+            .collect()
+    })
+}
+
+/// Splits the reply to `show info;show stat` (or a capture of it) into its two blocks.
+/// `runtime` says whether the runtime API framing applies: each block must then end with
+/// an empty line, and a missing one means the reply was cut short.
+fn split_reply(target: &str, reply: Vec<u8>, runtime: bool) -> Result<RawReply, SourceError> {
+    let text_start = reply
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .ok_or_else(|| SourceError::Empty {
+            target: target.to_string(),
+        })?;
+    let has_info = !reply[text_start..].starts_with(b"#")
+        && Info::looks_like(&String::from_utf8_lossy(first_line(&reply[text_start..])));
+    let (info, stat_start) = if has_info {
+        match memchr::memmem::find(&reply[text_start..], b"\n\n") {
+            Some(i) => {
+                let end = text_start + i + 1;
+                let info = String::from_utf8_lossy(&reply[text_start..end]).into_owned();
+                (Some(info), end + 1)
+            }
+            None if runtime => {
+                return Err(SourceError::Truncated {
+                    target: target.to_string(),
+                    detail: "`show info` block has no terminating empty line".into(),
+                })
+            }
+            None => (
+                Some(String::from_utf8_lossy(&reply[text_start..]).into_owned()),
+                reply.len(),
+            ),
+        }
+    } else {
+        (None, text_start)
+    };
+    let mut stat = reply;
+    stat.drain(..stat_start);
+    if stat.iter().all(u8::is_ascii_whitespace) && info.is_some() {
+        return Err(if runtime {
+            SourceError::Truncated {
+                target: target.to_string(),
+                detail: "`show stat` output missing after `show info`".into(),
+            }
+        } else {
+            SourceError::Parse {
+                target: target.to_string(),
+                source: ParseError::Empty,
+            }
+        });
+    }
+    if !stat.starts_with(b"#") {
+        let line = String::from_utf8_lossy(first_line(&stat))
+            .trim()
+            .to_string();
+        if !line.is_empty() && !line.contains(',') {
+            // "Permission denied", "Unknown command", an HTML page: not CSV at all.
+            return Err(SourceError::Unexpected {
+                target: target.to_string(),
+                excerpt: line.chars().take(120).collect(),
+            });
+        }
+    }
+    if runtime {
+        if !stat.ends_with(b"\n\n") {
+            return Err(SourceError::Truncated {
+                target: target.to_string(),
+                detail: "the connection closed before the empty line that ends `show stat`".into(),
+            });
+        }
+        stat.truncate(stat.len() - 1);
+    }
+    Ok(RawReply { info, stat })
+}
+
+fn first_line(bytes: &[u8]) -> &[u8] {
+    let end = memchr::memchr(b'\n', bytes).unwrap_or(bytes.len());
+    &bytes[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(reply: &str, runtime: bool) -> Result<RawReply, String> {
+        split_reply("t", reply.as_bytes().to_vec(), runtime).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn runtime_reply_needs_both_terminators() {
+        let ok = split(
+            "Name: HAProxy\nPid: 7\n\n# pxname,svname,\na,FRONTEND,\n\n",
+            true,
+        )
+        .unwrap();
+        assert_eq!(ok.info.as_deref(), Some("Name: HAProxy\nPid: 7\n"));
+        assert_eq!(ok.stat, b"# pxname,svname,\na,FRONTEND,\n");
+        let cut = split(
+            "Name: HAProxy\nPid: 7\n\n# pxname,svname,\na,FRONTEND,\n",
+            true,
+        )
+        .unwrap_err();
+        assert!(cut.starts_with("truncated reply from t"), "{cut}");
+        let cut = split("Name: HAProxy\nPid: 7\n", true).unwrap_err();
+        assert!(
+            cut.contains("`show info` block has no terminating empty line"),
+            "{cut}"
+        );
+        let cut = split("Name: HAProxy\nPid: 7\n\n", true).unwrap_err();
+        assert!(cut.contains("`show stat` output missing"), "{cut}");
+        assert_eq!(split("", true).unwrap_err(), "empty reply from t");
+        assert_eq!(split("\n", true).unwrap_err(), "empty reply from t");
+    }
+
+    #[test]
+    fn error_text_from_haproxy_is_quoted_back() {
+        let err = split("Permission denied\n\n", true).unwrap_err();
+        assert_eq!(err, "unexpected reply from t: \"Permission denied\"");
+        let err = split("Unknown command: 'show stut'\n\n", true).unwrap_err();
+        assert!(err.contains("Unknown command"), "{err}");
+    }
+
+    #[test]
+    fn files_need_no_terminator() {
+        let ok = split("\n# pxname,svname,\na,FRONTEND,\n", false).unwrap();
+        assert!(ok.info.is_none());
+        assert_eq!(ok.stat, b"# pxname,svname,\na,FRONTEND,\n");
+    }
+}

@@ -1,0 +1,157 @@
+//! The runtime API (the `stats socket`), over a unix or TCP stream socket.
+//!
+//! hapwatch sends one read-only line, `show info;show stat`, and reads until HAProxy
+//! closes the connection (non-interactive mode). Each command's output ends with an empty
+//! line; `split_reply` insists on it so that a cut connection is never taken for a dump.
+
+use super::{split_reply, RawReply, SourceError, MAX_REPLY_BYTES};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The only bytes hapwatch ever writes to HAProxy: two read-only commands, accepted at
+/// `level user`.
+pub const QUERY: &[u8] = b"show info;show stat\n";
+
+/// Bytes read per `read` call.
+const CHUNK: usize = 64 * 1024;
+
+pub(super) fn query_unix(path: &Path, timeout: Duration) -> Result<RawReply, SourceError> {
+    let deadline = Instant::now() + timeout;
+    let target = path.display().to_string();
+    let stream = UnixStream::connect(path).map_err(|e| connect_error(&target, e, timeout))?;
+    exchange(stream, &target, deadline, timeout)
+}
+
+pub(super) fn query_tcp(addr: &str, timeout: Duration) -> Result<RawReply, SourceError> {
+    let deadline = Instant::now() + timeout;
+    let target = addr.to_string();
+    let addrs = addr.to_socket_addrs().map_err(|e| SourceError::Connect {
+        target: target.clone(),
+        reason: format!("cannot resolve address: {e}"),
+    })?;
+    let mut last_error = None;
+    for candidate in addrs {
+        let Some(remaining) = remaining(deadline) else {
+            break;
+        };
+        match TcpStream::connect_timeout(&candidate, remaining) {
+            Ok(stream) => {
+                // The whole reply is wanted at once; Nagle would only delay our one write.
+                let _ = stream.set_nodelay(true);
+                return exchange(stream, &target, deadline, timeout);
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(match last_error {
+        Some(e) => connect_error(&target, e, timeout),
+        None => SourceError::Timeout { target, timeout },
+    })
+}
+
+/// Stream sockets whose I/O timeouts can be set.
+trait Timed: Read + Write {
+    fn set_timeouts(&self, timeout: Duration) -> std::io::Result<()>;
+}
+
+impl Timed for UnixStream {
+    fn set_timeouts(&self, timeout: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(timeout))?;
+        self.set_write_timeout(Some(timeout))
+    }
+}
+
+impl Timed for TcpStream {
+    fn set_timeouts(&self, timeout: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(timeout))?;
+        self.set_write_timeout(Some(timeout))
+    }
+}
+
+fn exchange(
+    mut stream: impl Timed,
+    target: &str,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<RawReply, SourceError> {
+    let timed_out = || SourceError::Timeout {
+        target: target.to_string(),
+        timeout,
+    };
+    let io_error = |source: std::io::Error| match source.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => timed_out(),
+        _ => SourceError::Io {
+            target: target.to_string(),
+            source,
+        },
+    };
+    stream
+        .set_timeouts(remaining(deadline).ok_or_else(timed_out)?)
+        .map_err(io_error)?;
+    stream.write_all(QUERY).map_err(io_error)?;
+
+    let mut reply: Vec<u8> = Vec::with_capacity(CHUNK);
+    loop {
+        // One deadline for the whole reply, so a peer trickling bytes cannot hold us forever.
+        let left = remaining(deadline).ok_or_else(timed_out)?;
+        stream.set_timeouts(left).map_err(io_error)?;
+        let len = reply.len();
+        reply.resize(len + CHUNK, 0);
+        match stream.read(&mut reply[len..]) {
+            Ok(0) => {
+                reply.truncate(len);
+                break;
+            }
+            Ok(n) => reply.truncate(len + n),
+            Err(e) if e.kind() == ErrorKind::Interrupted => reply.truncate(len),
+            // A reset after part of the reply is a cut connection: report it as such.
+            Err(e) if e.kind() == ErrorKind::ConnectionReset && len > 0 => {
+                reply.truncate(len);
+                break;
+            }
+            Err(e) => return Err(io_error(e)),
+        }
+        if reply.len() as u64 > MAX_REPLY_BYTES {
+            return Err(SourceError::TooLarge {
+                target: target.to_string(),
+            });
+        }
+    }
+    split_reply(target, reply, true)
+}
+
+fn remaining(deadline: Instant) -> Option<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
+}
+
+fn connect_error(target: &str, err: std::io::Error, timeout: Duration) -> SourceError {
+    let reason = match err.kind() {
+        ErrorKind::NotFound => {
+            "no such socket (is haproxy running, and does its `stats socket` line name this path?)"
+                .to_string()
+        }
+        ErrorKind::PermissionDenied => {
+            "permission denied (run hapwatch as a user in the socket's group, e.g. `stats socket PATH mode 660 group haproxy`)"
+                .to_string()
+        }
+        ErrorKind::ConnectionRefused => {
+            "connection refused (nothing is listening; is haproxy running?)".to_string()
+        }
+        ErrorKind::TimedOut | ErrorKind::WouldBlock => {
+            return SourceError::Timeout {
+                target: target.to_string(),
+                timeout,
+            }
+        }
+        _ => err.to_string(),
+    };
+    SourceError::Connect {
+        target: target.to_string(),
+        reason,
+    }
+}

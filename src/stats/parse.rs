@@ -1,0 +1,300 @@
+//! `show stat` CSV parsing.
+//!
+//! Most rows hold no quote, and for them a plain split on `,` is exact and about twice as
+//! fast as a general CSV parser. HAProxy quotes a field only when it holds `,`, `"` or a
+//! line break (a health-check reply, say); such a row goes through `csv_core`, which may
+//! also consume several physical lines.
+
+use super::{Columns, ProxyType, RowMeta, State, Stats};
+use memchr::{memchr, memchr_iter};
+
+/// Why a dump could not be read as `show stat` output.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    /// Nothing but whitespace.
+    #[error("empty reply: no `show stat` output")]
+    Empty,
+    /// The first non-blank line is not a `# pxname,...` header.
+    #[error("not a `show stat` dump: expected a header line starting with `# pxname`, got {0:?}")]
+    NoHeader(String),
+    /// The header lacks a column every HAProxy version prints.
+    #[error("the header has no `{0}` column")]
+    MissingColumn(&'static str),
+    /// A row with more or fewer fields than the header.
+    #[error("line {line}: {found} fields where the header has {expected} (the dump is truncated or malformed)")]
+    FieldCount {
+        /// 1-based line number in the dump.
+        line: usize,
+        /// Fields found on that row.
+        found: usize,
+        /// Fields the header announces.
+        expected: usize,
+    },
+    /// A quoted field still open at the end of the input.
+    #[error("line {line}: quoted field never closed (the dump is truncated)")]
+    UnterminatedQuote {
+        /// 1-based line number where the row starts.
+        line: usize,
+    },
+    /// A second header: two dumps were concatenated.
+    #[error("line {line}: a second header line; expected a single `show stat` dump")]
+    SecondHeader {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// Offsets are 32-bit to keep the row index small.
+    #[error("dump of {0} bytes is too large (limit 4 GiB)")]
+    TooLarge(usize),
+}
+
+/// Longest excerpt of an unexpected first line quoted back in an error.
+const EXCERPT: usize = 80;
+
+pub(super) fn parse_stat(dump: Vec<u8>) -> Result<Stats, ParseError> {
+    let text = match String::from_utf8(dump) {
+        Ok(text) => text,
+        // Names are ASCII in practice; a stray byte in a check reply must not lose the dump.
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    };
+    if text.len() >= u32::MAX as usize {
+        return Err(ParseError::TooLarge(text.len()));
+    }
+    let bytes = text.as_bytes();
+
+    let mut pos = 0;
+    let mut line_no = 0;
+    let (header_start, header_end) = loop {
+        if pos >= bytes.len() {
+            return Err(ParseError::Empty);
+        }
+        let (start, end, next) = line_at(bytes, pos);
+        line_no += 1;
+        pos = next;
+        if !text[start..end].trim().is_empty() {
+            break (start, end);
+        }
+    };
+    let header = &text[header_start..header_end];
+    let Some(names) = header.strip_prefix('#') else {
+        return Err(ParseError::NoHeader(excerpt(header)));
+    };
+    let mut items: Vec<&str> = names.trim_start().split(',').collect();
+    // HAProxy ends the header and every row with a `,`, leaving an empty last item.
+    let trailing_comma = items.len() > 1 && items.last() == Some(&"");
+    if trailing_comma {
+        items.pop();
+    }
+    let columns = Columns::new(items)?;
+    let ncols = columns.len();
+    let expected_items = ncols + usize::from(trailing_comma);
+
+    let approx_rows = memchr_iter(b'\n', &bytes[pos..]).count() + 1;
+    let mut rows: Vec<RowMeta> = Vec::with_capacity(approx_rows);
+    let mut ends: Vec<u32> = Vec::with_capacity(approx_rows * ncols);
+    // Unescaped copies of quoted rows; they are appended to `text` at the end.
+    let mut extra = String::new();
+    let mut quoted = QuotedRows::default();
+
+    while pos < bytes.len() {
+        let (start, end, next) = line_at(bytes, pos);
+        line_no += 1;
+        let line = &bytes[start..end];
+        if line.iter().all(u8::is_ascii_whitespace) {
+            pos = next;
+            continue;
+        }
+        if line[0] == b'#' {
+            return Err(ParseError::SecondHeader { line: line_no });
+        }
+        let row_line = line_no;
+        let (base, line_end) = if memchr(b'"', line).is_none() {
+            let found = memchr_iter(b',', line).count() + 1;
+            if found != expected_items {
+                return Err(ParseError::FieldCount {
+                    line: row_line,
+                    found,
+                    expected: expected_items,
+                });
+            }
+            ends.extend(
+                memchr_iter(b',', line)
+                    .chain(std::iter::once(line.len()))
+                    .take(ncols)
+                    .map(|i| (start + i) as u32),
+            );
+            pos = next;
+            (start, end)
+        } else {
+            let offset = text.len() + extra.len();
+            let record = quoted.read(&bytes[start..], row_line)?;
+            if record.fields.len() != expected_items {
+                return Err(ParseError::FieldCount {
+                    line: row_line,
+                    found: record.fields.len(),
+                    expected: expected_items,
+                });
+            }
+            if offset + record.data.len() + ncols >= u32::MAX as usize {
+                return Err(ParseError::TooLarge(offset + record.data.len()));
+            }
+            let mut field_start = 0;
+            for &field_end in record.fields.iter().take(ncols) {
+                extra.push_str(&record.data[field_start..field_end]);
+                ends.push((text.len() + extra.len()) as u32);
+                extra.push(',');
+                field_start = field_end;
+            }
+            line_no += record.newlines;
+            pos = start + record.consumed;
+            let line_end = start + record.line_len;
+            (offset, line_end)
+        };
+        rows.push(RowMeta {
+            line_start: start as u32,
+            line_end: line_end as u32,
+            base: base as u32,
+            kind: ProxyType::Frontend,
+            state: State::Unknown,
+        });
+    }
+
+    let mut text = text;
+    text.push_str(&extra);
+    let mut stats = Stats {
+        text,
+        header: (header_start as u32, header_end as u32),
+        columns,
+        rows,
+        ends,
+    };
+    classify_rows(&mut stats);
+    Ok(stats)
+}
+
+/// Fills in each row's type and normalized state once, so that filters and rules never
+/// re-parse them.
+fn classify_rows(stats: &mut Stats) {
+    let kinds: Vec<(ProxyType, State)> = stats
+        .rows()
+        .map(|row| {
+            let kind = stats
+                .columns
+                .kind
+                .and_then(|c| row.u64(c))
+                .and_then(ProxyType::from_code)
+                .unwrap_or_else(|| ProxyType::from_svname(row.name()));
+            (kind, State::from_status(row.status()))
+        })
+        .collect();
+    for (meta, (kind, state)) in stats.rows.iter_mut().zip(kinds) {
+        meta.kind = kind;
+        meta.state = state;
+    }
+}
+
+/// The line starting at `pos`: its start, its end without `\r\n`, and where the next begins.
+fn line_at(bytes: &[u8], pos: usize) -> (usize, usize, usize) {
+    let (mut end, next) = match memchr(b'\n', &bytes[pos..]) {
+        Some(i) => (pos + i, pos + i + 1),
+        None => (bytes.len(), bytes.len()),
+    };
+    if end > pos && bytes[end - 1] == b'\r' {
+        end -= 1;
+    }
+    (pos, end, next)
+}
+
+fn excerpt(line: &str) -> String {
+    match line.char_indices().nth(EXCERPT) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None => line.to_string(),
+    }
+}
+
+/// The reusable state for reading rows with quoted fields.
+#[derive(Default)]
+struct QuotedRows {
+    reader: Option<csv_core::Reader>,
+    data: Vec<u8>,
+    fields: Vec<usize>,
+}
+
+/// One quoted row, unescaped.
+struct Record<'a> {
+    data: std::borrow::Cow<'a, str>,
+    fields: &'a [usize],
+    /// Input bytes consumed, including the terminating newline.
+    consumed: usize,
+    /// Length of the row's text without its terminating newline.
+    line_len: usize,
+    /// Line breaks inside quoted fields.
+    newlines: usize,
+}
+
+impl QuotedRows {
+    fn read<'s>(&'s mut self, input: &[u8], line: usize) -> Result<Record<'s>, ParseError> {
+        use csv_core::ReadRecordResult as R;
+        let reader = self.reader.get_or_insert_with(csv_core::Reader::new);
+        self.data.clear();
+        self.data.resize(input.len().min(64 * 1024) + 16, 0);
+        self.fields.clear();
+        self.fields.resize(256, 0);
+        let (mut nin, mut nout, mut nends) = (0, 0, 0);
+        loop {
+            let (result, i, o, e) = reader.read_record(
+                &input[nin..],
+                &mut self.data[nout..],
+                &mut self.fields[nends..],
+            );
+            nin += i;
+            nout += o;
+            nends += e;
+            match result {
+                R::Record => break,
+                R::OutputFull => {
+                    let len = self.data.len() * 2;
+                    self.data.resize(len, 0);
+                }
+                R::OutputEndsFull => {
+                    let len = self.fields.len() * 2;
+                    self.fields.resize(len, 0);
+                }
+                // At the end of input csv_core needs one call with no input to finish the record.
+                R::InputEmpty if nin == input.len() => {
+                    let (result, _, o, e) =
+                        reader.read_record(&[], &mut self.data[nout..], &mut self.fields[nends..]);
+                    nout += o;
+                    nends += e;
+                    if !matches!(result, R::Record) {
+                        *reader = csv_core::Reader::new();
+                        return Err(ParseError::UnterminatedQuote { line });
+                    }
+                    break;
+                }
+                R::InputEmpty => {}
+                R::End => return Err(ParseError::UnterminatedQuote { line }),
+            }
+        }
+        let consumed_text = &input[..nin];
+        // csv_core does not report an unterminated quote when input runs out inside it; an odd
+        // number of quotes in the consumed text does.
+        if memchr_iter(b'"', consumed_text).count() % 2 != 0 {
+            *reader = csv_core::Reader::new();
+            return Err(ParseError::UnterminatedQuote { line });
+        }
+        let mut line_len = nin;
+        while line_len > 0 && matches!(input[line_len - 1], b'\n' | b'\r') {
+            line_len -= 1;
+        }
+        let newlines = memchr_iter(b'\n', &input[..line_len]).count();
+        // Removing ASCII quotes from valid UTF-8 leaves valid UTF-8; lossy is only a guard.
+        let data = String::from_utf8_lossy(&self.data[..nout]);
+        Ok(Record {
+            data,
+            fields: &self.fields[..nends],
+            consumed: nin,
+            line_len,
+            newlines,
+        })
+    }
+}
