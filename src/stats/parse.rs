@@ -278,7 +278,7 @@ impl QuotedRows {
         let consumed_text = &input[..nin];
         // csv_core does not report an unterminated quote when input runs out inside it; an odd
         // number of quotes in the consumed text does.
-        if memchr_iter(b'"', consumed_text).count() % 2 != 0 {
+        if !memchr_iter(b'"', consumed_text).count().is_multiple_of(2) {
             *reader = csv_core::Reader::new();
             return Err(ParseError::UnterminatedQuote { line });
         }
