@@ -28,6 +28,44 @@ pub enum Command {
     Show(ShowArgs),
     /// Validate the config; with --connect, also read every source.
     Check(CheckArgs),
+    /// Evaluate the rules on a captured snapshot: which rows match which rule.
+    Eval(EvalArgs),
+}
+
+/// `hapwatch eval`.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// The dump to evaluate: `show stat` CSV, or a `show info;show stat` capture ("-" = stdin).
+    #[arg(long, value_name = "FILE")]
+    pub snapshot: PathBuf,
+    /// An earlier dump of the same HAProxy, for delta() and rate().
+    #[arg(long, value_name = "FILE")]
+    pub previous: Option<PathBuf>,
+    /// Time between --previous and --snapshot.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+    /// Only this rule.
+    #[arg(long, value_name = "NAME")]
+    pub rule: Option<String>,
+    /// The `source` label the alerts get.
+    #[arg(long, value_name = "NAME", default_value = "snapshot")]
+    pub source: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = EvalFormat::Table)]
+    pub format: EvalFormat,
+}
+
+/// Output formats of `eval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EvalFormat {
+    /// One line per alert.
+    Table,
+    /// A JSON array of alerts (labels, annotations, value).
+    Json,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::duration::parse(text)
 }
 
 /// `hapwatch show`.

@@ -1,5 +1,6 @@
 //! The TOML configuration: loading, validation, and errors that point at the line.
 
+use crate::rules::{RawRule, RuleSet};
 use crate::secret::SecretRef;
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -14,12 +15,14 @@ pub const DEFAULT_PATH: &str = "/etc/hapwatch/hapwatch.toml";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Config {
     /// The file it was read from; relative paths inside are resolved against its directory.
     pub path: PathBuf,
     /// The `[[source]]` entries, in file order, with unique names.
     pub sources: Vec<SourceConfig>,
+    /// The `[[rule]]` entries, compiled.
+    pub rules: RuleSet,
 }
 
 /// One `[[source]]`: an HAProxy to read, or a captured dump.
@@ -104,6 +107,18 @@ fn read_hint(err: &std::io::Error) -> &'static str {
 struct RawConfig {
     #[serde(default)]
     source: Vec<Spanned<RawSource>>,
+    #[serde(default)]
+    include: Vec<Spanned<String>>,
+    #[serde(default)]
+    rule: Vec<Spanned<RawRule>>,
+}
+
+/// A file named by `include`: rules only.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInclude {
+    #[serde(default)]
+    rule: Vec<Spanned<RawRule>>,
 }
 
 #[derive(Deserialize)]
@@ -195,16 +210,58 @@ impl Config {
                 line: line_col(text, offset).0,
             });
         }
-        if sources.is_empty() {
-            return Err(at(
-                text.len(),
-                "no [[source]] defined: add one, e.g.\n[[source]]\nname = \"lb1\"\nsocket = \"/run/haproxy/admin.sock\"".into(),
-            ));
+        let mut rules = RuleSet::default();
+        rules
+            .add(raw.rule, text)
+            .map_err(|(offset, message)| at(offset, message))?;
+        for include in &raw.include {
+            let included = base.join(include.get_ref());
+            let included_text = std::fs::read_to_string(&included).map_err(|e| {
+                at(
+                    include.span().start,
+                    format!("cannot read included file {}: {e}", included.display()),
+                )
+            })?;
+            let in_included = |offset: usize, message: String| {
+                let (line, column) = line_col(&included_text, offset);
+                ConfigError::Invalid {
+                    path: included.clone(),
+                    line,
+                    column,
+                    message,
+                }
+            };
+            let raw: RawInclude = toml::from_str(&included_text).map_err(|e| {
+                let message = explain_toml_error(e.message());
+                let message = if message.starts_with("unknown key") {
+                    format!("{message} (an included file holds [[rule]] entries only)")
+                } else {
+                    message
+                };
+                in_included(e.span().map_or(0, |s| s.start), message)
+            })?;
+            rules
+                .add(raw.rule, &included_text)
+                .map_err(|(offset, message)| in_included(offset, message))?;
         }
         Ok(Config {
             path: path.to_path_buf(),
             sources,
+            rules,
         })
+    }
+
+    /// Fails unless at least one `[[source]]` is configured (commands that read HAProxy).
+    pub fn require_sources(&self) -> Result<(), ConfigError> {
+        if self.sources.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: self.path.clone(),
+                line: 1,
+                column: 1,
+                message: "no [[source]] defined: add one, e.g. [[source]] name = \"lb1\" socket = \"/run/haproxy/admin.sock\"".into(),
+            });
+        }
+        Ok(())
     }
 
     /// The source called `name`.
@@ -420,8 +477,15 @@ file = "-"
             err.starts_with("/etc/hw/h.toml:4:11: invalid duration \"5\": missing unit"),
             "{err}"
         );
-        let err = parse("").unwrap_err();
-        assert!(err.contains("no [[source]] defined"), "{err}");
+        let err = Config::parse("", Path::new("h.toml"), false)
+            .unwrap()
+            .require_sources()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("h.toml:1:1: no [[source]] defined"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub enum Error {
     /// The command line names something the config does not have.
     #[error("{0}")]
     Usage(String),
+    /// An input named on the command line could not be read.
+    #[error("{0}")]
+    Input(String),
     /// Writing the command's output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
@@ -38,7 +41,7 @@ impl Error {
     pub fn exit(&self) -> Exit {
         match self {
             Error::Config(_) | Error::Usage(_) => Exit::Usage,
-            Error::Output(_) => Exit::Trouble,
+            Error::Input(_) | Error::Output(_) => Exit::Trouble,
         }
     }
 }

@@ -3,12 +3,14 @@
 //! One run is a pipeline of plain stages: [`config`] → [`source`] (raw bytes) →
 //! [`stats`] (typed snapshot) → [`report`]. Only `source` does I/O on the network.
 
+pub mod alert;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod duration;
 pub mod error;
 pub mod report;
+pub mod rules;
 pub mod scope;
 pub mod secret;
 pub mod source;
@@ -22,6 +24,7 @@ pub fn run(cli: Cli) -> Exit {
     let result = match &cli.command {
         Command::Show(args) => commands::show(&cli.config, args),
         Command::Check(args) => commands::check(&cli.config, args),
+        Command::Eval(args) => commands::eval(&cli.config, args),
     };
     match result {
         Ok(exit) => exit,

@@ -2,28 +2,10 @@
 
 use crate::duration::format_secs;
 use crate::scope::Scope;
-use crate::stats::{Row, Snapshot, Stats};
+use crate::stats::{columns, Row, Snapshot, Stats};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use std::io::{self, Write};
-
-/// Columns that hold text; every other column is a number when it parses as one.
-const TEXT_COLUMNS: &[&str] = &[
-    "pxname",
-    "svname",
-    "status",
-    "tracked",
-    "check_status",
-    "last_chk",
-    "last_agt",
-    "agent_status",
-    "check_desc",
-    "agent_desc",
-    "addr",
-    "cookie",
-    "mode",
-    "algo",
-];
 
 /// A source's snapshot with its name, ready to render.
 pub struct Named<'a> {
@@ -76,17 +58,26 @@ pub fn table(out: &mut impl Write, sources: &[Named<'_>], scope: &Scope) -> io::
             ]);
         }
     }
-    let skip = usize::from(!with_source);
-    let mut widths = [0usize; 9];
-    for line in &lines {
+    write_aligned(out, &lines, usize::from(!with_source))
+}
+
+/// Writes `lines` as left-aligned columns, skipping the first `skip` columns; the last
+/// column is not padded.
+fn write_aligned<const N: usize>(
+    out: &mut impl Write,
+    lines: &[[String; N]],
+    skip: usize,
+) -> io::Result<()> {
+    let mut widths = [0usize; N];
+    for line in lines {
         for (w, cell) in widths.iter_mut().zip(line) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    for line in &lines {
+    for line in lines {
         let mut text = String::new();
         for (i, cell) in line.iter().enumerate().skip(skip) {
-            if i == 8 {
+            if i + 1 == N {
                 text.push_str(cell);
             } else {
                 text.push_str(&format!("{cell:<width$}  ", width = widths[i]));
@@ -159,7 +150,7 @@ fn text_columns(stats: &Stats) -> Vec<bool> {
         .columns()
         .names()
         .iter()
-        .map(|n| TEXT_COLUMNS.contains(&n.as_str()))
+        .map(|n| columns::is_text(n))
         .collect()
 }
 
@@ -205,4 +196,34 @@ impl Serialize for RowJson<'_> {
         }
         map.end()
     }
+}
+
+/// Writes one line per alert: rule, proxy, server, type, value, summary.
+pub fn alerts_table(out: &mut impl Write, alerts: &[crate::alert::Alert]) -> io::Result<()> {
+    if alerts.is_empty() {
+        return writeln!(out, "no rule matches");
+    }
+    let mut lines: Vec<[String; 6]> =
+        vec![["RULE", "PROXY", "SERVER", "TYPE", "VALUE", "SUMMARY"].map(String::from)];
+    for alert in alerts {
+        lines.push([
+            alert.name().to_string(),
+            alert.label("proxy").to_string(),
+            Some(alert.label("server"))
+                .filter(|s| !s.is_empty())
+                .unwrap_or("-")
+                .to_string(),
+            alert.label("type").to_string(),
+            alert
+                .value
+                .as_ref()
+                .map_or("-".to_string(), ToString::to_string),
+            alert
+                .annotations
+                .get("summary")
+                .cloned()
+                .unwrap_or_default(),
+        ]);
+    }
+    write_aligned(out, &lines, 0)
 }

@@ -3,6 +3,7 @@
 //! Columns are found by header name, never by position: the column set changes between
 //! HAProxy versions and even within one branch (2.6.12 has `agg_*` columns 2.6.0 lacks).
 
+pub mod columns;
 mod info;
 mod parse;
 mod status;
