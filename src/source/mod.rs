@@ -218,8 +218,10 @@ fn split_reply(target: &str, reply: Vec<u8>, runtime: bool) -> Result<RawReply, 
         let line = String::from_utf8_lossy(first_line(&stat))
             .trim()
             .to_string();
-        if !line.is_empty() && !line.contains(',') {
-            // "Permission denied", "Unknown command", an HTML page: not CSV at all.
+        // A runtime API reply that does not start with the `# pxname,…` header is HAProxy
+        // refusing ("Permission denied", "Unknown command, but maybe…"); elsewhere a line
+        // without a comma is a web page or prose. The parser explains other near-CSV.
+        if !line.is_empty() && (runtime || !line.contains(',')) {
             return Err(SourceError::Unexpected {
                 target: target.to_string(),
                 excerpt: line.chars().take(120).collect(),
@@ -281,7 +283,7 @@ mod tests {
     fn error_text_from_haproxy_is_quoted_back() {
         let err = split("Permission denied\n\n", true).unwrap_err();
         assert_eq!(err, "unexpected reply from t: \"Permission denied\"");
-        let err = split("Unknown command: 'show stut'\n\n", true).unwrap_err();
+        let err = split("Unknown command, but maybe one of the following ones is a better match:\n  show stat\n\n", true).unwrap_err();
         assert!(err.contains("Unknown command"), "{err}");
     }
 

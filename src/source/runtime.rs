@@ -21,8 +21,35 @@ const CHUNK: usize = 64 * 1024;
 pub(super) fn query_unix(path: &Path, timeout: Duration) -> Result<RawReply, SourceError> {
     let deadline = Instant::now() + timeout;
     let target = path.display().to_string();
-    let stream = UnixStream::connect(path).map_err(|e| connect_error(&target, e, timeout))?;
+    let stream = connect_unix(path, deadline).map_err(|e| connect_error(&target, e, timeout))?;
     exchange(stream, &target, deadline, timeout)
+}
+
+/// `UnixStream::connect` blocks without limit once the listener's accept queue is full (a
+/// frozen HAProxy keeps 11 pending connections on its stats socket). Connecting
+/// non-blocking and retrying until the deadline keeps the source's timeout a promise.
+fn connect_unix(path: &Path, deadline: Instant) -> std::io::Result<UnixStream> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let address = SockAddr::unix(path)?;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+        socket.set_nonblocking(true)?;
+        match socket.connect(&address) {
+            Ok(()) => {
+                socket.set_nonblocking(false)?;
+                return Ok(UnixStream::from(std::os::fd::OwnedFd::from(socket)));
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                let Some(left) = remaining(deadline) else {
+                    return Err(ErrorKind::TimedOut.into());
+                };
+                std::thread::sleep(pause.min(left));
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 pub(super) fn query_tcp(addr: &str, timeout: Duration) -> Result<RawReply, SourceError> {

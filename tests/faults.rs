@@ -1,0 +1,666 @@
+//! hapwatch against broken peers and broken configs. No HAProxy needed: the peers are
+//! fake servers in threads (see `common/fake.rs`) that stay silent, trickle, cut the reply
+//! short, answer garbage, or are not there at all.
+//!
+//! Whatever goes wrong, hapwatch must say so on one stderr line naming the source, exit 1
+//! (2 for config errors), never print a partial snapshot, and never hang.
+
+mod common;
+
+use common::{
+    closed_addr, config_toml, fixture_bytes, json_rows, json_source, row_summary, FakeServer,
+    Hapwatch, Reply, Source, QUERY,
+};
+use std::time::Duration;
+
+/// The real reply of HAProxy 2.6.12 to `show info;show stat` (14 rows).
+const FULL_REPLY: &str = "haproxy-2.6/show-info-and-stat.txt";
+
+/// Hang guard for runs that should end after a 300 ms timeout. Not a performance
+/// assertion: it only has to tell "gave up at the deadline" from "waited forever".
+const HANG_GUARD: Duration = Duration::from_secs(5);
+
+/// What HAProxy 2.6 answers to an unknown command (captured from 2.6.12, abridged).
+const UNKNOWN_COMMAND: &str =
+    "Unknown command, but maybe one of the following ones is a better match:\n  \
+show env [var]                          : dump environment variables known to the process\n  \
+help [<command>]                        : list matching or all commands\n\n";
+
+fn socket_source(fake: &FakeServer) -> Source {
+    Source::new("fake")
+        .set("socket", fake.path().display().to_string())
+        .set("timeout", "300ms")
+}
+
+fn tcp_source(fake: &FakeServer) -> Source {
+    Source::new("fake")
+        .set("tcp", fake.addr().to_string())
+        .set("timeout", "300ms")
+}
+
+fn show(source: &Source) -> common::Output {
+    Hapwatch::new()
+        .config_text(config_toml(std::slice::from_ref(source)))
+        .arg("show")
+        .run()
+}
+
+/// The fixture reply cut after `len` bytes.
+fn cut_reply(len: usize) -> Vec<u8> {
+    let mut bytes = fixture_bytes(FULL_REPLY);
+    assert!(len < bytes.len(), "cut point {len} beyond the fixture");
+    bytes.truncate(len);
+    bytes
+}
+
+// ---------------------------------------------------------------------------------------
+// The happy path through the fakes: proves they are faithful enough to test against.
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_complete_reply_over_a_fake_unix_socket_is_read_in_full() {
+    let fake = FakeServer::unix(Reply::Bytes(fixture_bytes(FULL_REPLY)));
+    let out = Hapwatch::new()
+        .config_text(config_toml(&[socket_source(&fake)]))
+        .args(["show", "--format", "json"])
+        .run();
+    out.success().stderr_empty();
+    let doc = out.json();
+    let source = json_source(&doc, "fake");
+    assert_eq!(json_rows(source).len(), 14, "{source}");
+    assert_eq!(source["info"]["Version"], "2.6.12-1+deb12u4");
+    assert_eq!(source["info"]["Pid"], "5227");
+    let summary = row_summary(source);
+    assert_eq!(summary[6], "app-main/web4 server down [DOWN]");
+    assert_eq!(summary[8], "static/static1 server no_check [no check]");
+    assert_eq!(fake.requests(), [QUERY]);
+}
+
+#[test]
+fn a_complete_reply_over_a_fake_tcp_socket_is_read_in_full() {
+    let fake = FakeServer::tcp(Reply::Bytes(fixture_bytes(FULL_REPLY)));
+    let out = Hapwatch::new()
+        .config_text(config_toml(&[tcp_source(&fake)]))
+        .args(["check", "--connect"])
+        .run();
+    out.success().stderr_empty();
+    let second = out.stdout.lines().nth(1).unwrap_or_default();
+    let (summary, timing) = second.rsplit_once(" in ").expect("a timing suffix");
+    assert_eq!(
+        summary,
+        "source fake: HAProxy 2.6.12-1+deb12u4, 14 rows \
+         (2 frontends, 4 backends, 8 servers, 0 listeners)",
+        "{out:?}"
+    );
+    assert!(timing.ends_with(" ms"), "{out:?}");
+    assert_eq!(fake.requests(), [QUERY]);
+}
+
+#[test]
+fn hapwatch_only_ever_sends_the_read_only_query() {
+    // Whatever the reply, the bytes sent are exactly one `show info;show stat` line:
+    // nothing before it, nothing after it, and no second connection.
+    let replies = [
+        Reply::Bytes(fixture_bytes(FULL_REPLY)),
+        Reply::Bytes(cut_reply(3000)),
+        Reply::bytes("Permission denied\n\n"),
+        Reply::bytes(""),
+        Reply::Silent,
+    ];
+    for reply in replies {
+        let described = format!("{reply:?}").chars().take(60).collect::<String>();
+        let unix = FakeServer::unix(reply.clone());
+        let tcp = FakeServer::tcp(reply);
+        let out = Hapwatch::new()
+            .config_text(config_toml(&[
+                socket_source(&unix),
+                tcp_source(&tcp).set_name("fake-tcp"),
+            ]))
+            .args(["show", "--format", "json"])
+            .run();
+        out.finished_within(HANG_GUARD);
+        assert_eq!(unix.requests(), [QUERY], "unix, reply {described}");
+        assert_eq!(tcp.requests(), [QUERY], "tcp, reply {described}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Peers that never finish
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_socket_that_never_answers_times_out() {
+    let fake = FakeServer::unix(Reply::Silent);
+    let out = show(&socket_source(&fake));
+    out.status(1)
+        .stdout_empty()
+        .stderr_is(&format!(
+            "hapwatch: source fake: no complete reply from {} within 300ms (timeout)\n",
+            fake.path().display()
+        ))
+        .finished_within(HANG_GUARD);
+    assert!(
+        out.elapsed >= Duration::from_millis(300),
+        "gave up before the timeout: {out:?}"
+    );
+    assert_eq!(fake.requests(), [QUERY]);
+}
+
+#[test]
+fn a_tcp_peer_that_never_answers_times_out() {
+    let fake = FakeServer::tcp(Reply::Silent);
+    show(&tcp_source(&fake))
+        .status(1)
+        .stdout_empty()
+        .stderr_is(&format!(
+            "hapwatch: source fake: no complete reply from {} within 300ms (timeout)\n",
+            fake.addr()
+        ))
+        .finished_within(HANG_GUARD);
+}
+
+#[test]
+fn a_peer_trickling_bytes_cannot_hold_hapwatch_past_its_timeout() {
+    // 20 bytes every 50 ms: each read succeeds well within 300 ms, but the whole reply
+    // would take 15 s. The timeout must bound the whole exchange, not each read.
+    let fake = FakeServer::unix(Reply::Trickle {
+        bytes: fixture_bytes(FULL_REPLY),
+        chunk: 20,
+        pause: Duration::from_millis(50),
+    });
+    show(&socket_source(&fake))
+        .status(1)
+        .stdout_empty()
+        .stderr_is(&format!(
+            "hapwatch: source fake: no complete reply from {} within 300ms (timeout)\n",
+            fake.path().display()
+        ))
+        .finished_within(HANG_GUARD);
+}
+
+// ---------------------------------------------------------------------------------------
+// Peers that answer something wrong
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_reply_cut_in_the_middle_of_the_csv_is_rejected_whole() {
+    let full = fixture_bytes(FULL_REPLY);
+    let text = String::from_utf8_lossy(&full);
+    // Inside the `app-main,web3` row: the info block and several rows arrived intact.
+    let cut = text.find("app-main,web3,").expect("fixture has web3") + 30;
+    let fake = FakeServer::unix(Reply::Bytes(full[..cut].to_vec()));
+    for format in ["table", "csv"] {
+        show_with(&socket_source(&fake), &["--format", format])
+            .status(1)
+            .stdout_empty()
+            .stderr_is(&format!(
+                "hapwatch: source fake: truncated reply from {}: the connection closed before \
+                 the empty line that ends `show stat`; no partial snapshot is used\n",
+                fake.path().display()
+            ));
+    }
+}
+
+fn show_with(source: &Source, extra: &[&str]) -> common::Output {
+    Hapwatch::new()
+        .config_text(config_toml(std::slice::from_ref(source)))
+        .arg("show")
+        .args(extra)
+        .run()
+}
+
+#[test]
+fn every_kind_of_cut_reply_is_reported_as_truncated() {
+    let full = fixture_bytes(FULL_REPLY);
+    let text = String::from_utf8_lossy(&full).into_owned();
+    let info_end = text.find("\n\n").expect("info block end") + 2;
+    let stat_cut = "the connection closed before the empty line that ends `show stat`";
+    let cases: [(&str, usize, &str); 5] = [
+        (
+            "inside show info",
+            200,
+            "`show info` block has no terminating empty line",
+        ),
+        (
+            "after show info, before show stat",
+            info_end,
+            "`show stat` output missing after `show info`",
+        ),
+        ("inside the header line", info_end + 100, stat_cut),
+        // Every row is there, only the final empty line is missing.
+        ("before the final empty line", full.len() - 1, stat_cut),
+        // A row boundary: the CSV that arrived is well-formed, just short.
+        (
+            "at a row boundary",
+            text.find("app-main,web1,").expect("web1 row"),
+            stat_cut,
+        ),
+    ];
+    for (what, len, detail) in cases {
+        let fake = FakeServer::unix(Reply::Bytes(cut_reply(len)));
+        let out = show(&socket_source(&fake));
+        out.status(1).stdout_empty();
+        let want = format!(
+            "hapwatch: source fake: truncated reply from {}: {detail}; no partial snapshot is used\n",
+            fake.path().display()
+        );
+        assert_eq!(out.stderr, want, "cut {what} (at byte {len}): {out:?}");
+    }
+}
+
+#[test]
+fn a_reply_cut_over_tcp_is_reported_as_truncated() {
+    let fake = FakeServer::tcp(Reply::Bytes(cut_reply(3000)));
+    show(&tcp_source(&fake))
+        .status(1)
+        .stdout_empty()
+        .stderr_is(&format!(
+            "hapwatch: source fake: truncated reply from {}: the connection closed before \
+             the empty line that ends `show stat`; no partial snapshot is used\n",
+            fake.addr()
+        ));
+}
+
+#[test]
+fn an_unknown_command_reply_fails_the_source_and_is_quoted_back() {
+    // HAProxy 2.6's real wording. Whatever the category, the source must fail on one
+    // line that quotes what HAProxy said.
+    let fake = FakeServer::unix(Reply::bytes(UNKNOWN_COMMAND));
+    let out = show(&socket_source(&fake));
+    out.status(1)
+        .stdout_empty()
+        .stderr_line_count(1)
+        .stderr_contains("hapwatch: source fake: ")
+        .stderr_contains(
+            "\"Unknown command, but maybe one of the following ones is a better match:\"\n",
+        );
+}
+
+#[test]
+fn haproxy_2_unknown_command_reply_is_an_unexpected_reply() {
+    let fake = FakeServer::unix(Reply::bytes(UNKNOWN_COMMAND));
+    show(&socket_source(&fake))
+        .status(1)
+        .stdout_empty()
+        .stderr_is(&format!(
+            "hapwatch: source fake: unexpected reply from {}: \"Unknown command, but maybe one \
+             of the following ones is a better match:\"\n",
+            fake.path().display()
+        ));
+}
+
+#[test]
+fn an_old_style_unknown_command_reply_is_an_unexpected_reply() {
+    // HAProxy 1.x wording (no comma on the first line).
+    let fake = FakeServer::unix(Reply::bytes(
+        "Unknown command. Please enter one of the following commands only :\n  \
+         help           : this message\n  prompt         : toggle interactive mode with prompt\n\n",
+    ));
+    show(&socket_source(&fake))
+        .status(1)
+        .stdout_empty()
+        .stderr_is(&format!(
+            "hapwatch: source fake: unexpected reply from {}: \"Unknown command. Please enter \
+             one of the following commands only :\"\n",
+            fake.path().display()
+        ));
+}
+
+#[test]
+fn permission_denied_from_haproxy_is_quoted_back() {
+    // What HAProxy answers on a socket whose level is too low for a command.
+    let fake = FakeServer::unix(Reply::bytes("Permission denied\n\n"));
+    show(&socket_source(&fake)).status(1).stderr_is(&format!(
+        "hapwatch: source fake: unexpected reply from {}: \"Permission denied\"\n",
+        fake.path().display()
+    ));
+}
+
+#[test]
+fn an_empty_reply_is_reported_as_such() {
+    let fake = FakeServer::unix(Reply::bytes(""));
+    show(&socket_source(&fake))
+        .status(1)
+        .stdout_empty()
+        .stderr_is(&format!(
+            "hapwatch: source fake: empty reply from {}\n",
+            fake.path().display()
+        ));
+    assert_eq!(fake.requests(), [QUERY]);
+}
+
+#[test]
+fn a_blank_reply_is_reported_as_empty() {
+    let fake = FakeServer::tcp(Reply::bytes("\n\n"));
+    show(&tcp_source(&fake)).status(1).stderr_is(&format!(
+        "hapwatch: source fake: empty reply from {}\n",
+        fake.addr()
+    ));
+}
+
+// ---------------------------------------------------------------------------------------
+// Nobody there
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_tcp_port_where_nothing_listens_is_connection_refused() {
+    let addr = closed_addr();
+    let source = Source::new("fake")
+        .set("tcp", addr.to_string())
+        .set("timeout", "300ms");
+    show(&source)
+        .status(1)
+        .stdout_empty()
+        .stderr_is(&format!(
+            "hapwatch: source fake: cannot connect to {addr}: connection refused \
+             (nothing is listening; is haproxy running?)\n"
+        ))
+        .finished_within(HANG_GUARD);
+}
+
+#[test]
+fn a_missing_socket_path_is_no_such_socket() {
+    let dir = common::temp_dir();
+    let path = dir.path().join("admin.sock");
+    let source = Source::new("fake").set("socket", path.display().to_string());
+    show(&source).status(1).stdout_empty().stderr_is(&format!(
+        "hapwatch: source fake: cannot connect to {}: no such socket (is haproxy running, \
+         and does its `stats socket` line name this path?)\n",
+        path.display()
+    ));
+}
+
+#[test]
+fn a_stale_socket_file_left_by_a_dead_haproxy_is_connection_refused() {
+    let dir = common::temp_dir();
+    let path = dir.path().join("admin.sock");
+    drop(std::os::unix::net::UnixListener::bind(&path).expect("bind"));
+    assert!(
+        path.exists(),
+        "the socket file stays after its listener is gone"
+    );
+    let source = Source::new("fake").set("socket", path.display().to_string());
+    show(&source).status(1).stdout_empty().stderr_is(&format!(
+        "hapwatch: source fake: cannot connect to {}: connection refused \
+         (nothing is listening; is haproxy running?)\n",
+        path.display()
+    ));
+}
+
+#[test]
+fn a_relative_socket_path_resolves_against_the_config_directory() {
+    // The run's current directory is the config's directory too, so use a config in a
+    // subdirectory: a path resolved against the working directory would not exist.
+    let fake = FakeServer::unix(Reply::Bytes(fixture_bytes(FULL_REPLY)));
+    let run = Hapwatch::new();
+    let sub = run.dir().join("etc");
+    std::fs::create_dir(&sub).unwrap();
+    std::os::unix::fs::symlink(fake.path(), sub.join("lb.sock")).unwrap();
+    let config = sub.join("hapwatch.toml");
+    std::fs::write(
+        &config,
+        config_toml(&[Source::new("rel").set("socket", "lb.sock")]),
+    )
+    .unwrap();
+    let out = run
+        .config_path(&config)
+        .args(["show", "--format", "json"])
+        .run();
+    out.success();
+    assert_eq!(json_rows(json_source(&out.json(), "rel")).len(), 14);
+}
+
+// ---------------------------------------------------------------------------------------
+// The stats page, faked
+// ---------------------------------------------------------------------------------------
+
+fn http_source(fake: &FakeServer) -> Source {
+    Source::new("web")
+        .set("url", fake.url("/stats"))
+        .set("username", "admin")
+        .set("password", "env:HAPWATCH_TEST_PW")
+        .set("timeout", "300ms")
+}
+
+fn show_http(fake: &FakeServer) -> common::Output {
+    Hapwatch::new()
+        .config_text(config_toml(&[http_source(fake)]))
+        .env("HAPWATCH_TEST_PW", "s3cret")
+        .arg("show")
+        .run()
+}
+
+#[test]
+fn a_stats_page_answering_500_is_reported_with_its_status_and_body() {
+    let fake = FakeServer::http(Reply::http(
+        "500 Internal Server Error",
+        "text/html",
+        "<html><body><h1>500 Internal Server Error</h1>\nAn internal server error occurred.\n</body></html>\n",
+    ));
+    show_http(&fake)
+        .status(1)
+        .stdout_empty()
+        .stderr_is(&format!(
+            "hapwatch: source web: HTTP 500 from {}: \"<html><body><h1>500 Internal Server \
+         Error</h1>\\nAn internal server error occurred.\\n</body></html>\"\n",
+            fake.url("/stats;csv")
+        ));
+}
+
+#[test]
+fn a_real_haproxy_401_is_an_authentication_failure_and_credentials_were_sent() {
+    let fake = FakeServer::http(Reply::Bytes(fixture_bytes(
+        "haproxy-2.6/stats-http-401.txt",
+    )));
+    show_http(&fake)
+        .status(1)
+        .stdout_empty()
+        .stderr_is(&format!(
+            "hapwatch: source web: authentication failed (HTTP 401 from {}): check username \
+             and password\n",
+            fake.url("/stats;csv")
+        ))
+        .stderr_lacks("s3cret");
+    let requests = fake.requests_text();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let request = &requests[0];
+    assert!(
+        request.starts_with("GET /stats;csv HTTP/1.1\r\n"),
+        "{request}"
+    );
+    // base64("admin:s3cret")
+    assert!(
+        request
+            .to_ascii_lowercase()
+            .contains("\r\nauthorization: basic ywrtaw46cznjcmv0\r\n"),
+        "{request}"
+    );
+}
+
+#[test]
+fn a_stats_page_that_never_answers_times_out() {
+    let fake = FakeServer::http(Reply::Silent);
+    show_http(&fake)
+        .status(1)
+        .stdout_empty()
+        .stderr_is(&format!(
+            "hapwatch: source web: no complete reply from {} within 300ms (timeout)\n",
+            fake.url("/stats;csv")
+        ))
+        .finished_within(HANG_GUARD);
+}
+
+#[test]
+fn an_html_page_instead_of_csv_is_an_unexpected_reply() {
+    // A `url` pointing at the HTML stats page of another tool, say.
+    let fake = FakeServer::http(Reply::http(
+        "200 OK",
+        "text/html",
+        "<html><head><title>Statistics Report</title></head></html>\n",
+    ));
+    show_http(&fake)
+        .status(1)
+        .stdout_empty()
+        .stderr_is(&format!(
+            "hapwatch: source web: unexpected reply from {}: \"<html><head><title>Statistics \
+         Report</title></head></html>\"\n",
+            fake.url("/stats;csv")
+        ));
+}
+
+#[test]
+fn an_unset_password_variable_is_reported_without_connecting() {
+    let fake = FakeServer::http(Reply::Silent);
+    Hapwatch::new()
+        .config_text(config_toml(&[http_source(&fake)]))
+        .env_remove("HAPWATCH_TEST_PW")
+        .arg("show")
+        .run()
+        .status(1)
+        .stdout_empty()
+        .stderr_is(
+            "hapwatch: source web: environment variable HAPWATCH_TEST_PW is not set \
+             (the config refers to it as env:HAPWATCH_TEST_PW)\n",
+        );
+    assert!(fake.requests().is_empty(), "hapwatch connected anyway");
+}
+
+#[test]
+fn check_reports_an_unset_password_variable_once() {
+    let fake = FakeServer::http(Reply::Silent);
+    let out = Hapwatch::new()
+        .config_text(config_toml(&[http_source(&fake)]))
+        .env_remove("HAPWATCH_TEST_PW")
+        .arg("check")
+        .run();
+    out.status(1).stderr_is(
+        "hapwatch: source web: environment variable HAPWATCH_TEST_PW is not set \
+         (the config refers to it as env:HAPWATCH_TEST_PW)\n",
+    );
+    assert!(
+        fake.requests().is_empty(),
+        "check without --connect connected"
+    );
+}
+
+#[test]
+fn check_connect_reports_an_unset_password_variable_once() {
+    let fake = FakeServer::http(Reply::Silent);
+    Hapwatch::new()
+        .config_text(config_toml(&[http_source(&fake)]))
+        .env_remove("HAPWATCH_TEST_PW")
+        .args(["check", "--connect"])
+        .run()
+        .status(1)
+        .stderr_is(
+            "hapwatch: source web: environment variable HAPWATCH_TEST_PW is not set \
+             (the config refers to it as env:HAPWATCH_TEST_PW)\n",
+        );
+}
+
+// ---------------------------------------------------------------------------------------
+// Captured dumps
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_capture_on_standard_input_is_read() {
+    let out = Hapwatch::new()
+        .config_text(config_toml(&[Source::new("snap").set("file", "-")]))
+        .args(["show", "--format", "json"])
+        .stdin(fixture_bytes(FULL_REPLY))
+        .run();
+    out.success().stderr_empty();
+    let doc = out.json();
+    let source = json_source(&doc, "snap");
+    assert_eq!(json_rows(source).len(), 14);
+    assert_eq!(source["info"]["Name"], "HAProxy");
+}
+
+#[test]
+fn a_truncated_capture_file_is_rejected() {
+    let out = Hapwatch::new()
+        .config_text(config_toml(&[Source::new("snap").set("file", "cut.csv")]))
+        .file("cut.csv", fixture_bytes("haproxy-2.6/truncated.csv"))
+        .arg("show")
+        .run();
+    out.status(1).stdout_empty().stderr_line_count(1);
+    let path = out.config.as_ref().unwrap().with_file_name("cut.csv");
+    assert_eq!(
+        out.stderr,
+        format!(
+            "hapwatch: source snap: {}: line 8: 57 fields where the header has 129 \
+             (the dump is truncated or malformed)\n",
+            path.display()
+        ),
+        "{out:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Config errors
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn an_unknown_config_key_is_a_usage_error_with_its_position() {
+    let out = Hapwatch::new()
+        .config_text("[[source]]\nname = \"lb1\"\nsokcet = \"/run/haproxy/admin.sock\"\n")
+        .arg("show")
+        .run();
+    out.status(2).stdout_empty().stderr_is(&format!(
+        "hapwatch: {}:3:1: unknown key `sokcet` (did you mean `socket`?); valid keys here: \
+         name, socket, tcp, url, file, username, password, password_file, ca_file, insecure, \
+         timeout\n",
+        out.config_display()
+    ));
+}
+
+#[test]
+fn a_config_error_stops_check_before_any_connection() {
+    let fake = FakeServer::unix(Reply::Silent);
+    let text = format!(
+        "{}timeout = \"5\"\n",
+        config_toml(&[Source::new("fake").set("socket", fake.path().display().to_string())])
+    );
+    let out = Hapwatch::new()
+        .config_text(text)
+        .args(["check", "--connect"])
+        .run();
+    out.status(2).stdout_empty().stderr_line_count(1);
+    assert!(
+        out.stderr.starts_with(&format!(
+            "hapwatch: {}:4:11: invalid duration \"5\": missing unit",
+            out.config_display()
+        )),
+        "{out:?}"
+    );
+    assert!(fake.requests().is_empty(), "connected despite a bad config");
+}
+
+#[test]
+fn a_missing_config_file_is_a_usage_error() {
+    let run = Hapwatch::new();
+    let path = run.dir().join("nope.toml");
+    run.config_path(&path)
+        .arg("show")
+        .run()
+        .status(2)
+        .stderr_is(&format!(
+            "hapwatch: cannot read config {}: No such file or directory (os error 2) \
+         (pass -c PATH or set HAPWATCH_CONFIG; examples/demo/hapwatch.toml is a start)\n",
+            path.display()
+        ));
+}
+
+#[test]
+fn an_unknown_source_name_is_a_usage_error() {
+    let fake = FakeServer::unix(Reply::Silent);
+    let out = Hapwatch::new()
+        .config_text(config_toml(&[socket_source(&fake)]))
+        .args(["show", "--source", "lb9"])
+        .run();
+    out.status(2).stdout_empty().stderr_is(&format!(
+        "hapwatch: no source named \"lb9\" in {} (sources: fake)\n",
+        out.config_display()
+    ));
+    assert!(fake.requests().is_empty());
+}
