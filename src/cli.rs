@@ -16,6 +16,10 @@ pub struct Cli {
     #[arg(short, long, global = true, env = "HAPWATCH_CONFIG", default_value = DEFAULT_PATH)]
     pub config: PathBuf,
 
+    /// State file (overrides the config's [state] file).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -24,12 +28,84 @@ pub struct Cli {
 /// hapwatch's commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The cron job: read every source, evaluate the rules, update the state, notify.
+    Run(RunArgs),
     /// Print what HAProxy reports, as a table, JSON or CSV.
     Show(ShowArgs),
     /// Validate the config; with --connect, also read every source.
     Check(CheckArgs),
     /// Evaluate the rules on a captured snapshot: which rows match which rule.
     Eval(EvalArgs),
+    /// Silence alerts matching labels for a while (maintenance, logrotate).
+    #[command(subcommand)]
+    Silence(SilenceCommand),
+    /// Inspect or reset the state file.
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+/// `hapwatch run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Show what would happen (matches, state changes, notifications); change and send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output format of notifications printed on stdout and of --dry-run.
+    #[arg(long, value_enum, default_value_t = RunFormat::Text)]
+    pub format: RunFormat,
+    /// Pretend the run happens at this Unix time (seconds), e.g. to replay captures.
+    #[arg(long, value_name = "UNIX_TIME")]
+    pub now: Option<f64>,
+}
+
+/// Output formats of `run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunFormat {
+    /// For people (and cron mail).
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+/// `hapwatch silence …`.
+#[derive(Debug, Subcommand)]
+pub enum SilenceCommand {
+    /// Add a silence; prints its id.
+    Add {
+        /// LABEL=VALUE, LABEL!=VALUE, LABEL=~GLOB or LABEL!~GLOB (repeatable; all must match).
+        #[arg(long = "match", value_name = "MATCHER", required = true)]
+        matchers: Vec<String>,
+        /// How long, from now.
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        duration: std::time::Duration,
+        /// Why (shown by `silence list`).
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// List active silences.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = EvalFormat::Table)]
+        format: EvalFormat,
+    },
+    /// Remove a silence by id.
+    Remove {
+        /// The id `silence add` printed.
+        id: String,
+    },
+}
+
+/// `hapwatch state …`.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Print the alerts the state remembers (or the whole state as JSON).
+    Show {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = EvalFormat::Table)]
+        format: EvalFormat,
+    },
+    /// Forget every alert, sample and silence.
+    Reset,
 }
 
 /// `hapwatch eval`.

@@ -1,12 +1,18 @@
 //! What each command does: load the config, run the stages, render, pick the exit code.
 
-use crate::cli::{CheckArgs, EvalArgs, EvalFormat, ShowArgs, ShowFormat};
+use crate::cli::{
+    CheckArgs, EvalArgs, EvalFormat, RunArgs, RunFormat, ShowArgs, ShowFormat, SilenceCommand,
+    StateCommand,
+};
 use crate::config::{Config, Endpoint, SourceConfig};
+use crate::engine::{self, SourceResult};
 use crate::error::{Error, Exit};
 use crate::report::{self, Named};
 use crate::rules::Input;
 use crate::scope::Scope;
+use crate::silence::{Matcher, Silence};
 use crate::source::{self, Fetched};
+use crate::state::{self, Loaded, Lock, State};
 use crate::stats::ProxyType;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -35,7 +41,7 @@ pub fn show(config_path: &Path, args: &ShowArgs) -> Result<Exit, Error> {
         ShowFormat::Table => {
             let named: Vec<Named<'_>> = succeeded(&fetched).collect();
             if !named.is_empty() {
-                report::table(&mut out, &named, &scope)?;
+                report::table(&mut out, &named, &scope, fetched.len() > 1)?;
             }
         }
         ShowFormat::Json => {
@@ -67,19 +73,27 @@ pub fn show(config_path: &Path, args: &ShowArgs) -> Result<Exit, Error> {
 pub fn check(config_path: &Path, args: &CheckArgs) -> Result<Exit, Error> {
     let config = Config::load(config_path)?;
     let mut trouble = false;
-    for src in &config.sources {
-        if let Endpoint::Http(http) = &src.endpoint {
-            if let Some(Err(e)) = http.password.as_ref().map(|p| p.resolve()) {
-                eprintln!("hapwatch: source {}: {e}", src.name);
-                trouble = true;
+    // With --connect the fetch resolves each secret and reports a failure itself.
+    if !args.connect {
+        for src in &config.sources {
+            if let Endpoint::Http(http) = &src.endpoint {
+                if let Some(Err(e)) = http.password.as_ref().map(|p| p.resolve()) {
+                    eprintln!("hapwatch: source {}: {e}", src.name);
+                    trouble = true;
+                }
             }
         }
     }
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{}: OK ({}, {})",
+        "{}: {} ({}, {})",
         config.path.display(),
+        if trouble {
+            "valid, but secrets are missing"
+        } else {
+            "OK"
+        },
         plural(config.sources.len(), "source"),
         plural(config.rules.rules.len(), "rule"),
     )?;
@@ -244,4 +258,204 @@ fn succeeded(fetched: &[Fetched]) -> impl Iterator<Item = Named<'_>> {
             snapshot,
         })
     })
+}
+
+/// `hapwatch run`: lock the state, read every source, step the engine, save, and print
+/// the notifications (on stdout while no notifier is configured: cron mails them).
+pub fn run(config_path: &Path, state_path: Option<&Path>, args: &RunArgs) -> Result<Exit, Error> {
+    let config = Config::load(config_path)?;
+    config.require_sources()?;
+    let path = state_path.unwrap_or(&config.state.file);
+    let now = args.now.unwrap_or_else(unix_now);
+    let mut trouble = false;
+
+    // A dry run reads the state without locking or repairing it: the rename in `save`
+    // means it always sees a whole file.
+    let lock = if args.dry_run {
+        None
+    } else {
+        Some(Lock::acquire(path, config.state.lock_timeout)?)
+    };
+    let loaded = match &lock {
+        Some(lock) => lock.load()?,
+        None => state::peek(path)?,
+    };
+    let (mut current, quiet) = match loaded {
+        Loaded::Ok(s) => (s, false),
+        Loaded::Missing => (State::new(), false),
+        Loaded::Corrupt { moved_to, reason } => {
+            eprintln!(
+                "hapwatch: state file {} was unusable ({reason}); {} and starting from empty state without re-announcing alerts already firing",
+                path.display(),
+                if args.dry_run { "ignoring it".to_string() } else { format!("moved it to {}", moved_to.display()) }
+            );
+            trouble = true;
+            (State::new(), true)
+        }
+    };
+
+    let fetched = source::fetch_all(&config.sources);
+    trouble |= report_failures(&fetched);
+    let errors: Vec<String> = fetched
+        .iter()
+        .map(|f| {
+            f.result
+                .as_ref()
+                .err()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        })
+        .collect();
+    let results: Vec<SourceResult<'_>> = fetched
+        .iter()
+        .zip(&errors)
+        .map(|(f, error)| SourceResult {
+            name: &f.name,
+            result: f.result.as_ref().map_err(|_| error.clone()),
+        })
+        .collect();
+    let outcome = engine::step(&config, &mut current, now, &results, quiet);
+
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    if args.dry_run {
+        match args.format {
+            RunFormat::Text => report::dry_run(&mut out, &outcome)?,
+            RunFormat::Json => report::dry_run_json(&mut out, &outcome)?,
+        }
+    } else {
+        if let Some(lock) = &lock {
+            lock.save(&current)?;
+        }
+        match args.format {
+            RunFormat::Text => report::notifications(&mut out, &outcome.notifications)?,
+            RunFormat::Json if !outcome.notifications.is_empty() => {
+                serde_json::to_writer(
+                    &mut out,
+                    &serde_json::json!({ "notifications": outcome.notifications }),
+                )
+                .map_err(std::io::Error::from)?;
+                writeln!(out)?;
+            }
+            RunFormat::Json => {}
+        }
+    }
+    out.flush()?;
+    Ok(if trouble {
+        Exit::Trouble
+    } else {
+        Exit::Success
+    })
+}
+
+/// `hapwatch silence add|list|remove`.
+pub fn silence(
+    config_path: &Path,
+    state_path: Option<&Path>,
+    command: &SilenceCommand,
+) -> Result<Exit, Error> {
+    let config = Config::load(config_path)?;
+    let path = state_path.unwrap_or(&config.state.file);
+    let now = unix_now();
+    let lock = Lock::acquire(path, config.state.lock_timeout)?;
+    let mut current = match lock.load()? {
+        Loaded::Ok(s) => s,
+        Loaded::Missing => State::new(),
+        Loaded::Corrupt { moved_to, reason } => {
+            eprintln!(
+                "hapwatch: state file {} was unusable ({reason}); moved it to {}",
+                path.display(),
+                moved_to.display()
+            );
+            State::new()
+        }
+    };
+    current.silences.retain(|s| !s.expired(now));
+    let mut out = std::io::stdout().lock();
+    match command {
+        SilenceCommand::Add {
+            matchers,
+            duration,
+            comment,
+        } => {
+            let matchers = matchers
+                .iter()
+                .map(|m| Matcher::parse(m))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(Error::Usage)?;
+            let id = current.next_silence_id.to_string();
+            current.next_silence_id += 1;
+            current.silences.push(Silence {
+                id: id.clone(),
+                matchers,
+                starts_at: now,
+                ends_at: now + duration.as_secs_f64(),
+                comment: comment.clone(),
+                created_by: std::env::var("SUDO_USER")
+                    .or_else(|_| std::env::var("USER"))
+                    .unwrap_or_default(),
+            });
+            lock.save(&current)?;
+            writeln!(out, "{id}")?;
+        }
+        SilenceCommand::List { format } => {
+            lock.save(&current)?;
+            match format {
+                EvalFormat::Table => report::silences(&mut out, &current.silences, now)?,
+                EvalFormat::Json => {
+                    serde_json::to_writer_pretty(&mut out, &current.silences)
+                        .map_err(std::io::Error::from)?;
+                    writeln!(out)?;
+                }
+            }
+        }
+        SilenceCommand::Remove { id } => {
+            let before = current.silences.len();
+            current.silences.retain(|s| &s.id != id);
+            if current.silences.len() == before {
+                return Err(Error::Usage(format!(
+                    "no active silence with id {id:?} (see `hapwatch silence list`)"
+                )));
+            }
+            lock.save(&current)?;
+        }
+    }
+    Ok(Exit::Success)
+}
+
+/// `hapwatch state show|reset`.
+pub fn state(
+    config_path: &Path,
+    state_path: Option<&Path>,
+    command: &StateCommand,
+) -> Result<Exit, Error> {
+    let config = Config::load(config_path)?;
+    let path = state_path.unwrap_or(&config.state.file);
+    let mut out = std::io::stdout().lock();
+    match command {
+        StateCommand::Show { format } => {
+            let current = match state::peek(path)? {
+                Loaded::Ok(s) => s,
+                Loaded::Missing => State::new(),
+                Loaded::Corrupt { reason, .. } => {
+                    return Err(Error::Input(format!(
+                        "state file {} is unusable: {reason}",
+                        path.display()
+                    )))
+                }
+            };
+            match format {
+                EvalFormat::Table => report::state(&mut out, &current)?,
+                EvalFormat::Json => {
+                    serde_json::to_writer_pretty(&mut out, &current)
+                        .map_err(std::io::Error::from)?;
+                    writeln!(out)?;
+                }
+            }
+        }
+        StateCommand::Reset => {
+            let lock = Lock::acquire(path, config.state.lock_timeout)?;
+            lock.save(&State::new())?;
+        }
+    }
+    Ok(Exit::Success)
 }

@@ -23,6 +23,60 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// The `[[rule]]` entries, compiled.
     pub rules: RuleSet,
+    /// `[state]`: where and how the state file is kept.
+    pub state: StateSettings,
+    /// `[alerting]`: repeats, resolved notices, grouping, budget.
+    pub alerting: Alerting,
+}
+
+/// `[state]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateSettings {
+    /// The state file (default `/var/lib/hapwatch/state.json`).
+    pub file: PathBuf,
+    /// How long a run waits for another run's lock before giving up (default 30s).
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub lock_timeout: Duration,
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        StateSettings {
+            file: PathBuf::from("/var/lib/hapwatch/state.json"),
+            lock_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[alerting]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Alerting {
+    /// Re-announce a problem that lasts this long since its last notification (default 4h).
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub repeat_interval: Duration,
+    /// Announce recoveries (default true).
+    pub send_resolved: bool,
+    /// Labels that group one run's alerts into one notification (default alertname, source).
+    pub group_by: Vec<String>,
+    /// Beyond this many notifications in one run, the rest go into one digest (default 20).
+    pub max_notifications_per_run: usize,
+    /// How long a resolved alert is remembered (default 24h).
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub retention: Duration,
+}
+
+impl Default for Alerting {
+    fn default() -> Self {
+        Alerting {
+            repeat_interval: Duration::from_secs(4 * 3600),
+            send_resolved: true,
+            group_by: vec!["alertname".into(), "source".into()],
+            max_notifications_per_run: 20,
+            retention: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 /// One `[[source]]`: an HAProxy to read, or a captured dump.
@@ -109,6 +163,10 @@ struct RawConfig {
     source: Vec<Spanned<RawSource>>,
     #[serde(default)]
     include: Vec<Spanned<String>>,
+    #[serde(default)]
+    state: StateSettings,
+    #[serde(default)]
+    alerting: Alerting,
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
 }
@@ -203,6 +261,12 @@ impl Config {
                     ));
                 }
             }
+            if src.timeout.is_some_and(|t| t.is_zero()) {
+                return Err(at(
+                    offset,
+                    format!("source {name:?}: timeout must be more than 0s"),
+                ));
+            }
             sources.push(SourceConfig {
                 name,
                 endpoint,
@@ -244,10 +308,20 @@ impl Config {
                 .add(raw.rule, &included_text)
                 .map_err(|(offset, message)| in_included(offset, message))?;
         }
+        let mut state = raw.state;
+        state.file = base.join(&state.file);
+        if raw.alerting.max_notifications_per_run == 0 {
+            return Err(at(
+                0,
+                "[alerting] max_notifications_per_run must be at least 1".into(),
+            ));
+        }
         Ok(Config {
             path: path.to_path_buf(),
             sources,
             rules,
+            state,
+            alerting: raw.alerting,
         })
     }
 

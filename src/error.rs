@@ -28,6 +28,9 @@ pub enum Error {
     /// The command line names something the config does not have.
     #[error("{0}")]
     Usage(String),
+    /// The state file could not be locked, read or written.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     /// An input named on the command line could not be read.
     #[error("{0}")]
     Input(String),
@@ -41,7 +44,7 @@ impl Error {
     pub fn exit(&self) -> Exit {
         match self {
             Error::Config(_) | Error::Usage(_) => Exit::Usage,
-            Error::Input(_) | Error::Output(_) => Exit::Trouble,
+            Error::State(_) | Error::Input(_) | Error::Output(_) => Exit::Trouble,
         }
     }
 }

@@ -8,12 +8,16 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod duration;
+pub mod engine;
 pub mod error;
+pub mod message;
 pub mod report;
 pub mod rules;
 pub mod scope;
 pub mod secret;
+pub mod silence;
 pub mod source;
+pub mod state;
 pub mod stats;
 
 use cli::{Cli, Command};
@@ -21,7 +25,11 @@ use error::{Error, Exit};
 
 /// Runs one command and reports its failure, if any, as one line on stderr.
 pub fn run(cli: Cli) -> Exit {
+    let state = cli.state.as_deref();
     let result = match &cli.command {
+        Command::Run(args) => commands::run(&cli.config, state, args),
+        Command::Silence(cmd) => commands::silence(&cli.config, state, cmd),
+        Command::State(cmd) => commands::state(&cli.config, state, cmd),
         Command::Show(args) => commands::show(&cli.config, args),
         Command::Check(args) => commands::check(&cli.config, args),
         Command::Eval(args) => commands::eval(&cli.config, args),

@@ -15,10 +15,13 @@ pub struct Named<'a> {
     pub snapshot: &'a Snapshot,
 }
 
-/// Writes an aligned table of the selected rows. The SOURCE column appears only when
-/// more than one source is shown.
-pub fn table(out: &mut impl Write, sources: &[Named<'_>], scope: &Scope) -> io::Result<()> {
-    let with_source = sources.len() > 1;
+/// Writes an aligned table of the selected rows, with a SOURCE column if `with_source`.
+pub fn table(
+    out: &mut impl Write,
+    sources: &[Named<'_>],
+    scope: &Scope,
+    with_source: bool,
+) -> io::Result<()> {
     let mut lines: Vec<[String; 9]> = vec![[
         "SOURCE", "PROXY", "NAME", "TYPE", "STATUS", "SESS", "RATE", "CHECK", "LASTCHG",
     ]
@@ -223,6 +226,141 @@ pub fn alerts_table(out: &mut impl Write, alerts: &[crate::alert::Alert]) -> io:
                 .get("summary")
                 .cloned()
                 .unwrap_or_default(),
+        ]);
+    }
+    write_aligned(out, &lines, 0)
+}
+
+/// Prints each notification as text (subject line, then body), separated by blank lines.
+pub fn notifications(
+    out: &mut impl Write,
+    notifications: &[crate::engine::Notification],
+) -> io::Result<()> {
+    for (i, n) in notifications.iter().enumerate() {
+        if i > 0 {
+            writeln!(out)?;
+        }
+        writeln!(out, "{}", crate::message::subject(n))?;
+        write!(out, "{}", crate::message::body(n))?;
+    }
+    Ok(())
+}
+
+/// A dry run for people: each active alert and where it moves, then every notification.
+pub fn dry_run(out: &mut impl Write, outcome: &crate::engine::Outcome) -> io::Result<()> {
+    use crate::state::Status;
+    let status = |s: Option<Status>| match s {
+        None => "-",
+        Some(Status::Pending) => "pending",
+        Some(Status::Firing) => "firing",
+        Some(Status::Resolved) => "resolved",
+    };
+    writeln!(out, "Alerts ({} matching now):", outcome.active.len())?;
+    let mut lines: Vec<[String; 6]> =
+        vec![["RULE", "SOURCE", "ROW", "VALUE", "STATE", "SUMMARY"].map(String::from)];
+    for t in &outcome.transitions {
+        let alert = outcome.active.iter().find(|a| a.labels == t.labels);
+        let row = match (t.labels.get("proxy"), t.labels.get("server")) {
+            (Some(p), Some(s)) => format!("{p}/{s}"),
+            (Some(p), None) => p.clone(),
+            _ => "-".into(),
+        };
+        let mut moved = format!("{} -> {}", status(t.from), status(t.to));
+        if t.silenced {
+            moved.push_str(" (silenced)");
+        }
+        lines.push([
+            t.labels.get("alertname").cloned().unwrap_or_default(),
+            t.labels.get("source").cloned().unwrap_or_default(),
+            row,
+            alert
+                .and_then(|a| a.value.as_ref())
+                .map_or("-".into(), ToString::to_string),
+            moved,
+            alert
+                .and_then(|a| a.annotations.get("summary"))
+                .cloned()
+                .unwrap_or_default(),
+        ]);
+    }
+    write_aligned(out, &lines, 0)?;
+    writeln!(out, "\nNotifications ({}):", outcome.notifications.len())?;
+    for n in &outcome.notifications {
+        writeln!(
+            out,
+            "--- to {}",
+            if n.receivers.is_empty() {
+                "the default route".to_string()
+            } else {
+                n.receivers.join(", ")
+            }
+        )?;
+        writeln!(out, "{}", crate::message::subject(n))?;
+        write!(out, "{}", crate::message::body(n))?;
+    }
+    Ok(())
+}
+
+/// A dry run as one JSON document: active alerts, transitions, notifications.
+pub fn dry_run_json(out: &mut impl Write, outcome: &crate::engine::Outcome) -> io::Result<()> {
+    serde_json::to_writer_pretty(
+        &mut *out,
+        &serde_json::json!({
+            "alerts": outcome.active,
+            "transitions": outcome.transitions,
+            "notifications": outcome.notifications,
+        }),
+    )?;
+    writeln!(out)
+}
+
+/// Active silences: id, matchers, time left, comment.
+pub fn silences(
+    out: &mut impl Write,
+    silences: &[crate::silence::Silence],
+    now: f64,
+) -> io::Result<()> {
+    if silences.is_empty() {
+        return writeln!(out, "no active silences");
+    }
+    let mut lines: Vec<[String; 5]> =
+        vec![["ID", "MATCHERS", "ENDS IN", "BY", "COMMENT"].map(String::from)];
+    for s in silences {
+        let matchers: Vec<String> = s.matchers.iter().map(ToString::to_string).collect();
+        lines.push([
+            s.id.clone(),
+            matchers.join(" "),
+            format_secs((s.ends_at - now).max(0.0) as u64),
+            s.created_by.clone(),
+            s.comment.clone(),
+        ]);
+    }
+    write_aligned(out, &lines, 0)
+}
+
+/// The alerts a state remembers, one line each.
+pub fn state(out: &mut impl Write, state: &crate::state::State) -> io::Result<()> {
+    if let Some(at) = state.last_run {
+        writeln!(out, "last run: {}", crate::message::format_time(at))?;
+    }
+    if state.alerts.is_empty() {
+        return writeln!(out, "no alerts remembered");
+    }
+    let mut lines: Vec<[String; 5]> =
+        vec![["FINGERPRINT", "STATUS", "SINCE", "ALERT", "LABELS"].map(String::from)];
+    for (fingerprint, a) in &state.alerts {
+        let others: crate::alert::Labels = a
+            .labels
+            .iter()
+            .filter(|(k, _)| k.as_str() != "alertname")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        lines.push([
+            fingerprint.clone(),
+            format!("{:?}", a.status).to_lowercase(),
+            crate::message::format_time(a.resolved_at.or(a.firing_since).unwrap_or(a.active_since)),
+            a.labels.get("alertname").cloned().unwrap_or_default(),
+            crate::engine::format_labels(&others),
         ]);
     }
     write_aligned(out, &lines, 0)

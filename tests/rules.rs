@@ -1,6 +1,8 @@
 //! Rules over real captures: operators, absent fields, delta()/rate() across resets and
 //! reloads, templates, and every default rule in config/rules.toml.
 
+mod common;
+
 use hapwatch::alert::{Alert, Value};
 use hapwatch::config::Config;
 use hapwatch::rules::sample::Sample;
@@ -29,20 +31,10 @@ fn snap(name: &str) -> Snapshot {
 
 /// A capture with one field replaced, for conditions the lab never produced.
 fn edited(name: &str, proxy: &str, server: &str, column: &str, value: &str) -> Snapshot {
-    let text = fixture_text(name);
-    let header: Vec<&str> = text.lines().next().unwrap()[2..].split(',').collect();
-    let col = header.iter().position(|c| *c == column).unwrap();
-    let lines: Vec<String> = text
-        .lines()
-        .map(|line| {
-            let mut fields: Vec<&str> = line.split(',').collect();
-            if fields.len() > col && fields[0] == proxy && fields[1] == server {
-                fields[col] = value;
-            }
-            fields.join(",")
-        })
-        .collect();
-    snapshot_of(&(lines.join("\n") + "\n"), None)
+    snapshot_of(
+        &common::edit_capture(&fixture_text(name), proxy, server, column, value),
+        None,
+    )
 }
 
 fn config(rules: &str) -> Config {

@@ -402,6 +402,16 @@ impl RuleSet {
                 .render(name, template_vars(vars, row, env, &labels, value.as_ref()))
         };
         annotations.insert("summary".to_string(), render(&rule.summary));
+        // The row's status travels with the alert, so that messages can show it.
+        if !row.status().is_empty() {
+            annotations.insert("status".to_string(), row.status().to_string());
+        }
+        if let Some(check) = row.by_name("check_status") {
+            annotations.insert(
+                "check_status".to_string(),
+                check.strip_prefix("* ").unwrap_or(check).to_string(),
+            );
+        }
         if let Some(description) = &rule.description {
             annotations.insert("description".to_string(), render(description));
         }

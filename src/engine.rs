@@ -1,0 +1,364 @@
+//! One run, as a pure step: evaluate every source's dump, move each alert through its
+//! lifecycle in the state, and plan the notifications. `hapwatch run` calls it with live
+//! dumps and the state file; rule tests call it with captures and simulated time.
+
+use crate::alert::{Alert, Fingerprint, Labels, Value};
+use crate::config::Config;
+use crate::rules::{self, Hold, Input};
+use crate::state::{AlertState, State, Status};
+use crate::stats::Snapshot;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+
+/// What one source gave this run.
+pub struct SourceResult<'a> {
+    /// The source's name.
+    pub name: &'a str,
+    /// Its dump, or why there is none.
+    pub result: Result<&'a Snapshot, String>,
+}
+
+/// A notification to send: a group of alerts that started firing (or fire again after
+/// `repeat_interval`) or resolved in this run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// `{alertname="ServerDown",source="lb1"}`: the group's identity, stable across runs.
+    pub group_key: String,
+    /// The labels the group is formed on (`group_by`).
+    pub group_labels: Labels,
+    /// True for the digest that collects groups beyond `max_notifications_per_run`.
+    pub digest: bool,
+    /// Notifier names from the alerts' rules (empty: the default route).
+    pub receivers: Vec<String>,
+    /// Alerts firing (new, or repeated).
+    pub firing: Vec<Notice>,
+    /// Alerts resolved.
+    pub resolved: Vec<Notice>,
+    /// Unix time of the run that planned it.
+    pub created_at: f64,
+}
+
+/// One alert inside a notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notice {
+    /// Identity (16 hex digits, Alertmanager-compatible).
+    pub fingerprint: String,
+    /// Labels.
+    pub labels: Labels,
+    /// Rendered summary / description.
+    pub annotations: BTreeMap<String, String>,
+    /// The rule's value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+    /// When it started firing.
+    pub starts_at: f64,
+    /// When it resolved (resolved notices only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<f64>,
+    /// True when this re-announces a problem that lasts (`repeat_interval`).
+    #[serde(default)]
+    pub repeat: bool,
+}
+
+/// An alert's move in this run, for dry runs and rule tests.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Transition {
+    /// Identity.
+    pub labels: Labels,
+    /// Status before the run (`None`: new).
+    pub from: Option<Status>,
+    /// Status after the run (`None`: forgotten, e.g. a pending alert that cleared).
+    pub to: Option<Status>,
+    /// A silence holds its notifications back.
+    pub silenced: bool,
+}
+
+/// The result of a step.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Every alert whose condition holds now, in evaluation order.
+    pub active: Vec<Alert>,
+    /// Every alert that changed status (or stayed pending/firing), sorted by labels.
+    pub transitions: Vec<Transition>,
+    /// Notifications to send, sorted by group key; a digest, if any, comes last.
+    pub notifications: Vec<Notification>,
+}
+
+/// Runs one step at time `now` (Unix seconds). `quiet` marks alerts that fire in this
+/// step as already announced without planning notifications: used after a corrupt state
+/// file was set aside, so that losing the state does not flood everyone.
+pub fn step(
+    config: &Config,
+    state: &mut State,
+    now: f64,
+    sources: &[SourceResult<'_>],
+    quiet: bool,
+) -> Outcome {
+    let settings = &config.alerting;
+    let mut outcome = Outcome::default();
+    let mut failed: HashSet<&str> = HashSet::new();
+    for source in sources {
+        match source.result {
+            Ok(snapshot) => {
+                let input = Input {
+                    source: source.name,
+                    snapshot,
+                    previous: state.samples.get(source.name),
+                    now,
+                };
+                outcome.active.extend(config.rules.evaluate(&input, None));
+                state
+                    .samples
+                    .insert(source.name.to_string(), config.rules.sample(snapshot, now));
+            }
+            Err(ref error) => {
+                failed.insert(source.name);
+                outcome
+                    .active
+                    .push(rules::source_unreachable(source.name, error));
+            }
+        }
+    }
+    let configured: HashSet<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+    state
+        .samples
+        .retain(|name, _| configured.contains(name.as_str()));
+    state.silences.retain(|s| !s.expired(now));
+
+    let mut events: Vec<(Notice, bool, Vec<String>)> = Vec::new(); // (notice, firing?, receivers)
+    let mut seen: HashSet<String> = HashSet::new();
+    for alert in &outcome.active {
+        let fingerprint = alert.fingerprint().to_string();
+        if !seen.insert(fingerprint.clone()) {
+            continue;
+        }
+        let rule = config.rules.rules.iter().find(|r| r.name == alert.name());
+        let silenced = state
+            .silences
+            .iter()
+            .any(|s| s.silences(&alert.labels, now));
+        let previous = state.alerts.get(&fingerprint).map(|s| s.status);
+        let entry = state
+            .alerts
+            .entry(fingerprint.clone())
+            .and_modify(|s| {
+                if s.status == Status::Resolved {
+                    *s = new_episode(alert, now);
+                } else {
+                    s.runs += 1;
+                    s.last_seen = now;
+                }
+            })
+            .or_insert_with(|| new_episode(alert, now));
+        entry.labels = alert.labels.clone();
+        entry.annotations = alert.annotations.clone();
+        entry.value = alert.value.clone();
+        let hold = rule.map_or(Hold::Immediately, |r| r.hold);
+        if entry.status == Status::Pending && hold_met(hold, entry, now) {
+            entry.status = Status::Firing;
+            entry.firing_since = Some(now);
+        }
+        if entry.status == Status::Firing {
+            let repeat = entry.notified_at.is_some();
+            let due = entry
+                .notified_at
+                .is_none_or(|at| now - at >= settings.repeat_interval.as_secs_f64());
+            if due && !silenced {
+                entry.notified_at = Some(now);
+                if !quiet {
+                    let receivers = rule.map(|r| r.notify.clone()).unwrap_or_default();
+                    events.push((notice(&fingerprint, entry, repeat), true, receivers));
+                }
+            }
+        }
+        outcome.transitions.push(Transition {
+            labels: alert.labels.clone(),
+            from: previous,
+            to: Some(entry.status),
+            silenced,
+        });
+    }
+
+    let retention = settings.retention.as_secs_f64();
+    let mut forget = Vec::new();
+    for (fingerprint, entry) in state.alerts.iter_mut() {
+        if seen.contains(fingerprint) {
+            continue;
+        }
+        let source = entry.labels.get("source").map_or("", String::as_str);
+        let is_unreachable_alert = entry
+            .labels
+            .get("alertname")
+            .is_some_and(|n| n == rules::SOURCE_UNREACHABLE);
+        // A source we could not read tells nothing about its alerts: keep them as they are.
+        if failed.contains(source) && !is_unreachable_alert {
+            continue;
+        }
+        let rule = config
+            .rules
+            .rules
+            .iter()
+            .find(|r| Some(&r.name) == entry.labels.get("alertname"));
+        match entry.status {
+            Status::Pending => {
+                forget.push(fingerprint.clone());
+                outcome.transitions.push(Transition {
+                    labels: entry.labels.clone(),
+                    from: Some(Status::Pending),
+                    to: None,
+                    silenced: false,
+                });
+            }
+            Status::Firing => {
+                let keep = rule
+                    .and_then(|r| r.keep_firing_for)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                if now - entry.last_seen < keep {
+                    continue;
+                }
+                let silenced = state
+                    .silences
+                    .iter()
+                    .any(|s| s.silences(&entry.labels, now));
+                entry.status = Status::Resolved;
+                entry.resolved_at = Some(now);
+                entry.runs = 0;
+                if entry.notified_at.is_some() && settings.send_resolved && !silenced && !quiet {
+                    let receivers = rule.map(|r| r.notify.clone()).unwrap_or_default();
+                    events.push((notice(fingerprint, entry, false), false, receivers));
+                }
+                outcome.transitions.push(Transition {
+                    labels: entry.labels.clone(),
+                    from: Some(Status::Firing),
+                    to: Some(Status::Resolved),
+                    silenced,
+                });
+            }
+            Status::Resolved => {
+                if entry.resolved_at.is_none_or(|at| now - at > retention) {
+                    forget.push(fingerprint.clone());
+                }
+            }
+        }
+    }
+    for fingerprint in forget {
+        state.alerts.remove(&fingerprint);
+    }
+    state.last_run = Some(now);
+    outcome.transitions.sort_by(|a, b| a.labels.cmp(&b.labels));
+    outcome.notifications = plan(
+        events,
+        &settings.group_by,
+        settings.max_notifications_per_run,
+        now,
+    );
+    outcome
+}
+
+fn new_episode(alert: &Alert, now: f64) -> AlertState {
+    AlertState {
+        labels: alert.labels.clone(),
+        annotations: alert.annotations.clone(),
+        value: alert.value.clone(),
+        status: Status::Pending,
+        active_since: now,
+        firing_since: None,
+        last_seen: now,
+        runs: 1,
+        notified_at: None,
+        resolved_at: None,
+    }
+}
+
+fn hold_met(hold: Hold, entry: &AlertState, now: f64) -> bool {
+    match hold {
+        Hold::Immediately => true,
+        Hold::Runs(n) => entry.runs >= n,
+        Hold::For(d) => now - entry.active_since >= d.as_secs_f64(),
+    }
+}
+
+fn notice(fingerprint: &str, entry: &AlertState, repeat: bool) -> Notice {
+    Notice {
+        fingerprint: fingerprint.to_string(),
+        labels: entry.labels.clone(),
+        annotations: entry.annotations.clone(),
+        value: entry.value.clone(),
+        starts_at: entry.firing_since.unwrap_or(entry.active_since),
+        ends_at: entry
+            .resolved_at
+            .filter(|_| entry.status == Status::Resolved),
+        repeat,
+    }
+}
+
+/// Groups events by `group_by` labels and receivers; beyond `budget` groups, the rest
+/// go into one digest.
+fn plan(
+    events: Vec<(Notice, bool, Vec<String>)>,
+    group_by: &[String],
+    budget: usize,
+    now: f64,
+) -> Vec<Notification> {
+    let mut groups: BTreeMap<String, Notification> = BTreeMap::new();
+    for (notice, firing, receivers) in events {
+        let group_labels: Labels = group_by
+            .iter()
+            .filter_map(|name| notice.labels.get(name).map(|v| (name.clone(), v.clone())))
+            .collect();
+        let mut key = format_labels(&group_labels);
+        if !receivers.is_empty() {
+            key.push_str(&format!(":{}", receivers.join(",")));
+        }
+        let group = groups.entry(key.clone()).or_insert_with(|| Notification {
+            group_key: key,
+            group_labels,
+            digest: false,
+            receivers,
+            firing: Vec::new(),
+            resolved: Vec::new(),
+            created_at: now,
+        });
+        if firing {
+            group.firing.push(notice);
+        } else {
+            group.resolved.push(notice);
+        }
+    }
+    let mut notifications: Vec<Notification> = groups.into_values().collect();
+    for n in &mut notifications {
+        n.firing.sort_by(|a, b| a.labels.cmp(&b.labels));
+        n.resolved.sort_by(|a, b| a.labels.cmp(&b.labels));
+    }
+    let budget = budget.max(1);
+    if notifications.len() > budget {
+        let rest = notifications.split_off(budget - 1);
+        let mut receivers: Vec<String> = rest.iter().flat_map(|n| n.receivers.clone()).collect();
+        receivers.sort();
+        receivers.dedup();
+        notifications.push(Notification {
+            group_key: "{digest=\"true\"}".into(),
+            group_labels: [("digest".to_string(), "true".to_string())].into(),
+            digest: true,
+            receivers,
+            firing: rest.iter().flat_map(|n| n.firing.clone()).collect(),
+            resolved: rest.iter().flat_map(|n| n.resolved.clone()).collect(),
+            created_at: now,
+        });
+    }
+    notifications
+}
+
+/// `{a="1",b="2"}`.
+pub fn format_labels(labels: &Labels) -> String {
+    let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+impl Notification {
+    /// A stable id for the group, for mail threading and webhook group keys.
+    pub fn group_id(&self) -> String {
+        let labels: Labels = [("group".to_string(), self.group_key.clone())].into();
+        Fingerprint::of(&labels).to_string()
+    }
+}

@@ -1,0 +1,127 @@
+//! Plain-text rendering of a notification: a subject line and a body listing each alert.
+//! Used for mail, for chat messages, and for stdout when no notifier is configured.
+
+use crate::engine::{Notice, Notification};
+use std::fmt::Write;
+
+/// `[FIRING:3] ServerDown app-main (lb1)`, `[RESOLVED:1] …`, or `[FIRING:2, RESOLVED:1] …`.
+pub fn subject(n: &Notification) -> String {
+    let mut counts = Vec::new();
+    if !n.firing.is_empty() {
+        counts.push(format!("FIRING:{}", n.firing.len()));
+    }
+    if !n.resolved.is_empty() {
+        counts.push(format!("RESOLVED:{}", n.resolved.len()));
+    }
+    let all: Vec<&Notice> = n.firing.iter().chain(&n.resolved).collect();
+    let common = |label: &str| {
+        let first = all.first()?.labels.get(label)?;
+        all.iter()
+            .all(|a| a.labels.get(label) == Some(first))
+            .then_some(first.as_str())
+    };
+    let mut text = format!("[{}]", counts.join(", "));
+    if n.digest {
+        text.push_str(" hapwatch digest:");
+        let mut names: Vec<&str> = all
+            .iter()
+            .filter_map(|a| a.labels.get("alertname").map(String::as_str))
+            .collect();
+        names.sort();
+        names.dedup();
+        text.push(' ');
+        text.push_str(&names.join(", "));
+    } else if let Some(name) = common("alertname") {
+        text.push(' ');
+        text.push_str(name);
+    }
+    if let Some(proxy) = common("proxy") {
+        text.push(' ');
+        text.push_str(proxy);
+    }
+    if let Some(source) = common("source") {
+        text.push_str(&format!(" ({source})"));
+    }
+    one_line(&text)
+}
+
+/// The body: a FIRING section and a RESOLVED section, one entry per alert.
+pub fn body(n: &Notification) -> String {
+    let mut out = String::new();
+    for (title, notices) in [("FIRING", &n.firing), ("RESOLVED", &n.resolved)] {
+        if notices.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        let _ = writeln!(out, "{title} ({})", notices.len());
+        for notice in notices.iter() {
+            let _ = writeln!(out, "{}", entry(notice));
+        }
+    }
+    out
+}
+
+fn entry(notice: &Notice) -> String {
+    let label = |name: &str| notice.labels.get(name).map(String::as_str);
+    let annotation = |name: &str| {
+        notice
+            .annotations
+            .get(name)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let mut head = format!("- {}", label("alertname").unwrap_or("alert"));
+    match (label("proxy"), label("server")) {
+        (Some(p), Some(s)) => head.push_str(&format!(" {p}/{s}")),
+        (Some(p), None) => head.push_str(&format!(" {p}")),
+        _ => {}
+    }
+    if let Some(source) = label("source") {
+        head.push_str(&format!(" on {source}"));
+    }
+    let mut facts = Vec::new();
+    if let Some(status) = annotation("status") {
+        facts.push(format!("status {status}"));
+    }
+    if let Some(check) = annotation("check_status") {
+        facts.push(format!("check {check}"));
+    }
+    if let Some(value) = &notice.value {
+        facts.push(format!("value {value}"));
+    }
+    facts.push(format!("since {}", format_time(notice.starts_at)));
+    if let Some(ends) = notice.ends_at {
+        facts.push(format!("resolved {}", format_time(ends)));
+    }
+    if notice.repeat {
+        facts.push("still firing".into());
+    }
+    let mut text = format!("{}\n  {}", one_line(&head), one_line(&facts.join(", ")));
+    if let Some(summary) = annotation("summary") {
+        text.push_str(&format!("\n  {}", one_line(summary)));
+    }
+    if let Some(description) = annotation("description") {
+        for line in description.lines() {
+            text.push_str(&format!("\n  {line}"));
+        }
+    }
+    text
+}
+
+/// `2026-11-28 08:12:00 UTC`.
+pub fn format_time(unix: f64) -> String {
+    chrono::DateTime::from_timestamp(unix.floor() as i64, 0).map_or_else(
+        || format!("@{unix}"),
+        |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    )
+}
+
+/// Control characters (a newline in a server name or a check reply) become spaces, so
+/// that nothing HAProxy reports can break a subject line or forge a header.
+pub fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}

@@ -1,0 +1,560 @@
+//! `hapwatch run` over sequences of real captures (file sources rewritten between runs,
+//! simulated time with --now): each problem announced once, its recovery once.
+
+mod common;
+
+use common::{edit_capture, fixture_bytes, Hapwatch, Output};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use tempfile::TempDir;
+
+/// A config in a temp dir whose `file` sources are rewritten between runs.
+struct Scenario {
+    dir: TempDir,
+    config: PathBuf,
+    /// Real time, so that silences added with `silence add` line up with `--now`.
+    base: f64,
+}
+
+impl Scenario {
+    fn new(body: &str) -> Scenario {
+        let dir = common::temp_dir();
+        let config = dir.path().join("hapwatch.toml");
+        std::fs::write(&config, format!("{body}\n[state]\nfile = \"state.json\"\n")).unwrap();
+        let base = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as f64
+            // Runs happen "later" than any silence the test adds from the real clock.
+            + 2.0;
+        Scenario { dir, config, base }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Makes `name` hold a capture from tests/fixtures.
+    fn capture(&self, name: &str, fixture: &str) -> &Scenario {
+        std::fs::write(self.path(name), fixture_bytes(fixture)).unwrap();
+        self
+    }
+
+    fn write(&self, name: &str, contents: &str) -> &Scenario {
+        std::fs::write(self.path(name), contents).unwrap();
+        self
+    }
+
+    fn hapwatch(&self) -> Hapwatch {
+        Hapwatch::new().config_path(&self.config)
+    }
+
+    /// `hapwatch run --format json` at `base + at` seconds.
+    fn run_at(&self, at: f64) -> Output {
+        self.hapwatch()
+            .args([
+                "run",
+                "--format",
+                "json",
+                "--now",
+                &(self.base + at).to_string(),
+            ])
+            .run()
+    }
+
+    /// Runs at `at`, expects exit 0, and returns the notifications in short form.
+    fn notify(&self, at: f64) -> Vec<String> {
+        let out = self.run_at(at);
+        out.status(0);
+        summarize(&out)
+    }
+
+    fn state(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.path("state.json")).unwrap()).unwrap()
+    }
+}
+
+/// One string per notification: `RULE source: +proxy/server … -proxy/server …`, with
+/// `+` firing, `*` firing again (repeat), `-` resolved.
+fn summarize(out: &Output) -> Vec<String> {
+    if out.stdout.trim().is_empty() {
+        return Vec::new();
+    }
+    let doc = out.json();
+    doc["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let row = |a: &Value| {
+                let l = &a["labels"];
+                match l["server"].as_str() {
+                    Some(s) => format!("{}/{s}", l["proxy"].as_str().unwrap_or("")),
+                    None => l["proxy"]
+                        .as_str()
+                        .unwrap_or(l["source"].as_str().unwrap())
+                        .to_string(),
+                }
+            };
+            let mut parts = vec![format!(
+                "{}{}:",
+                if n["digest"].as_bool().unwrap() {
+                    "digest "
+                } else {
+                    ""
+                },
+                n["group_labels"]["alertname"].as_str().unwrap_or("")
+            )];
+            for a in n["firing"].as_array().unwrap() {
+                let mark = if a["repeat"].as_bool().unwrap_or(false) {
+                    "*"
+                } else {
+                    "+"
+                };
+                parts.push(format!("{mark}{}", row(a)));
+            }
+            for a in n["resolved"].as_array().unwrap() {
+                parts.push(format!("-{}", row(a)));
+            }
+            parts.join(" ")
+        })
+        .collect()
+}
+
+const DOWN_FOR_2_RUNS: &str = r#"
+[[source]]
+name = "lb1"
+file = "lb1.csv"
+
+[[rule]]
+name = "Down"
+scope = { type = "server", exclude_server = "web4" }
+when = 'state == "down"'
+for_runs = 2
+"#;
+
+#[test]
+fn announced_once_repeated_after_repeat_interval_resolved_once() {
+    let s = Scenario::new(DOWN_FOR_2_RUNS);
+    s.capture("lb1.csv", "haproxy-2.6/down-after-kill.csv");
+    assert_eq!(s.notify(0.0), Vec::<String>::new(), "one run is not two");
+    assert_eq!(
+        s.state()["alerts"]
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()["status"],
+        "pending"
+    );
+    assert_eq!(s.notify(60.0), ["Down: +app-main/web3"]);
+    for minute in 2..10 {
+        assert_eq!(
+            s.notify(60.0 * minute as f64),
+            Vec::<String>::new(),
+            "minute {minute}"
+        );
+    }
+    // Default repeat_interval: 4h after the first notification.
+    assert_eq!(s.notify(60.0 + 4.0 * 3600.0 - 1.0), Vec::<String>::new());
+    assert_eq!(s.notify(60.0 + 4.0 * 3600.0), ["Down: *app-main/web3"]);
+    s.capture("lb1.csv", "haproxy-2.6/check-in-progress.csv");
+    assert_eq!(s.notify(5.0 * 3600.0), ["Down: -app-main/web3"]);
+    for minute in 1..5 {
+        assert_eq!(
+            s.notify(5.0 * 3600.0 + 60.0 * minute as f64),
+            Vec::<String>::new()
+        );
+    }
+}
+
+#[test]
+fn a_pending_alert_that_clears_never_notifies() {
+    let s = Scenario::new(DOWN_FOR_2_RUNS);
+    s.capture("lb1.csv", "haproxy-2.6/down-after-kill.csv");
+    assert!(s.notify(0.0).is_empty());
+    s.capture("lb1.csv", "haproxy-2.6/check-in-progress.csv");
+    assert!(s.notify(60.0).is_empty());
+    assert!(s.notify(120.0).is_empty());
+    assert!(s.state()["alerts"].as_object().unwrap().is_empty());
+}
+
+#[test]
+fn keep_firing_for_bridges_a_short_recovery() {
+    let s = Scenario::new(
+        "[[source]]\nname = \"lb1\"\nfile = \"lb1.csv\"\n\n[[rule]]\nname = \"Down\"\nscope = { server = \"web3\" }\nwhen = 'state == \"down\"'\nkeep_firing_for = \"3m\"\n",
+    );
+    s.capture("lb1.csv", "haproxy-2.6/down-after-kill.csv");
+    assert_eq!(s.notify(0.0), ["Down: +app-main/web3"]);
+    s.capture("lb1.csv", "haproxy-2.6/check-in-progress.csv");
+    assert!(s.notify(60.0).is_empty(), "recovered 1 min: still firing");
+    s.capture("lb1.csv", "haproxy-2.6/down-after-kill.csv");
+    assert!(
+        s.notify(120.0).is_empty(),
+        "down again: same alert, no new notification"
+    );
+    s.capture("lb1.csv", "haproxy-2.6/check-in-progress.csv");
+    assert!(s.notify(180.0).is_empty());
+    assert!(s.notify(240.0).is_empty());
+    assert_eq!(
+        s.notify(300.0),
+        ["Down: -app-main/web3"],
+        "3 min after it was last seen down"
+    );
+}
+
+#[test]
+fn flaps_between_runs_are_caught_with_the_default_rules() {
+    let s = Scenario::new(&format!(
+        "include = [\"{}\"]\n\n[[source]]\nname = \"lb1\"\nfile = \"lb1.csv\"\n",
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config/rules.toml")
+            .display()
+    ));
+    s.capture("lb1.csv", "haproxy-2.6/up-going-down.csv");
+    assert_eq!(s.notify(0.0), ["ServerDown: +app-main/web3 +app-main/web4"]);
+    // Between these runs web1 and web2 went down and came back; web3 came back too.
+    s.capture("lb1.csv", "haproxy-2.6/check-in-progress.csv");
+    assert_eq!(
+        s.notify(60.0),
+        [
+            "ServerDown: -app-main/web3",
+            "ServerFlapped: +app-main/web1 +app-main/web2"
+        ]
+    );
+    assert_eq!(
+        s.notify(120.0),
+        ["ServerFlapped: -app-main/web1 -app-main/web2"]
+    );
+    assert!(s.notify(180.0).is_empty());
+}
+
+const FIVE_DOWN: &str = "[[source]]\nname = \"lb1\"\nfile = \"lb1.csv\"\n\n[[rule]]\nname = \"ServerDown\"\nscope = { type = \"server\" }\nwhen = 'state == \"down\"'\n";
+
+#[test]
+fn five_servers_down_at_once_make_one_notification() {
+    let s = Scenario::new(FIVE_DOWN);
+    let text = String::from_utf8(fixture_bytes("haproxy-2.6/backend-down.csv")).unwrap();
+    s.write(
+        "lb1.csv",
+        &edit_capture(&text, "api", "api1", "status", "DOWN"),
+    );
+    let out = s.run_at(0.0);
+    assert_eq!(
+        summarize(&out),
+        ["ServerDown: +api/api1 +app-main/web1 +app-main/web2 +app-main/web3 +app-main/web4"]
+    );
+    // The text form of the same notification, as cron would mail it.
+    let s2 = Scenario::new(FIVE_DOWN);
+    s2.write(
+        "lb1.csv",
+        &edit_capture(&text, "api", "api1", "status", "DOWN"),
+    );
+    let text_out = s2.hapwatch().args(["run", "--now", "1000000"]).run();
+    text_out
+        .status(0)
+        .stdout_contains("[FIRING:5] ServerDown (lb1)\nFIRING (5)\n- ServerDown api/api1 on lb1\n");
+}
+
+#[test]
+fn beyond_the_budget_notifications_become_one_digest() {
+    let s = Scenario::new(
+        "[alerting]\ngroup_by = [\"alertname\", \"server\"]\nmax_notifications_per_run = 2\n\n[[source]]\nname = \"lb1\"\nfile = \"lb1.csv\"\n\n[[rule]]\nname = \"ServerDown\"\nscope = { type = \"server\" }\nwhen = 'state == \"down\"'\n",
+    );
+    s.capture("lb1.csv", "haproxy-2.6/backend-down.csv");
+    assert_eq!(
+        s.notify(0.0),
+        [
+            "ServerDown: +app-main/web1",
+            "digest : +app-main/web2 +app-main/web3 +app-main/web4"
+        ]
+    );
+}
+
+#[test]
+fn silenced_alerts_keep_their_lifecycle_but_send_nothing() {
+    let s = Scenario::new(DOWN_FOR_2_RUNS.replace("for_runs = 2", "").as_str());
+    s.capture("lb1.csv", "haproxy-2.6/down-after-kill.csv");
+    let id = s
+        .hapwatch()
+        .args([
+            "silence",
+            "add",
+            "--match",
+            "proxy=app-main",
+            "--match",
+            "server=~web?",
+            "--for",
+            "30m",
+            "--comment",
+            "logrotate",
+        ])
+        .run();
+    id.status(0);
+    let id = id.stdout.trim().to_string();
+    assert_eq!(id, "1");
+    s.hapwatch()
+        .args(["silence", "list"])
+        .run()
+        .status(0)
+        .stdout_contains("proxy=app-main server=~web?")
+        .stdout_contains("logrotate");
+    assert!(s.notify(0.0).is_empty(), "silenced");
+    assert_eq!(
+        s.state()["alerts"]
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()["status"],
+        "firing"
+    );
+    assert!(s.notify(60.0).is_empty());
+    s.hapwatch()
+        .args(["silence", "remove", &id])
+        .run()
+        .status(0);
+    s.hapwatch()
+        .args(["silence", "remove", &id])
+        .run()
+        .status(2)
+        .stderr_contains("no active silence with id \"1\"");
+    // The problem outlived the silence: it is announced now, once.
+    assert_eq!(s.notify(120.0), ["Down: +app-main/web3"]);
+    assert!(s.notify(180.0).is_empty());
+}
+
+#[test]
+fn a_silence_expires_by_itself() {
+    let s = Scenario::new(DOWN_FOR_2_RUNS.replace("for_runs = 2", "").as_str());
+    s.capture("lb1.csv", "haproxy-2.6/down-after-kill.csv");
+    s.hapwatch()
+        .args(["silence", "add", "--match", "server=web3", "--for", "10m"])
+        .run()
+        .status(0);
+    assert!(s.notify(0.0).is_empty());
+    assert_eq!(s.notify(11.0 * 60.0), ["Down: +app-main/web3"]);
+    assert!(
+        s.state()["silences"].as_array().unwrap().is_empty(),
+        "expired silences are cleaned up"
+    );
+}
+
+#[test]
+fn an_unreachable_source_freezes_its_alerts_and_raises_one_alert() {
+    let s = Scenario::new(
+        "[[source]]\nname = \"lb1\"\nfile = \"lb1.csv\"\n\n[[source]]\nname = \"lb2\"\nfile = \"lb2.csv\"\n\n[[rule]]\nname = \"Down\"\nscope = { type = \"server\" }\nwhen = 'state == \"down\"'\n",
+    );
+    s.capture("lb1.csv", "haproxy-2.6/show-stat.csv");
+    s.capture("lb2.csv", "haproxy-2.6/backend-down.csv");
+    assert_eq!(
+        s.notify(0.0),
+        [
+            "Down: +app-main/web4",
+            "Down: +app-main/web1 +app-main/web2 +app-main/web3 +app-main/web4"
+        ]
+    );
+    std::fs::remove_file(s.path("lb2.csv")).unwrap();
+    let out = s.run_at(60.0);
+    out.status(1)
+        .stderr_contains("hapwatch: source lb2: I/O error on")
+        .stderr_line_count(1);
+    assert_eq!(
+        summarize(&out),
+        ["SourceUnreachable: +lb2"],
+        "and no resolved for lb2's servers"
+    );
+    let out = s.run_at(120.0);
+    out.status(1);
+    assert!(summarize(&out).is_empty(), "announced once");
+    s.capture("lb2.csv", "haproxy-2.6/backend-down.csv");
+    assert_eq!(
+        s.notify(180.0),
+        ["SourceUnreachable: -lb2"],
+        "its servers are still down: nothing new"
+    );
+    s.capture("lb2.csv", "haproxy-2.6/check-in-progress.csv");
+    assert_eq!(
+        s.notify(240.0),
+        ["Down: -app-main/web1 -app-main/web2 -app-main/web3"]
+    );
+}
+
+#[test]
+fn a_reload_between_runs_causes_no_rate_spike() {
+    let s = Scenario::new(&format!(
+        "include = [\"{}\"]\n\n[[source]]\nname = \"lb1\"\nfile = \"lb1.txt\"\n",
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config/rules.toml")
+            .display()
+    ));
+    let with_info = |info: &str, csv: &str| {
+        let mut text = String::from_utf8(fixture_bytes(info)).unwrap();
+        text.push_str(&String::from_utf8(fixture_bytes(csv)).unwrap());
+        text
+    };
+    s.write(
+        "lb1.txt",
+        &with_info(
+            "haproxy-2.6/series/info-before-reload.txt",
+            "haproxy-2.6/series/t5.csv",
+        ),
+    );
+    assert_eq!(s.notify(0.0), ["ServerDown: +app-main/web4"]);
+    s.write(
+        "lb1.txt",
+        &with_info(
+            "haproxy-2.6/series/info-after-reload.txt",
+            "haproxy-2.6/series/t6-after-reload.csv",
+        ),
+    );
+    assert!(
+        s.notify(60.0).is_empty(),
+        "1439 sessions in 60 s after the reload: 24/s, no spike, no flap"
+    );
+    // The same rule does fire on a real burst: t1 -> t2 one second apart.
+    s.capture("lb1.txt", "haproxy-2.6/series/t1.csv");
+    assert!(s
+        .notify(1000.0)
+        .contains(&"ServerFlapped: +app-main/web1 +app-main/web2 +app-main/web3".to_string()));
+    s.capture("lb1.txt", "haproxy-2.6/series/t2.csv");
+    assert_eq!(
+        s.notify(1001.0),
+        [
+            "ServerFlapped: -app-main/web1 -app-main/web2 -app-main/web3",
+            "SessionRateHigh: +fe-web"
+        ]
+    );
+}
+
+#[test]
+fn a_corrupt_state_file_is_moved_aside_without_a_flood() {
+    let s = Scenario::new(DOWN_FOR_2_RUNS.replace("for_runs = 2", "").as_str());
+    s.capture("lb1.csv", "haproxy-2.6/down-after-kill.csv");
+    assert_eq!(s.notify(0.0), ["Down: +app-main/web3"]);
+    s.write("state.json", "{\"version\": 1, \"alerts\": {\"x\": tru");
+    let out = s.run_at(60.0);
+    out.status(1)
+        .stderr_contains("was unusable (it is not valid state JSON")
+        .stderr_contains("state.json.corrupt-");
+    assert!(
+        summarize(&out).is_empty(),
+        "alerts already firing are not re-announced"
+    );
+    let moved: Vec<_> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("state.json.corrupt-"))
+        .collect();
+    assert_eq!(moved.len(), 1);
+    assert!(s.notify(120.0).is_empty());
+    s.capture("lb1.csv", "haproxy-2.6/check-in-progress.csv");
+    assert_eq!(
+        s.notify(180.0),
+        ["Down: -app-main/web3"],
+        "its recovery is still announced"
+    );
+    s.write("state.json", "{\"version\": 7}");
+    s.run_at(240.0)
+        .status(1)
+        .stderr_contains("it has version 7, this hapwatch reads version 1");
+}
+
+#[test]
+fn dry_run_changes_nothing_and_shows_what_would_happen() {
+    let s = Scenario::new(DOWN_FOR_2_RUNS);
+    s.capture("lb1.csv", "haproxy-2.6/down-after-kill.csv");
+    s.notify(0.0);
+    let before = std::fs::read(s.path("state.json")).unwrap();
+    let out = s
+        .hapwatch()
+        .args(["run", "--dry-run", "--now", &(s.base + 60.0).to_string()])
+        .run();
+    out.status(0)
+        .stdout_contains("Down  lb1     app-main/web3  down   pending -> firing  Down on lb1: app-main/web3 is DOWN (value down)")
+        .stdout_contains("Notifications (1):\n--- to the default route\n[FIRING:1] Down app-main (lb1)\n");
+    assert_eq!(
+        std::fs::read(s.path("state.json")).unwrap(),
+        before,
+        "state untouched"
+    );
+    assert_eq!(
+        s.notify(60.0),
+        ["Down: +app-main/web3"],
+        "the real run does what the dry run showed"
+    );
+}
+
+#[test]
+fn state_show_and_reset() {
+    let s = Scenario::new(DOWN_FOR_2_RUNS.replace("for_runs = 2", "").as_str());
+    s.capture("lb1.csv", "haproxy-2.6/down-after-kill.csv");
+    s.notify(0.0);
+    s.hapwatch()
+        .args(["state", "show"])
+        .run()
+        .status(0)
+        .stdout_contains("firing")
+        .stdout_contains("server=\"web3\"");
+    let json = s
+        .hapwatch()
+        .args(["state", "show", "--format", "json"])
+        .run();
+    assert_eq!(json.status(0).json()["version"], 1);
+    s.hapwatch().args(["state", "reset"]).run().status(0);
+    s.hapwatch()
+        .args(["state", "show"])
+        .run()
+        .status(0)
+        .stdout_contains("no alerts remembered");
+}
+
+#[test]
+fn concurrent_runs_serialize_on_the_lock() {
+    let s = Scenario::new(DOWN_FOR_2_RUNS.replace("for_runs = 2", "").as_str());
+    s.capture("lb1.csv", "haproxy-2.6/down-after-kill.csv");
+    let binary = env!("CARGO_BIN_EXE_hapwatch");
+    for round in 0..25 {
+        let _ = std::fs::remove_file(s.path("state.json"));
+        let now = (s.base + round as f64).to_string();
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                std::process::Command::new(binary)
+                    .args([
+                        "-c",
+                        s.config.to_str().unwrap(),
+                        "run",
+                        "--format",
+                        "json",
+                        "--now",
+                        &now,
+                    ])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outputs: Vec<_> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect();
+        let mut announced = 0;
+        for out in &outputs {
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8_lossy(&out.stdout);
+            announced += text.matches("\"alertname\":\"Down\"").count() / 2; // labels + group_labels
+        }
+        assert_eq!(
+            announced, 1,
+            "round {round}: exactly one of the two runs announces"
+        );
+        let state = s.state();
+        assert_eq!(state["version"], 1);
+        assert_eq!(state["alerts"].as_object().unwrap().len(), 1);
+    }
+}
