@@ -42,6 +42,11 @@ pub enum Command {
     /// Inspect or reset the state file.
     #[command(subcommand)]
     State(StateCommand),
+    /// Send a clearly marked test notification through one notifier.
+    NotifyTest {
+        /// The notifier's name (`[notifier.NAME]`).
+        name: String,
+    },
 }
 
 /// `hapwatch run`.

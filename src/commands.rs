@@ -7,6 +7,7 @@ use crate::cli::{
 use crate::config::{Config, Endpoint, SourceConfig};
 use crate::engine::{self, SourceResult};
 use crate::error::{Error, Exit};
+use crate::notify;
 use crate::report::{self, Named};
 use crate::rules::Input;
 use crate::scope::Scope;
@@ -314,13 +315,34 @@ pub fn run(config_path: &Path, state_path: Option<&Path>, args: &RunArgs) -> Res
             result: f.result.as_ref().map_err(|_| error.clone()),
         })
         .collect();
+    let interval = current.last_run.map_or(60.0, |last| now - last);
     let outcome = engine::step(&config, &mut current, now, &results, quiet);
+    let planned = notify::plan(&config, &current, &outcome.notifications, now, interval);
 
     let mut out = BufWriter::new(std::io::stdout().lock());
     if args.dry_run {
+        let rendered: Vec<(String, Result<notify::Message, String>)> = planned
+            .iter()
+            .filter_map(|(name, payload)| {
+                let notifier = config.notifiers.get(name)?;
+                Some((
+                    name.clone(),
+                    notify::render(&config.notifiers, notifier, payload, false),
+                ))
+            })
+            .collect();
         match args.format {
-            RunFormat::Text => report::dry_run(&mut out, &outcome)?,
-            RunFormat::Json => report::dry_run_json(&mut out, &outcome)?,
+            RunFormat::Text => report::dry_run(&mut out, &outcome, &rendered)?,
+            RunFormat::Json => report::dry_run_json(&mut out, &outcome, &planned)?,
+        }
+    } else if !config.notifiers.is_empty() {
+        let delivered = notify::deliver(&config, &mut current, planned, now);
+        for line in delivered.failed.iter().chain(&delivered.expired) {
+            eprintln!("hapwatch: {line}");
+        }
+        trouble |= !delivered.failed.is_empty() || !delivered.expired.is_empty();
+        if let Some(lock) = &lock {
+            lock.save(&current)?;
         }
     } else {
         if let Some(lock) = &lock {
@@ -458,4 +480,20 @@ pub fn state(
         }
     }
     Ok(Exit::Success)
+}
+
+/// `hapwatch notify-test NAME`: one clearly marked test notification through one notifier.
+pub fn notify_test(config_path: &Path, name: &str) -> Result<Exit, Error> {
+    let config = Config::load(config_path)?;
+    match notify::notify_test(&config, name, unix_now()) {
+        Ok(done) => {
+            println!("sent: {done}");
+            Ok(Exit::Success)
+        }
+        Err(e) if config.notifiers.get(name).is_none() => Err(Error::Usage(e)),
+        Err(e) => {
+            eprintln!("hapwatch: notifier {name}: {e}");
+            Ok(Exit::Trouble)
+        }
+    }
 }

@@ -1,8 +1,10 @@
 //! The TOML configuration: loading, validation, and errors that point at the line.
 
+use crate::notify::{Kind, Notifiers, RawNotifier, Routes};
 use crate::rules::{RawRule, RuleSet};
 use crate::secret::SecretRef;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +29,8 @@ pub struct Config {
     pub state: StateSettings,
     /// `[alerting]`: repeats, resolved notices, grouping, budget.
     pub alerting: Alerting,
+    /// `[notifier.NAME]` entries and `[routes]`.
+    pub notifiers: Notifiers,
 }
 
 /// `[state]`.
@@ -65,6 +69,10 @@ pub struct Alerting {
     /// How long a resolved alert is remembered (default 24h).
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub retention: Duration,
+    /// How long an undelivered notification is retried before it is dropped, loudly
+    /// (default 24h).
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub outbox_max_age: Duration,
 }
 
 impl Default for Alerting {
@@ -75,6 +83,7 @@ impl Default for Alerting {
             group_by: vec!["alertname".into(), "source".into()],
             max_notifications_per_run: 20,
             retention: Duration::from_secs(24 * 3600),
+            outbox_max_age: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -167,6 +176,10 @@ struct RawConfig {
     state: StateSettings,
     #[serde(default)]
     alerting: Alerting,
+    #[serde(default)]
+    routes: Option<Spanned<BTreeMap<String, Vec<String>>>>,
+    #[serde(default)]
+    notifier: BTreeMap<String, Spanned<RawNotifier>>,
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
 }
@@ -308,6 +321,8 @@ impl Config {
                 .add(raw.rule, &included_text)
                 .map_err(|(offset, message)| in_included(offset, message))?;
         }
+        let notifiers =
+            build_notifiers(raw.notifier, raw.routes, &rules, base, private, text, &at)?;
         let mut state = raw.state;
         state.file = base.join(&state.file);
         if raw.alerting.max_notifications_per_run == 0 {
@@ -322,6 +337,7 @@ impl Config {
             rules,
             state,
             alerting: raw.alerting,
+            notifiers,
         })
     }
 
@@ -342,6 +358,82 @@ impl Config {
     pub fn source(&self, name: &str) -> Option<&SourceConfig> {
         self.sources.iter().find(|s| s.name == name)
     }
+}
+
+/// Builds `[notifier.*]` and `[routes]`, and checks every notifier name a rule, route or
+/// fallback mentions.
+fn build_notifiers(
+    raw: BTreeMap<String, Spanned<RawNotifier>>,
+    routes: Option<Spanned<BTreeMap<String, Vec<String>>>>,
+    rules: &RuleSet,
+    base: &Path,
+    private: bool,
+    text: &str,
+    at: &dyn Fn(usize, String) -> ConfigError,
+) -> Result<Notifiers, ConfigError> {
+    let mut notifiers = Notifiers::default();
+    let mut fallbacks = Vec::new();
+    for (name, spanned) in raw {
+        let offset = spanned.span().start;
+        let raw = spanned.into_inner();
+        if let Some((fallback, fallback_at)) = raw.fallback() {
+            fallbacks.push((name.clone(), fallback.to_string(), fallback_at));
+        }
+        let notifier = raw
+            .build(&name, base, private, &mut notifiers.templates)
+            .map_err(|m| at(offset, format!("notifier {name:?}: {m}")))?;
+        notifiers.list.push(notifier);
+    }
+    let names: Vec<&str> = notifiers.list.iter().map(|n| n.name.as_str()).collect();
+    let unknown = |name: &str| {
+        format!(
+            "no notifier named {name:?}{} (notifiers: {})",
+            crate::rules::expr::suggest(name, names.iter().copied()),
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        )
+    };
+    for (name, fallback, offset) in &fallbacks {
+        let target = notifiers.get(fallback).ok_or_else(|| {
+            at(
+                *offset,
+                format!("notifier {name:?}: fallback: {}", unknown(fallback)),
+            )
+        })?;
+        let source = notifiers.get(name).expect("built above");
+        if fallback == name
+            || matches!(target.kind, Kind::Alertmanager(_))
+            || matches!(source.kind, Kind::Alertmanager(_))
+        {
+            return Err(at(
+                *offset,
+                format!("notifier {name:?}: fallback must be another smtp or webhook notifier (Alertmanager re-sends every run by itself)"),
+            ));
+        }
+    }
+    for rule in &rules.rules {
+        if let Some(bad) = rule.notify.iter().find(|n| notifiers.get(n).is_none()) {
+            let offset = text.lines().take(rule.line - 1).map(|l| l.len() + 1).sum();
+            return Err(at(
+                offset,
+                format!("rule {:?}: notify: {}", rule.name, unknown(bad)),
+            ));
+        }
+    }
+    if let Some(routes) = routes {
+        let offset = routes.span().start;
+        let by_severity = routes.into_inner();
+        for name in by_severity.values().flatten() {
+            if notifiers.get(name).is_none() {
+                return Err(at(offset, format!("[routes]: {}", unknown(name))));
+            }
+        }
+        notifiers.routes = Routes { by_severity };
+    }
+    Ok(notifiers)
 }
 
 fn endpoint(src: &RawSource, base: &Path) -> Result<Endpoint, String> {

@@ -10,7 +10,9 @@ pub mod config;
 pub mod duration;
 pub mod engine;
 pub mod error;
+pub mod http;
 pub mod message;
+pub mod notify;
 pub mod report;
 pub mod rules;
 pub mod scope;
@@ -30,6 +32,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Run(args) => commands::run(&cli.config, state, args),
         Command::Silence(cmd) => commands::silence(&cli.config, state, cmd),
         Command::State(cmd) => commands::state(&cli.config, state, cmd),
+        Command::NotifyTest { name } => commands::notify_test(&cli.config, name),
         Command::Show(args) => commands::show(&cli.config, args),
         Command::Check(args) => commands::check(&cli.config, args),
         Command::Eval(args) => commands::eval(&cli.config, args),

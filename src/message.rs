@@ -125,3 +125,13 @@ pub fn one_line(text: &str) -> String {
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
 }
+
+/// `2026-11-28T08:12:00.000Z`, as JSON payloads and Alertmanager want it.
+pub fn rfc3339(unix: f64) -> String {
+    let secs = unix.floor();
+    let nanos = ((unix - secs) * 1e9).round().clamp(0.0, 999_999_999.0) as u32;
+    chrono::DateTime::from_timestamp(secs as i64, nanos).map_or_else(
+        || "0001-01-01T00:00:00Z".to_string(),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
+}

@@ -246,8 +246,13 @@ pub fn notifications(
     Ok(())
 }
 
-/// A dry run for people: each active alert and where it moves, then every notification.
-pub fn dry_run(out: &mut impl Write, outcome: &crate::engine::Outcome) -> io::Result<()> {
+/// A dry run for people: each active alert and where it moves, every notification, and
+/// every message each notifier would send (secrets redacted).
+pub fn dry_run(
+    out: &mut impl Write,
+    outcome: &crate::engine::Outcome,
+    rendered: &[(String, Result<crate::notify::Message, String>)],
+) -> io::Result<()> {
     use crate::state::Status;
     let status = |s: Option<Status>| match s {
         None => "-",
@@ -298,17 +303,70 @@ pub fn dry_run(out: &mut impl Write, outcome: &crate::engine::Outcome) -> io::Re
         writeln!(out, "{}", crate::message::subject(n))?;
         write!(out, "{}", crate::message::body(n))?;
     }
+    if !rendered.is_empty() {
+        writeln!(out, "\nMessages ({}):", rendered.len())?;
+    }
+    for (notifier, message) in rendered {
+        match message {
+            Ok(crate::notify::Message::Mail(mail)) => {
+                writeln!(out, "--- notifier {notifier}: mail")?;
+                writeln!(out, "From: {}", mail.from)?;
+                writeln!(out, "To: {}", mail.to.join(", "))?;
+                if !mail.cc.is_empty() {
+                    writeln!(out, "Cc: {}", mail.cc.join(", "))?;
+                }
+                writeln!(out, "Subject: {}", mail.subject)?;
+                writeln!(out, "References: {}\n", mail.thread)?;
+                write!(out, "{}", mail.body)?;
+            }
+            Ok(crate::notify::Message::Http(request)) => {
+                writeln!(
+                    out,
+                    "--- notifier {notifier}: {} {}",
+                    request.method,
+                    request.urls.join(" | ")
+                )?;
+                for (name, value, secret) in &request.headers {
+                    writeln!(
+                        out,
+                        "{name}: {}",
+                        if *secret { "[redacted]" } else { value }
+                    )?;
+                }
+                writeln!(out)?;
+                match serde_json::from_slice::<serde_json::Value>(&request.body) {
+                    Ok(json) => writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string_pretty(&json).unwrap_or_default()
+                    )?,
+                    Err(_) => writeln!(out, "{}", String::from_utf8_lossy(&request.body))?,
+                }
+            }
+            Err(e) => writeln!(out, "--- notifier {notifier}: cannot render: {e}")?,
+        }
+    }
     Ok(())
 }
 
-/// A dry run as one JSON document: active alerts, transitions, notifications.
-pub fn dry_run_json(out: &mut impl Write, outcome: &crate::engine::Outcome) -> io::Result<()> {
+/// A dry run as one JSON document: active alerts, transitions, notifications, and the
+/// deliveries planned per notifier.
+pub fn dry_run_json(
+    out: &mut impl Write,
+    outcome: &crate::engine::Outcome,
+    planned: &[(String, crate::notify::Payload)],
+) -> io::Result<()> {
+    let deliveries: Vec<serde_json::Value> = planned
+        .iter()
+        .map(|(notifier, payload)| serde_json::json!({ "notifier": notifier, "payload": payload }))
+        .collect();
     serde_json::to_writer_pretty(
         &mut *out,
         &serde_json::json!({
             "alerts": outcome.active,
             "transitions": outcome.transitions,
             "notifications": outcome.notifications,
+            "deliveries": deliveries,
         }),
     )?;
     writeln!(out)

@@ -1,5 +1,6 @@
 //! The state file: what one run leaves for the next. Alert lifecycles, the previous sample
-//! of each source (for `delta()` / `rate()`), and silences.
+//! of each source (for `delta()` / `rate()`), silences, and the outbox of notifications
+//! not yet delivered.
 //!
 //! Safety: a lock file serializes runs (and silence edits); saving writes a temp file in
 //! the same directory, fsyncs it, renames it over the old file and fsyncs the directory,
@@ -38,6 +39,9 @@ pub struct State {
     /// Id of the next silence.
     #[serde(default = "first_id")]
     pub next_silence_id: u64,
+    /// Deliveries that failed, retried by later runs.
+    #[serde(default)]
+    pub outbox: Vec<crate::notify::OutboxItem>,
 }
 
 fn first_id() -> u64 {

@@ -442,7 +442,7 @@ fn a_stats_page_answering_500_is_reported_with_its_status_and_body() {
         .stdout_empty()
         .stderr_is(&format!(
             "hapwatch: source web: HTTP 500 from {}: \"<html><body><h1>500 Internal Server \
-         Error</h1>\\nAn internal server error occurred.\\n</body></html>\"\n",
+         Error</h1> An internal server error occurred. </body></html>\"\n",
             fake.url("/stats;csv")
         ));
 }

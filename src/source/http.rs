@@ -7,25 +7,17 @@ use super::{split_reply, RawReply, SourceError, MAX_REPLY_BYTES};
 use crate::config::HttpEndpoint;
 use base64::Engine;
 use std::time::Duration;
-use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig};
 
 /// Longest body excerpt quoted in an error.
 const EXCERPT: usize = 200;
 
 pub(super) fn fetch(endpoint: &HttpEndpoint, timeout: Duration) -> Result<RawReply, SourceError> {
     let url = csv_url(&endpoint.url);
-    let mut tls = TlsConfig::builder().disable_verification(endpoint.insecure);
-    if let Some(ca_file) = &endpoint.ca_file {
-        tls = tls.root_certs(load_roots(ca_file, &url)?);
-    }
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .timeout_connect(Some(timeout))
-        .http_status_as_error(false)
-        .tls_config(tls.build())
-        .user_agent(concat!("hapwatch/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into();
+    let agent = crate::http::agent(timeout, endpoint.ca_file.as_deref(), endpoint.insecure)
+        .map_err(|reason| SourceError::Connect {
+            target: url.clone(),
+            reason,
+        })?;
     let mut request = agent.get(&url);
     if let Some(user) = &endpoint.username {
         let password = match &endpoint.password {
@@ -52,9 +44,7 @@ pub(super) fn fetch(endpoint: &HttpEndpoint, timeout: Duration) -> Result<RawRep
         _ => Err(SourceError::Http {
             url,
             status,
-            excerpt: String::from_utf8_lossy(&body[..body.len().min(EXCERPT)])
-                .trim()
-                .to_string(),
+            excerpt: crate::http::excerpt(&body, EXCERPT),
         }),
     }
 }
@@ -66,26 +56,6 @@ fn csv_url(url: &str) -> String {
     } else {
         format!("{url};csv")
     }
-}
-
-fn load_roots(path: &std::path::Path, url: &str) -> Result<RootCerts, SourceError> {
-    let pem = std::fs::read(path).map_err(|source| SourceError::Io {
-        target: path.display().to_string(),
-        source,
-    })?;
-    let certs: Vec<_> = parse_pem(&pem)
-        .filter_map(|item| match item {
-            Ok(PemItem::Certificate(cert)) => Some(cert),
-            _ => None,
-        })
-        .collect();
-    if certs.is_empty() {
-        return Err(SourceError::Connect {
-            target: url.to_string(),
-            reason: format!("ca_file {} holds no PEM certificate", path.display()),
-        });
-    }
-    Ok(RootCerts::new_with_certs(&certs))
 }
 
 fn request_error(url: &str, err: ureq::Error, timeout: Duration) -> SourceError {

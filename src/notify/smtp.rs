@@ -1,0 +1,263 @@
+//! Mail with lettre: STARTTLS (default), implicit TLS or plain; AUTH only over TLS unless
+//! explicitly allowed.
+
+use super::{Notifier, RawNotifier};
+use crate::engine::Notification;
+use crate::secret::SecretRef;
+use lettre::message::header::{Header, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, Message};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{SmtpTransport, Transport};
+use std::path::PathBuf;
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// `STARTTLS` required (default).
+    Starttls,
+    /// Implicit TLS from the first byte (SMTPS, port 465).
+    Tls,
+    /// Plain text.
+    None,
+}
+
+/// `type = "smtp"`.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    /// Relay host.
+    pub host: String,
+    /// Port (default 465 with `tls = "tls"`, else 25).
+    pub port: u16,
+    /// Transport security.
+    pub tls: TlsMode,
+    /// AUTH user.
+    pub username: Option<String>,
+    /// AUTH password.
+    pub password: Option<SecretRef>,
+    /// Sender.
+    pub from: Mailbox,
+    /// Recipients.
+    pub to: Vec<Mailbox>,
+    /// Copy recipients.
+    pub cc: Vec<Mailbox>,
+    /// Subject template (default: `[FIRING:3] ServerDown app-main (lb1)`).
+    pub subject: Option<String>,
+    /// Body template (default: the plain-text listing).
+    pub body: Option<String>,
+    /// PEM CA bundle to trust.
+    pub ca_file: Option<PathBuf>,
+    /// Skip certificate verification.
+    pub insecure: bool,
+}
+
+/// A rendered mail.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    /// `From`.
+    pub from: String,
+    /// `To`.
+    pub to: Vec<String>,
+    /// `Cc`.
+    pub cc: Vec<String>,
+    /// `Subject`.
+    pub subject: String,
+    /// Plain-text body.
+    pub body: String,
+    /// `References` / `In-Reply-To`: the same for every mail of one alert group, so that
+    /// mail clients thread "firing" and "resolved".
+    pub thread: String,
+}
+
+impl SmtpConfig {
+    pub(super) fn build(
+        raw: &RawNotifier,
+        password: Option<SecretRef>,
+        ca_file: Option<PathBuf>,
+        insecure: bool,
+    ) -> Result<SmtpConfig, String> {
+        let host = raw
+            .host
+            .clone()
+            .ok_or("needs `host`, e.g. host = \"127.0.0.1\"")?;
+        let tls = match raw.tls.as_deref() {
+            None | Some("starttls") => TlsMode::Starttls,
+            Some("tls") => TlsMode::Tls,
+            Some("none") => TlsMode::None,
+            Some(other) => {
+                return Err(format!(
+                    "tls = {other:?}: use \"starttls\", \"tls\" or \"none\""
+                ))
+            }
+        };
+        if raw.username.is_some() != password.is_some() {
+            return Err("AUTH needs both `username` and a password (password_file or password = \"env:NAME\")".into());
+        }
+        if raw.username.is_some()
+            && tls == TlsMode::None
+            && !raw.allow_insecure_auth.unwrap_or(false)
+        {
+            return Err("refusing to send the password in plain text (tls = \"none\"); use tls = \"starttls\" or \"tls\", or set allow_insecure_auth = true".into());
+        }
+        let mailbox = |text: &str| {
+            text.parse::<Mailbox>()
+                .map_err(|e| format!("invalid address {text:?}: {e}"))
+        };
+        let from = mailbox(
+            raw.from
+                .as_deref()
+                .ok_or("needs `from`, e.g. from = \"hapwatch@lb1.example.net\"")?,
+        )?;
+        let to = raw
+            .to
+            .clone()
+            .unwrap_or_default()
+            .iter()
+            .map(|t| mailbox(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        if to.is_empty() {
+            return Err("needs `to`, a list of at least one address".into());
+        }
+        let cc = raw
+            .cc
+            .clone()
+            .unwrap_or_default()
+            .iter()
+            .map(|t| mailbox(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SmtpConfig {
+            host,
+            port: raw
+                .port
+                .unwrap_or(if tls == TlsMode::Tls { 465 } else { 25 }),
+            tls,
+            username: raw.username.clone(),
+            password,
+            from,
+            to,
+            cc,
+            subject: raw.subject.clone(),
+            body: raw.body.clone(),
+            ca_file,
+            insecure,
+        })
+    }
+}
+
+/// Renders `n` as a mail for notifier `notifier`.
+pub(super) fn render(
+    notifier: &Notifier,
+    cfg: &SmtpConfig,
+    n: &Notification,
+    templates: &super::deliver::NotifierTemplates,
+) -> Mail {
+    let subject = match &cfg.subject {
+        Some(_) => templates.render(&notifier.name, "subject", n),
+        None => crate::message::subject(n),
+    };
+    let body = match &cfg.body {
+        Some(_) => templates.render(&notifier.name, "body", n),
+        None => crate::message::body(n),
+    };
+    let domain = cfg.from.email.domain().to_string();
+    Mail {
+        from: cfg.from.to_string(),
+        to: cfg.to.iter().map(ToString::to_string).collect(),
+        cc: cfg.cc.iter().map(ToString::to_string).collect(),
+        // A subject is one line: nothing HAProxy reports may add a header.
+        subject: crate::message::one_line(&subject),
+        body,
+        thread: format!("<hapwatch-{}@{domain}>", n.group_id()),
+    }
+}
+
+/// Sends `mail`; the error quotes the server's reply (code and text) when there is one.
+pub(super) fn send(
+    cfg: &SmtpConfig,
+    mail: &Mail,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    let mut builder = Message::builder()
+        .from(cfg.from.clone())
+        .subject(mail.subject.clone())
+        .in_reply_to(mail.thread.clone())
+        .references(mail.thread.clone())
+        .message_id(None)
+        .header(lettre::message::header::ContentType::TEXT_PLAIN)
+        .header(AutoSubmitted);
+    for to in &cfg.to {
+        builder = builder.to(to.clone());
+    }
+    for cc in &cfg.cc {
+        builder = builder.cc(cc.clone());
+    }
+    let message = builder
+        .body(mail.body.clone())
+        .map_err(|e| format!("cannot build the message: {e}"))?;
+    let tls = match cfg.tls {
+        TlsMode::None => Tls::None,
+        mode => {
+            let mut params = TlsParameters::builder(cfg.host.clone())
+                .dangerous_accept_invalid_certs(cfg.insecure);
+            if let Some(path) = &cfg.ca_file {
+                let pem = std::fs::read(path)
+                    .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+                let cert = Certificate::from_pem(&pem)
+                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                params = params.add_root_certificate(cert);
+            }
+            let params = params
+                .build_rustls()
+                .map_err(|e| format!("TLS set-up: {e}"))?;
+            if mode == TlsMode::Tls {
+                Tls::Wrapper(params)
+            } else {
+                Tls::Required(params)
+            }
+        }
+    };
+    let mut transport = SmtpTransport::builder_dangerous(&cfg.host)
+        .port(cfg.port)
+        .tls(tls)
+        .timeout(Some(timeout));
+    if let (Some(user), Some(password)) = (&cfg.username, &cfg.password) {
+        let password = password.resolve().map_err(|e| e.to_string())?;
+        transport = transport.credentials(Credentials::new(
+            user.clone(),
+            password.expose().to_string(),
+        ));
+    }
+    transport
+        .build()
+        .send(&message)
+        .map(|_| ())
+        .map_err(|e| describe(&e, &cfg.host, cfg.port))
+}
+
+fn describe(err: &lettre::transport::smtp::Error, host: &str, port: u16) -> String {
+    let mut text = format!("SMTP {host}:{port}: {err}");
+    let mut source = std::error::Error::source(err);
+    while let Some(inner) = source {
+        text.push_str(&format!(": {inner}"));
+        source = inner.source();
+    }
+    crate::message::one_line(&text)
+}
+
+/// `Auto-Submitted: auto-generated` (RFC 3834): vacation responders must not answer.
+#[derive(Clone)]
+struct AutoSubmitted;
+
+impl Header for AutoSubmitted {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "auto-generated".to_string())
+    }
+}
