@@ -42,6 +42,12 @@ pub enum Command {
     /// Inspect or reset the state file.
     #[command(subcommand)]
     State(StateCommand),
+    /// Run rule tests: snapshots at simulated times, expected alerts and notifications.
+    Test {
+        /// Rule-test files (TOML).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
     /// Send a clearly marked test notification through one notifier.
     NotifyTest {
         /// The notifier's name (`[notifier.NAME]`).

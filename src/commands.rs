@@ -497,3 +497,24 @@ pub fn notify_test(config_path: &Path, name: &str) -> Result<Exit, Error> {
         }
     }
 }
+
+/// `hapwatch test FILE…`: every case of every file; a summary line; exit 1 on a failure.
+pub fn test(files: &[std::path::PathBuf]) -> Result<Exit, Error> {
+    let mut out = std::io::stdout().lock();
+    let (mut passed, mut failed) = (0, 0);
+    for file in files {
+        let report = crate::ruletest::run_file(file).map_err(|e| match e {
+            crate::ruletest::TestFileError::Config(e) => Error::Config(e),
+            crate::ruletest::TestFileError::Invalid(m) => Error::Usage(m),
+        })?;
+        write!(out, "{}", report.text)?;
+        passed += report.passed;
+        failed += report.failed;
+    }
+    writeln!(out, "{passed} passed, {failed} failed")?;
+    Ok(if failed > 0 {
+        Exit::Trouble
+    } else {
+        Exit::Success
+    })
+}

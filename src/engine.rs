@@ -119,7 +119,13 @@ pub fn step(
             }
         }
     }
-    let configured: HashSet<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+    // Samples of sources that are neither configured nor read now are of no further use.
+    let configured: HashSet<&str> = config
+        .sources
+        .iter()
+        .map(|s| s.name.as_str())
+        .chain(sources.iter().map(|s| s.name))
+        .collect();
     state
         .samples
         .retain(|name, _| configured.contains(name.as_str()));

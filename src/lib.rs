@@ -15,6 +15,7 @@ pub mod message;
 pub mod notify;
 pub mod report;
 pub mod rules;
+pub mod ruletest;
 pub mod scope;
 pub mod secret;
 pub mod silence;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Silence(cmd) => commands::silence(&cli.config, state, cmd),
         Command::State(cmd) => commands::state(&cli.config, state, cmd),
         Command::NotifyTest { name } => commands::notify_test(&cli.config, name),
+        Command::Test { files } => commands::test(files),
         Command::Show(args) => commands::show(&cli.config, args),
         Command::Check(args) => commands::check(&cli.config, args),
         Command::Eval(args) => commands::eval(&cli.config, args),

@@ -65,9 +65,11 @@ impl WebhookConfig {
             Some("alertmanager") => WebhookFormat::Alertmanager,
             Some("slack") => WebhookFormat::Slack,
             Some("template") => WebhookFormat::Template,
-            Some(other) => return Err(format!(
+            Some(other) => {
+                return Err(format!(
                 "format = {other:?}: use \"hapwatch\", \"alertmanager\", \"slack\" or \"template\""
-            )),
+            ))
+            }
         };
         if (format == WebhookFormat::Template) != raw.template.is_some() {
             return Err("format = \"template\" and `template` go together".into());
