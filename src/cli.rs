@@ -16,6 +16,18 @@ pub struct Cli {
     #[arg(short, long, global = true, env = "HAPWATCH_CONFIG", default_value = DEFAULT_PATH)]
     pub config: PathBuf,
 
+    /// Say more on stderr (-v: what a run did, -vv: details).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Format of stderr lines.
+    #[arg(long, global = true, value_enum, default_value_t = crate::log::Format::Text)]
+    pub log_format: crate::log::Format,
+
     /// State file (overrides the config's [state] file).
     #[arg(long, global = true, value_name = "FILE")]
     pub state: Option<PathBuf>,
@@ -48,6 +60,15 @@ pub enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Write a commented starter config (and the default rules) for this host.
+    Init(InitArgs),
+    /// Print a shell completion script.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
     /// Send a clearly marked test notification through one notifier.
     NotifyTest {
         /// The notifier's name (`[notifier.NAME]`).
@@ -67,6 +88,10 @@ pub struct RunArgs {
     /// Pretend the run happens at this Unix time (seconds), e.g. to replay captures.
     #[arg(long, value_name = "UNIX_TIME")]
     pub now: Option<f64>,
+    /// Act as a Nagios/Icinga plugin: one status line with perfdata on stdout, exit
+    /// 0 OK / 1 WARNING / 2 CRITICAL / 3 UNKNOWN.
+    #[arg(long)]
+    pub nagios: bool,
 }
 
 /// Output formats of `run`.
@@ -178,6 +203,9 @@ pub struct CheckArgs {
     /// Also read every source and report its row counts and HAProxy version.
     #[arg(long)]
     pub connect: bool,
+    /// Act as a Nagios/Icinga plugin (implies --connect): one status line, exit 0/2/3.
+    #[arg(long)]
+    pub nagios: bool,
 }
 
 /// Row types, as accepted on the command line.
@@ -213,4 +241,18 @@ pub enum ShowFormat {
     Json,
     /// HAProxy's own CSV (header + rows), re-readable as a `file` source.
     Csv,
+}
+
+/// `hapwatch init`.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// The HAProxy runtime socket (default: found in haproxy.cfg or the usual places).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// The haproxy.cfg to look for `stats socket` in.
+    #[arg(long, value_name = "PATH", default_value = "/etc/haproxy/haproxy.cfg")]
+    pub haproxy_cfg: PathBuf,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
 }

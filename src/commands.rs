@@ -6,7 +6,8 @@ use crate::cli::{
 };
 use crate::config::{Config, Endpoint, SourceConfig};
 use crate::engine::{self, SourceResult};
-use crate::error::{Error, Exit};
+use crate::error::{Error, Exit, Nagios};
+use crate::log;
 use crate::notify;
 use crate::report::{self, Named};
 use crate::rules::Input;
@@ -72,50 +73,53 @@ pub fn show(config_path: &Path, args: &ShowArgs) -> Result<Exit, Error> {
 /// `--connect`, read every source and summarize it. Captured `file` sources are always
 /// read, to warn about rules that use columns a source does not report.
 pub fn check(config_path: &Path, args: &CheckArgs) -> Result<Exit, Error> {
+    let started = std::time::Instant::now();
     let config = Config::load(config_path)?;
+    let connect = args.connect || args.nagios;
     let mut trouble = false;
     // With --connect the fetch resolves each secret and reports a failure itself.
-    if !args.connect {
+    if !connect {
         for src in &config.sources {
             if let Endpoint::Http(http) = &src.endpoint {
                 if let Some(Err(e)) = http.password.as_ref().map(|p| p.resolve()) {
-                    eprintln!("hapwatch: source {}: {e}", src.name);
+                    log::error(format!("source {}: {e}", src.name));
                     trouble = true;
                 }
             }
         }
     }
     let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "{}: {} ({}, {})",
-        config.path.display(),
-        if trouble {
-            "valid, but secrets are missing"
-        } else {
-            "OK"
-        },
-        plural(config.sources.len(), "source"),
-        plural(config.rules.rules.len(), "rule"),
-    )?;
+    if !args.nagios {
+        writeln!(
+            out,
+            "{}: {} ({}, {})",
+            config.path.display(),
+            if trouble {
+                "valid, but secrets are missing"
+            } else {
+                "OK"
+            },
+            plural(config.sources.len(), "source"),
+            plural(config.rules.rules.len(), "rule"),
+        )?;
+    }
     let to_read: Vec<&SourceConfig> = config
         .sources
         .iter()
-        .filter(|s| args.connect || matches!(s.endpoint, Endpoint::File(_)))
+        .filter(|s| connect || matches!(s.endpoint, Endpoint::File(_)))
         .collect();
     let fetched = source::fetch_all(to_read);
-    if args.connect {
+    if connect {
         trouble |= report_failures(&fetched);
     }
+    let mut rows = 0;
     for f in &fetched {
         let Ok(snapshot) = &f.result else { continue };
+        rows += snapshot.stats.len();
         for (rule, column) in config.rules.missing_columns(snapshot) {
-            eprintln!(
-                "hapwatch: warning: rule {rule} reads `{column}`, which source {} does not report; the rule cannot match there",
-                f.name
-            );
+            log::warn(format!("rule {rule} reads `{column}`, which source {} does not report; the rule cannot match there", f.name));
         }
-        if !args.connect {
+        if !connect || args.nagios {
             continue;
         }
         let count = |t: ProxyType| snapshot.stats.rows().filter(|r| r.kind() == t).count();
@@ -137,6 +141,35 @@ pub fn check(config_path: &Path, args: &CheckArgs) -> Result<Exit, Error> {
             count(ProxyType::Listener),
             f.elapsed.as_secs_f64() * 1000.0
         )?;
+    }
+    if args.nagios {
+        let failed: Vec<String> = fetched
+            .iter()
+            .filter_map(|f| {
+                f.result
+                    .as_ref()
+                    .err()
+                    .map(|e| format!("source {}: {e}", f.name))
+            })
+            .collect();
+        let (status, summary) = if failed.is_empty() {
+            (
+                Nagios::Ok,
+                format!("{} read, {rows} rows", plural(fetched.len(), "source")),
+            )
+        } else {
+            (Nagios::Critical, failed.join("; "))
+        };
+        writeln!(
+            out,
+            "HAPWATCH {} - {} | sources={};;;0 unreachable={};;;0 rows={rows};;;0 time={:.3}s",
+            status.label(),
+            crate::message::one_line(&summary),
+            fetched.len(),
+            failed.len(),
+            started.elapsed().as_secs_f64()
+        )?;
+        return Ok(Exit::Nagios(status));
     }
     Ok(if trouble {
         Exit::Trouble
@@ -245,7 +278,7 @@ fn report_failures(fetched: &[Fetched]) -> bool {
     let mut failed = false;
     for f in fetched {
         if let Err(e) = &f.result {
-            eprintln!("hapwatch: source {}: {e}", f.name);
+            log::error(format!("source {}: {e}", f.name));
             failed = true;
         }
     }
@@ -261,9 +294,11 @@ fn succeeded(fetched: &[Fetched]) -> impl Iterator<Item = Named<'_>> {
     })
 }
 
-/// `hapwatch run`: lock the state, read every source, step the engine, save, and print
-/// the notifications (on stdout while no notifier is configured: cron mails them).
+/// `hapwatch run`: lock the state, read every source, step the engine, deliver, save;
+/// then ping the heartbeat. Without notifiers, notifications are printed on stdout (cron
+/// mails them). With `--nagios`, one plugin status line instead.
 pub fn run(config_path: &Path, state_path: Option<&Path>, args: &RunArgs) -> Result<Exit, Error> {
+    let started = std::time::Instant::now();
     let config = Config::load(config_path)?;
     config.require_sources()?;
     let path = state_path.unwrap_or(&config.state.file);
@@ -281,19 +316,31 @@ pub fn run(config_path: &Path, state_path: Option<&Path>, args: &RunArgs) -> Res
         Some(lock) => lock.load()?,
         None => state::peek(path)?,
     };
-    let (mut current, quiet) = match loaded {
+    let (mut current, mut quiet) = match loaded {
         Loaded::Ok(s) => (s, false),
         Loaded::Missing => (State::new(), false),
         Loaded::Corrupt { moved_to, reason } => {
-            eprintln!(
-                "hapwatch: state file {} was unusable ({reason}); {} and starting from empty state without re-announcing alerts already firing",
+            log::error(format!(
+                "state file {} was unusable ({reason}); {} and starting from empty state without re-announcing alerts already firing",
                 path.display(),
                 if args.dry_run { "ignoring it".to_string() } else { format!("moved it to {}", moved_to.display()) }
-            );
+            ));
             trouble = true;
             (State::new(), true)
         }
     };
+    if let Some(guard) = &config.only_if {
+        match guard.active() {
+            Ok(true) => {}
+            Ok(false) => {
+                log::info(
+                    "only_if: this is not the active node; alerts are tracked, not announced",
+                );
+                quiet = true;
+            }
+            Err(e) => log::warn(format!("{e}; notifying as if active")),
+        }
+    }
 
     let fetched = source::fetch_all(&config.sources);
     trouble |= report_failures(&fetched);
@@ -320,6 +367,7 @@ pub fn run(config_path: &Path, state_path: Option<&Path>, args: &RunArgs) -> Res
     let planned = notify::plan(&config, &current, &outcome.notifications, now, interval);
 
     let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut sent = 0;
     if args.dry_run {
         let rendered: Vec<(String, Result<notify::Message, String>)> = planned
             .iter()
@@ -335,31 +383,89 @@ pub fn run(config_path: &Path, state_path: Option<&Path>, args: &RunArgs) -> Res
             RunFormat::Text => report::dry_run(&mut out, &outcome, &rendered)?,
             RunFormat::Json => report::dry_run_json(&mut out, &outcome, &planned)?,
         }
-    } else if !config.notifiers.is_empty() {
-        let delivered = notify::deliver(&config, &mut current, planned, now);
-        for line in delivered.failed.iter().chain(&delivered.expired) {
-            eprintln!("hapwatch: {line}");
-        }
-        trouble |= !delivered.failed.is_empty() || !delivered.expired.is_empty();
-        if let Some(lock) = &lock {
-            lock.save(&current)?;
-        }
     } else {
+        if !config.notifiers.is_empty() {
+            let delivered = notify::deliver(&config, &mut current, planned, now);
+            for line in delivered.failed.iter().chain(&delivered.expired) {
+                log::error(line);
+            }
+            trouble |= !delivered.failed.is_empty() || !delivered.expired.is_empty();
+            sent = delivered.sent.len();
+        } else if !args.nagios {
+            sent = outcome.notifications.len();
+            match args.format {
+                RunFormat::Text => report::notifications(&mut out, &outcome.notifications)?,
+                RunFormat::Json if !outcome.notifications.is_empty() => {
+                    serde_json::to_writer(
+                        &mut out,
+                        &serde_json::json!({ "notifications": outcome.notifications }),
+                    )
+                    .map_err(std::io::Error::from)?;
+                    writeln!(out)?;
+                }
+                RunFormat::Json => {}
+            }
+        }
         if let Some(lock) = &lock {
             lock.save(&current)?;
         }
-        match args.format {
-            RunFormat::Text => report::notifications(&mut out, &outcome.notifications)?,
-            RunFormat::Json if !outcome.notifications.is_empty() => {
-                serde_json::to_writer(
-                    &mut out,
-                    &serde_json::json!({ "notifications": outcome.notifications }),
-                )
-                .map_err(std::io::Error::from)?;
-                writeln!(out)?;
+        if let Some(heartbeat) = &config.heartbeat {
+            if let Err(e) = heartbeat.ping(!trouble) {
+                log::warn(e);
             }
-            RunFormat::Json => {}
         }
+    }
+    let firing: Vec<&state::AlertState> = current
+        .alerts
+        .values()
+        .filter(|a| a.status == state::Status::Firing)
+        .collect();
+    let pending = current
+        .alerts
+        .values()
+        .filter(|a| a.status == state::Status::Pending)
+        .count();
+    let unreachable = fetched.iter().filter(|f| f.result.is_err()).count();
+    log::info(format!(
+        "run: {} sources ({unreachable} unreachable), {} alerts firing, {pending} pending, {} notifications planned, {sent} sent, {} in the outbox, {:.1} ms",
+        fetched.len(),
+        firing.len(),
+        outcome.notifications.len(),
+        current.outbox.len(),
+        started.elapsed().as_secs_f64() * 1000.0
+    ));
+    if args.nagios {
+        let status = firing
+            .iter()
+            .map(|a| {
+                if a.labels.get("severity").is_some_and(|s| s == "critical") {
+                    Nagios::Critical
+                } else {
+                    Nagios::Warning
+                }
+            })
+            .max()
+            .unwrap_or(Nagios::Ok);
+        let names: Vec<String> = firing
+            .iter()
+            .take(5)
+            .map(|a| describe_alert(&a.labels))
+            .collect();
+        let more = if firing.len() > 5 { ", …" } else { "" };
+        let summary = if firing.is_empty() {
+            "no alert firing".to_string()
+        } else {
+            format!("{} firing: {}{more}", firing.len(), names.join(", "))
+        };
+        writeln!(
+            out,
+            "HAPWATCH {} - {summary} | firing={};;;0 pending={pending};;;0 unreachable={unreachable};;;0 time={:.3}s",
+            status.label(),
+            firing.len(),
+            started.elapsed().as_secs_f64()
+        )?;
+        out.flush()?;
+        return Ok(Exit::Nagios(status));
     }
     out.flush()?;
     Ok(if trouble {
@@ -367,6 +473,17 @@ pub fn run(config_path: &Path, state_path: Option<&Path>, args: &RunArgs) -> Res
     } else {
         Exit::Success
     })
+}
+
+/// `ServerDown app-main/web3 (lb1)`.
+fn describe_alert(labels: &crate::alert::Labels) -> String {
+    let get = |k: &str| labels.get(k).map_or("", String::as_str);
+    let row = match (labels.get("proxy"), labels.get("server")) {
+        (Some(p), Some(s)) => format!(" {p}/{s}"),
+        (Some(p), None) => format!(" {p}"),
+        _ => String::new(),
+    };
+    crate::message::one_line(&format!("{}{row} ({})", get("alertname"), get("source")))
 }
 
 /// `hapwatch silence add|list|remove`.
@@ -383,11 +500,11 @@ pub fn silence(
         Loaded::Ok(s) => s,
         Loaded::Missing => State::new(),
         Loaded::Corrupt { moved_to, reason } => {
-            eprintln!(
-                "hapwatch: state file {} was unusable ({reason}); moved it to {}",
+            log::error(format!(
+                "state file {} was unusable ({reason}); moved it to {}",
                 path.display(),
                 moved_to.display()
-            );
+            ));
             State::new()
         }
     };
@@ -492,7 +609,7 @@ pub fn notify_test(config_path: &Path, name: &str) -> Result<Exit, Error> {
         }
         Err(e) if config.notifiers.get(name).is_none() => Err(Error::Usage(e)),
         Err(e) => {
-            eprintln!("hapwatch: notifier {name}: {e}");
+            log::error(format!("notifier {name}: {e}"));
             Ok(Exit::Trouble)
         }
     }
@@ -517,4 +634,46 @@ pub fn test(files: &[std::path::PathBuf]) -> Result<Exit, Error> {
     } else {
         Exit::Success
     })
+}
+
+/// `hapwatch init`: writes the config (mode 600: it may later hold secrets) and
+/// `rules.toml` beside it.
+pub fn init(config_path: &Path, args: &crate::cli::InitArgs) -> Result<Exit, Error> {
+    use crate::init::{detect_socket, starter_config, write_new, Found, DEFAULT_RULES};
+    let (socket, found) = detect_socket(args.socket.as_deref(), &args.haproxy_cfg);
+    let state_file = crate::config::StateSettings::default().file;
+    write_new(
+        config_path,
+        &starter_config(&socket, &state_file),
+        0o600,
+        args.force,
+    )
+    .map_err(Error::Usage)?;
+    let rules = config_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("rules.toml");
+    let rules_note = match write_new(&rules, DEFAULT_RULES, 0o644, args.force) {
+        Ok(()) => format!("wrote {}", rules.display()),
+        Err(e) => format!("kept {} ({e})", rules.display()),
+    };
+    let origin = match found {
+        Found::Given => "as given".to_string(),
+        Found::Config(cfg) => format!("from {}", cfg.display()),
+        Found::Usual => "found in a usual location".to_string(),
+        Found::Guess => {
+            "not found: adjust `socket` to your haproxy.cfg's `stats socket`".to_string()
+        }
+    };
+    println!(
+        "wrote {} (socket {}, {origin}); {rules_note}",
+        config_path.display(),
+        socket.display()
+    );
+    println!(
+        "next: hapwatch -c {} check --connect, then hapwatch -c {} run --dry-run",
+        config_path.display(),
+        config_path.display()
+    );
+    Ok(Exit::Success)
 }

@@ -31,6 +31,10 @@ pub struct Config {
     pub alerting: Alerting,
     /// `[notifier.NAME]` entries and `[routes]`.
     pub notifiers: Notifiers,
+    /// `only_if`: notify only on the active node of an HA pair.
+    pub only_if: Option<crate::ha::OnlyIf>,
+    /// `[heartbeat]`: a URL pinged after each run.
+    pub heartbeat: Option<crate::heartbeat::Heartbeat>,
 }
 
 /// `[state]`.
@@ -172,6 +176,8 @@ struct RawConfig {
     source: Vec<Spanned<RawSource>>,
     #[serde(default)]
     include: Vec<Spanned<String>>,
+    only_if: Option<Spanned<crate::ha::OnlyIf>>,
+    heartbeat: Option<Spanned<crate::heartbeat::Heartbeat>>,
     #[serde(default)]
     state: StateSettings,
     #[serde(default)]
@@ -323,6 +329,18 @@ impl Config {
         }
         let notifiers =
             build_notifiers(raw.notifier, raw.routes, &rules, base, private, text, &at)?;
+        if let Some(guard) = &raw.only_if {
+            guard
+                .get_ref()
+                .validate()
+                .map_err(|m| at(guard.span().start, m))?;
+        }
+        if let Some(heartbeat) = &raw.heartbeat {
+            heartbeat
+                .get_ref()
+                .validate()
+                .map_err(|m| at(heartbeat.span().start, m))?;
+        }
         let mut state = raw.state;
         state.file = base.join(&state.file);
         if raw.alerting.max_notifications_per_run == 0 {
@@ -338,6 +356,8 @@ impl Config {
             state,
             alerting: raw.alerting,
             notifiers,
+            only_if: raw.only_if.map(Spanned::into_inner),
+            heartbeat: raw.heartbeat.map(Spanned::into_inner),
         })
     }
 

@@ -5,17 +5,57 @@ use crate::config::ConfigError;
 /// hapwatch's exit codes, shared by every command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
-    /// The command did its job (firing alerts are not a failure).
-    Success = 0,
-    /// The command completed with trouble: a source unreachable, a bad reply.
-    Trouble = 1,
-    /// Usage or configuration error: nothing was done.
-    Usage = 2,
+    /// 0: the command did its job (firing alerts are not a failure).
+    Success,
+    /// 1: the command completed with trouble: a source unreachable, a delivery that went
+    /// to the outbox, an unusable state file.
+    Trouble,
+    /// 2: usage or configuration error: nothing was done.
+    Usage,
+    /// `--nagios`: the plugin convention instead.
+    Nagios(Nagios),
+}
+
+/// Nagios / Icinga plugin states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Nagios {
+    /// 0: no alert firing.
+    Ok,
+    /// 1: only warning-level alerts firing.
+    Warning,
+    /// 2: a critical alert firing (a source unreachable is critical).
+    Critical,
+    /// 3: hapwatch itself could not tell (bad config, locked state).
+    Unknown,
+}
+
+impl Nagios {
+    /// `OK`, `WARNING`, `CRITICAL`, `UNKNOWN`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Nagios::Ok => "OK",
+            Nagios::Warning => "WARNING",
+            Nagios::Critical => "CRITICAL",
+            Nagios::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+impl Exit {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Success => 0,
+            Exit::Trouble => 1,
+            Exit::Usage => 2,
+            Exit::Nagios(n) => n as u8,
+        }
+    }
 }
 
 impl From<Exit> for std::process::ExitCode {
     fn from(exit: Exit) -> Self {
-        std::process::ExitCode::from(exit as u8)
+        std::process::ExitCode::from(exit.code())
     }
 }
 
