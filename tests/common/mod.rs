@@ -29,11 +29,19 @@
 
 mod fake;
 mod haproxy;
+mod receivers;
 
 #[allow(unused_imports)]
 pub use fake::{FakeServer, Reply};
 #[allow(unused_imports)]
 pub use haproxy::{runtime_command, Access, Haproxy};
+#[allow(unused_imports)]
+pub use receivers::{
+    http_request, parse_mail_headers, python3, require_python_module, Alertmanager,
+    AlertmanagerBuilder, AlertsReceived, HttpReceiver, HttpReceiverBuilder, HttpReply,
+    ReceivedMail, ReceivedRequest, Respond, SmtpRefusal, SmtpServer, SmtpServerBuilder, SmtpTls,
+    TestCa,
+};
 
 use serde_json::Value;
 use std::collections::BTreeMap;
