@@ -88,6 +88,14 @@ pub fn check(config_path: &Path, args: &CheckArgs) -> Result<Exit, Error> {
             }
         }
     }
+    for notifier in &config.notifiers.list {
+        for secret in notifier.secrets() {
+            if let Err(e) = secret.resolve() {
+                log::error(format!("notifier {}: {e}", notifier.name));
+                trouble = true;
+            }
+        }
+    }
     let mut out = std::io::stdout().lock();
     if !args.nagios {
         writeln!(

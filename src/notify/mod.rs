@@ -65,6 +65,17 @@ pub struct Notifier {
     pub retries: u32,
 }
 
+impl Notifier {
+    /// The secrets this notifier will need, to check that they resolve.
+    pub fn secrets(&self) -> Vec<&SecretRef> {
+        match &self.kind {
+            Kind::Smtp(cfg) => cfg.password.iter().collect(),
+            Kind::Webhook(cfg) => cfg.bearer_token.iter().chain(&cfg.secret).collect(),
+            Kind::Alertmanager(_) => Vec::new(),
+        }
+    }
+}
+
 /// Notifier types.
 #[derive(Debug, Clone)]
 pub enum Kind {
