@@ -267,11 +267,21 @@ fn sample_keeps_only_counter_columns_and_process_identity() {
     assert_eq!(columns, ["chkdown", "hrsp_5xx", "req_tot", "stot"]);
     assert_eq!(sample.pid, Some(5227));
     assert_eq!(sample.start_time, Some(1_795_450_203));
-    let web4 = sample.row("app-main", "web4").unwrap();
-    assert_eq!(web4[sample.column("chkdown").unwrap()], Some(1));
+    let chkdown = sample.column("chkdown").unwrap();
+    let web4 = sample.find(0, "app-main", "web4").unwrap();
+    assert_eq!(sample.value(chkdown, web4), Some(1));
     assert_eq!(
-        sample.row("fe-web", "FRONTEND").unwrap()[sample.column("chkdown").unwrap()],
-        None
+        sample.find(web4, "app-main", "web4"),
+        Some(web4),
+        "found at its position"
+    );
+    let fe = sample.find(99, "fe-web", "FRONTEND").unwrap();
+    assert_eq!(sample.value(chkdown, fe), None);
+    assert_eq!(sample.find(0, "fe-web", "nope"), None);
+    assert_eq!(
+        sample.find(0, "fe", "web/FRONTEND"),
+        None,
+        "keys are compared whole"
     );
     let json = serde_json::to_string(&sample).unwrap();
     assert_eq!(serde_json::from_str::<Sample>(&json).unwrap(), sample);

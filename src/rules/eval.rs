@@ -148,12 +148,8 @@ fn counter<'a>(kind: Counter, id: usize, row: &Row<'a>, env: &Env<'a>) -> Val<'a
         return Val::Absent;
     };
     let Some(before) = previous.columns[id].and_then(|c| {
-        previous
-            .sample
-            .row(row.proxy(), row.name())?
-            .get(c)
-            .copied()
-            .flatten()
+        let at = previous.sample.find(row.index(), row.proxy(), row.name())?;
+        previous.sample.value(c, at)
     }) else {
         return Val::Absent;
     };

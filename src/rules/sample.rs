@@ -6,9 +6,15 @@
 use crate::stats::Snapshot;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 /// Counters of one source at one moment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Rows are kept in dump order with their `proxy/svname` key, and values column by
+/// column: compact to store, and a lookup for the same row of the next dump is a string
+/// comparison at the same position (HAProxy keeps its order between dumps), with a hash
+/// index built only if the layout changed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sample {
     /// Unix time (seconds) at which the dump was taken.
     pub taken_at: f64,
@@ -18,32 +24,56 @@ pub struct Sample {
     /// `show info` Start_time_sec, when the source reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<u64>,
-    /// Names of the kept columns, in the order of each row's values.
+    /// Names of the kept columns.
     pub columns: Vec<String>,
-    /// proxy → svname → one value per kept column (`None` when absent).
-    pub rows: HashMap<String, HashMap<String, Vec<Option<u64>>>>,
+    /// `proxy/svname` of each row, in dump order (HAProxy names cannot hold `/`).
+    pub rows: Vec<String>,
+    /// Per kept column, one value per row (`None` when absent).
+    pub values: Vec<Vec<Option<u64>>>,
+    /// `rows` by key, built on the first lookup that misses its position.
+    #[serde(skip)]
+    index: OnceLock<HashMap<String, usize>>,
+}
+
+impl PartialEq for Sample {
+    fn eq(&self, other: &Self) -> bool {
+        self.taken_at == other.taken_at
+            && self.pid == other.pid
+            && self.start_time == other.start_time
+            && self.columns == other.columns
+            && self.rows == other.rows
+            && self.values == other.values
+    }
 }
 
 impl Sample {
     /// Keeps `columns` of every row of `snapshot`.
     pub fn capture(snapshot: &Snapshot, columns: &[String], taken_at: f64) -> Sample {
         let stats = &snapshot.stats;
-        let indices: Vec<Option<usize>> = columns.iter().map(|c| stats.columns().get(c)).collect();
-        let mut rows: HashMap<String, HashMap<String, Vec<Option<u64>>>> = HashMap::new();
-        if !columns.is_empty() {
-            for row in stats.rows() {
-                let values = indices.iter().map(|i| i.and_then(|i| row.u64(i))).collect();
-                rows.entry(row.proxy().to_string())
-                    .or_default()
-                    .insert(row.name().to_string(), values);
-            }
-        }
+        let (rows, values) = if columns.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            let rows = stats
+                .rows()
+                .map(|row| format!("{}/{}", row.proxy(), row.name()))
+                .collect();
+            let values = columns
+                .iter()
+                .map(|c| match stats.columns().get(c) {
+                    Some(col) => stats.rows().map(|row| row.u64(col)).collect(),
+                    None => vec![None; stats.len()],
+                })
+                .collect();
+            (rows, values)
+        };
         Sample {
             taken_at,
             pid: snapshot.info.as_ref().and_then(|i| i.pid()),
             start_time: snapshot.info.as_ref().and_then(|i| i.start_time_sec()),
             columns: columns.to_vec(),
             rows,
+            values,
+            index: OnceLock::new(),
         }
     }
 
@@ -58,9 +88,30 @@ impl Sample {
         differs(self.pid, info.pid()) || differs(self.start_time, info.start_time_sec())
     }
 
-    /// The kept values of one row.
-    pub fn row(&self, proxy: &str, name: &str) -> Option<&[Option<u64>]> {
-        self.rows.get(proxy)?.get(name).map(Vec::as_slice)
+    /// Position of row `proxy/name`, trying `hint` (its position in the current dump) first.
+    pub fn find(&self, hint: usize, proxy: &str, name: &str) -> Option<usize> {
+        let is = |key: &str| {
+            key.len() == proxy.len() + 1 + name.len()
+                && key.starts_with(proxy)
+                && key.as_bytes()[proxy.len()] == b'/'
+                && key.ends_with(name)
+        };
+        if self.rows.get(hint).is_some_and(|k| is(k)) {
+            return Some(hint);
+        }
+        let index = self.index.get_or_init(|| {
+            self.rows
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (k.clone(), i))
+                .collect()
+        });
+        index.get(&format!("{proxy}/{name}")).copied()
+    }
+
+    /// The value of kept column `column` (an index into `columns`) at row `row`.
+    pub fn value(&self, column: usize, row: usize) -> Option<u64> {
+        self.values.get(column)?.get(row).copied().flatten()
     }
 
     /// Index of `column` among the kept columns.

@@ -108,7 +108,14 @@ pub(super) fn parse_stat(dump: Vec<u8>) -> Result<Stats, ParseError> {
         }
         let row_line = line_no;
         let (base, line_end) = if memchr(b'"', line).is_none() {
-            let found = memchr_iter(b',', line).count() + 1;
+            let before = ends.len();
+            push_commas(line, start, &mut ends);
+            // With HAProxy's trailing comma, the commas are exactly the ends of the columns;
+            // without it, the end of the line closes the last one.
+            if !trailing_comma {
+                ends.push(end as u32);
+            }
+            let found = ends.len() - before + usize::from(trailing_comma);
             if found != expected_items {
                 return Err(ParseError::FieldCount {
                     line: row_line,
@@ -116,12 +123,6 @@ pub(super) fn parse_stat(dump: Vec<u8>) -> Result<Stats, ParseError> {
                     expected: expected_items,
                 });
             }
-            ends.extend(
-                memchr_iter(b',', line)
-                    .chain(std::iter::once(line.len()))
-                    .take(ncols)
-                    .map(|i| (start + i) as u32),
-            );
             pos = next;
             (start, end)
         } else {
@@ -189,6 +190,35 @@ fn classify_rows(stats: &mut Stats) {
     for (meta, (kind, state)) in stats.rows.iter_mut().zip(kinds) {
         meta.kind = kind;
         meta.state = state;
+    }
+}
+
+/// Appends the offset (`base` + index) of every `,` in `line`.
+///
+/// Commas are dense in a dump (half the fields are empty), which defeats memchr's
+/// skip-ahead; eight bytes at a time with exact per-byte matching (SWAR) costs about a
+/// tenth of the instructions.
+fn push_commas(line: &[u8], base: usize, ends: &mut Vec<u32>) {
+    const COMMAS: u64 = 0x2c2c_2c2c_2c2c_2c2c;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = line.chunks_exact(8);
+    let mut offset = base;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let diff = word ^ COMMAS;
+        // The high bit of a byte ends up set exactly where that byte of `diff` is zero.
+        let mut hits = !(((diff & LOW7) + LOW7) | diff) & HIGH;
+        while hits != 0 {
+            ends.push((offset + hits.trailing_zeros() as usize / 8) as u32);
+            hits &= hits - 1;
+        }
+        offset += 8;
+    }
+    for (i, &b) in chunks.remainder().iter().enumerate() {
+        if b == b',' {
+            ends.push((offset + i) as u32);
+        }
     }
 }
 
@@ -296,5 +326,34 @@ impl QuotedRows {
             line_len,
             newlines,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn swar_finds_every_comma_and_nothing_else() {
+        let line = b",a,,bc,\xac,\x2d,,,0123456789,x\xff,,";
+        let mut ends = Vec::new();
+        super::push_commas(line, 100, &mut ends);
+        let want: Vec<u32> = line
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b',')
+            .map(|(i, _)| 100 + i as u32)
+            .collect();
+        assert_eq!(ends, want);
+        for len in 0..20 {
+            let line: Vec<u8> = (0..len)
+                .map(|i| if i % 3 == 0 { b',' } else { b'x' ^ (i as u8) })
+                .collect();
+            let mut ends = Vec::new();
+            super::push_commas(&line, 0, &mut ends);
+            assert_eq!(
+                ends.len(),
+                line.iter().filter(|b| **b == b',').count(),
+                "{line:?}"
+            );
+        }
     }
 }
