@@ -91,16 +91,36 @@ fn entry(notice: &Notice) -> String {
     if let Some(value) = &notice.value {
         facts.push(format!("value {value}"));
     }
-    facts.push(format!("since {}", format_time(notice.starts_at)));
-    if let Some(ends) = notice.ends_at {
-        facts.push(format!("resolved {}", format_time(ends)));
-    }
-    if notice.repeat {
-        facts.push("still firing".into());
-    }
-    let mut text = format!("{}\n  {}", one_line(&head), one_line(&facts.join(", ")));
+    // A resolved alert's annotations describe the problem as it was last seen: say so.
+    let facts = match notice.ends_at {
+        None => {
+            facts.push(format!("since {}", format_time(notice.starts_at)));
+            if notice.repeat {
+                facts.push("still firing".into());
+            }
+            facts.join(", ")
+        }
+        Some(ends) => {
+            let when = format!(
+                "resolved {}, since {}",
+                format_time(ends),
+                format_time(notice.starts_at)
+            );
+            if facts.is_empty() {
+                when
+            } else {
+                format!("{when}; it was: {}", facts.join(", "))
+            }
+        }
+    };
+    let mut text = format!("{}\n  {}", one_line(&head), one_line(&facts));
     if let Some(summary) = annotation("summary") {
-        text.push_str(&format!("\n  {}", one_line(summary)));
+        let was = if notice.ends_at.is_some() {
+            "was: "
+        } else {
+            ""
+        };
+        text.push_str(&format!("\n  {was}{}", one_line(summary)));
     }
     if let Some(description) = annotation("description") {
         for line in description.lines() {

@@ -15,7 +15,7 @@ use crate::message::rfc3339;
 use crate::rules::template::Templates;
 use crate::state::{State, Status};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 /// What a delivery carries.
@@ -262,7 +262,15 @@ fn post(
         let outcome = builder
             .body(request.body.clone())
             .map_err(|e| format!("{url}: {e}"))
-            .and_then(|req| agent.run(req).map_err(|e| format!("{url}: {e}")));
+            .and_then(|req| {
+                agent.run(req).map_err(|e| match e {
+                    ureq::Error::Timeout(_) => format!(
+                        "{url}: no answer within {}s (timeout)",
+                        timeout.as_secs_f64()
+                    ),
+                    e => format!("{url}: {e}"),
+                })
+            });
         match outcome {
             Ok(response) if response.status().is_success() => return Ok(()),
             Ok(mut response) => {
@@ -287,6 +295,11 @@ fn post(
 /// Delivers this run's `planned` deliveries and retries the outbox items that are due.
 /// Failures go to (or stay in) `state.outbox`; items older than `outbox_max_age` are
 /// dropped and reported.
+///
+/// Each notifier's queue is first in, first out: while an older item waits for its
+/// backoff or fails again, newer ones queue behind it, so that a recovery never arrives
+/// before the problem it resolves. Once a notifier accepts something in a run, everything
+/// queued behind it goes out in the same run.
 pub fn deliver(
     config: &Config,
     state: &mut State,
@@ -296,8 +309,23 @@ pub fn deliver(
     let notifiers = &config.notifiers;
     let max_age = config.alerting.outbox_max_age.as_secs_f64();
     let mut done = Delivered::default();
-    let mut keep = Vec::new();
-    for mut item in std::mem::take(&mut state.outbox) {
+    let mut keep: Vec<OutboxItem> = Vec::new();
+    let mut blocked: HashSet<String> = HashSet::new();
+    let mut working: HashSet<String> = HashSet::new();
+    let queued = std::mem::take(&mut state.outbox);
+    let fresh = planned.into_iter().map(|(notifier, payload)| OutboxItem {
+        notifier,
+        payload,
+        created_at: now,
+        attempts: 0,
+        next_attempt: now,
+        last_error: String::new(),
+    });
+    let items = queued
+        .into_iter()
+        .map(|item| (item, false))
+        .chain(fresh.map(|item| (item, true)));
+    for (mut item, is_new) in items {
         let Some(notifier) = notifiers.get(&item.notifier) else {
             done.expired.push(format!(
                 "outbox: notifier {} is no longer configured; dropped a notification from {}",
@@ -316,57 +344,66 @@ pub fn deliver(
             ));
             continue;
         }
-        if item.next_attempt > now {
+        let name = item.notifier.clone();
+        let waiting =
+            blocked.contains(&name) || (item.next_attempt > now && !working.contains(&name));
+        if waiting {
+            if is_new {
+                item.last_error =
+                    "queued behind an earlier notification that is not delivered yet".into();
+                done.failed.push(format!("notifier {name}: queued behind an earlier notification (kept in the outbox for the next runs)"));
+                try_fallback(notifiers, notifier, &item.payload, &mut done);
+            }
+            blocked.insert(name);
             keep.push(item);
             continue;
         }
         match send(notifiers, notifier, &item.payload) {
-            Ok(()) => done.sent.push(describe(&item.notifier, &item.payload)),
+            Ok(()) => {
+                working.insert(name.clone());
+                done.sent.push(describe(&name, &item.payload));
+            }
             Err(e) => {
                 item.attempts += 1;
                 item.next_attempt = now + backoff(item.attempts);
-                done.failed.push(format!(
-                    "notifier {}: {e} (kept in the outbox, attempt {})",
-                    item.notifier, item.attempts
-                ));
-                item.last_error = e;
-                keep.push(item);
-            }
-        }
-    }
-    for (name, payload) in planned {
-        let Some(notifier) = notifiers.get(&name) else {
-            continue;
-        };
-        match send(notifiers, notifier, &payload) {
-            Ok(()) => done.sent.push(describe(&name, &payload)),
-            Err(e) => {
-                done.failed.push(format!(
-                    "notifier {name}: {e} (kept in the outbox for the next runs)"
-                ));
-                if let Some(fallback) = notifier.fallback.as_deref().and_then(|f| notifiers.get(f))
-                {
-                    match send(notifiers, fallback, &payload) {
-                        Ok(()) => done.sent.push(describe(&fallback.name, &payload)),
-                        Err(e) => done.failed.push(format!(
-                            "notifier {} (fallback of {name}): {e}",
-                            fallback.name
-                        )),
-                    }
+                if is_new {
+                    done.failed.push(format!(
+                        "notifier {name}: {e} (kept in the outbox for the next runs)"
+                    ));
+                    try_fallback(notifiers, notifier, &item.payload, &mut done);
+                } else {
+                    done.failed.push(format!(
+                        "notifier {name}: {e} (kept in the outbox, attempt {})",
+                        item.attempts
+                    ));
                 }
-                keep.push(OutboxItem {
-                    notifier: name,
-                    payload,
-                    created_at: now,
-                    attempts: 1,
-                    next_attempt: now + backoff(1),
-                    last_error: e,
-                });
+                item.last_error = e;
+                blocked.insert(name);
+                keep.push(item);
             }
         }
     }
     state.outbox = keep;
     done
+}
+
+/// Sends a notification `notifier` could not deliver now through its fallback, once.
+fn try_fallback(
+    notifiers: &Notifiers,
+    notifier: &Notifier,
+    payload: &Payload,
+    done: &mut Delivered,
+) {
+    let Some(fallback) = notifier.fallback.as_deref().and_then(|f| notifiers.get(f)) else {
+        return;
+    };
+    match send(notifiers, fallback, payload) {
+        Ok(()) => done.sent.push(describe(&fallback.name, payload)),
+        Err(e) => done.failed.push(format!(
+            "notifier {} (fallback of {}): {e}",
+            fallback.name, notifier.name
+        )),
+    }
 }
 
 /// Seconds to wait after `attempts` failures: 1 min, 2, 4, … up to 30 min. A per-minute
@@ -378,7 +415,13 @@ fn backoff(attempts: u32) -> f64 {
 fn describe(notifier: &str, payload: &Payload) -> String {
     match payload {
         Payload::Notification(n) => format!("{notifier}: {}", crate::message::subject(n)),
-        Payload::Alertmanager { alerts } => format!("{notifier}: {} alerts", alerts.len()),
+        Payload::Alertmanager { alerts } => {
+            format!(
+                "{notifier}: {} alert{}",
+                alerts.len(),
+                if alerts.len() == 1 { "" } else { "s" }
+            )
+        }
     }
 }
 

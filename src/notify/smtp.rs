@@ -236,9 +236,14 @@ pub(super) fn send(
 
 fn describe(err: &lettre::transport::smtp::Error, host: &str, port: u16) -> String {
     let mut text = format!("SMTP {host}:{port}: {err}");
+    // lettre's Display already ends with its source; only add causes it does not show.
     let mut source = std::error::Error::source(err);
     while let Some(inner) = source {
-        text.push_str(&format!(": {inner}"));
+        let cause = inner.to_string();
+        if !text.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
         source = inner.source();
     }
     crate::message::one_line(&text)
