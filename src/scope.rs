@@ -27,15 +27,31 @@ impl Scope {
             .collect()
     }
 
-    /// True when `row` is selected.
+    /// True when `row` is selected. Names are only looked at when a glob needs them: this
+    /// runs for every rule and every row.
     pub fn matches(&self, row: &Row<'_>) -> bool {
         fn any(globs: &[WildMatch], text: &str) -> bool {
             globs.iter().any(|g| g.matches(text))
         }
-        (self.types.is_empty() || self.types.contains(&row.kind()))
-            && (self.proxies.is_empty() || any(&self.proxies, row.proxy()))
-            && !any(&self.exclude_proxies, row.proxy())
-            && (self.servers.is_empty() || any(&self.servers, row.name()))
-            && !any(&self.exclude_servers, row.name())
+        if !self.types.is_empty() && !self.types.contains(&row.kind()) {
+            return false;
+        }
+        if !self.proxies.is_empty() || !self.exclude_proxies.is_empty() {
+            let proxy = row.proxy();
+            if (!self.proxies.is_empty() && !any(&self.proxies, proxy))
+                || any(&self.exclude_proxies, proxy)
+            {
+                return false;
+            }
+        }
+        if !self.servers.is_empty() || !self.exclude_servers.is_empty() {
+            let name = row.name();
+            if (!self.servers.is_empty() && !any(&self.servers, name))
+                || any(&self.exclude_servers, name)
+            {
+                return false;
+            }
+        }
+        true
     }
 }

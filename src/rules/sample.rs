@@ -10,10 +10,11 @@ use std::sync::OnceLock;
 
 /// Counters of one source at one moment.
 ///
-/// Rows are kept in dump order with their `proxy/svname` key, and values column by
-/// column: compact to store, and a lookup for the same row of the next dump is a string
-/// comparison at the same position (HAProxy keeps its order between dumps), with a hash
-/// index built only if the layout changed.
+/// Rows are kept in dump order as one text of `proxy/svname` lines, and values column by
+/// column: compact to store and quick to load (one string, not one per row), and a
+/// lookup for the same row of the next dump is a comparison at the same position
+/// (HAProxy keeps its order between dumps), with a hash index built only if the layout
+/// changed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sample {
     /// Unix time (seconds) at which the dump was taken.
@@ -26,11 +27,15 @@ pub struct Sample {
     pub start_time: Option<u64>,
     /// Names of the kept columns.
     pub columns: Vec<String>,
-    /// `proxy/svname` of each row, in dump order (HAProxy names cannot hold `/`).
-    pub rows: Vec<String>,
+    /// `proxy/svname` of each row, one per line, in dump order (HAProxy names hold no
+    /// `/` and no line break).
+    pub rows: String,
     /// Per kept column, one value per row (`None` when absent).
     pub values: Vec<Vec<Option<u64>>>,
-    /// `rows` by key, built on the first lookup that misses its position.
+    /// Where each line of `rows` starts, computed on the first lookup.
+    #[serde(skip)]
+    starts: OnceLock<Vec<u32>>,
+    /// Row position by key, built on the first lookup that misses its position.
     #[serde(skip)]
     index: OnceLock<HashMap<String, usize>>,
 }
@@ -51,12 +56,15 @@ impl Sample {
     pub fn capture(snapshot: &Snapshot, columns: &[String], taken_at: f64) -> Sample {
         let stats = &snapshot.stats;
         let (rows, values) = if columns.is_empty() {
-            (Vec::new(), Vec::new())
+            (String::new(), Vec::new())
         } else {
-            let rows = stats
-                .rows()
-                .map(|row| format!("{}/{}", row.proxy(), row.name()))
-                .collect();
+            let mut rows = String::with_capacity(stats.len() * 16);
+            for row in stats.rows() {
+                rows.push_str(row.proxy());
+                rows.push('/');
+                rows.push_str(row.name());
+                rows.push('\n');
+            }
             let values = columns
                 .iter()
                 .map(|c| match stats.columns().get(c) {
@@ -73,6 +81,7 @@ impl Sample {
             columns: columns.to_vec(),
             rows,
             values,
+            starts: OnceLock::new(),
             index: OnceLock::new(),
         }
     }
@@ -96,17 +105,34 @@ impl Sample {
                 && key.as_bytes()[proxy.len()] == b'/'
                 && key.ends_with(name)
         };
-        if self.rows.get(hint).is_some_and(|k| is(k)) {
+        if self.key(hint).is_some_and(is) {
             return Some(hint);
         }
         let index = self.index.get_or_init(|| {
-            self.rows
-                .iter()
-                .enumerate()
-                .map(|(i, k)| (k.clone(), i))
+            (0..self.starts().len())
+                .filter_map(|i| Some((self.key(i)?.to_string(), i)))
                 .collect()
         });
         index.get(&format!("{proxy}/{name}")).copied()
+    }
+
+    fn starts(&self) -> &[u32] {
+        self.starts.get_or_init(|| {
+            let mut starts = Vec::with_capacity(self.rows.len() / 16);
+            let mut at = 0;
+            for end in memchr::memchr_iter(b'\n', self.rows.as_bytes()) {
+                starts.push(at as u32);
+                at = end + 1;
+            }
+            starts
+        })
+    }
+
+    /// The `proxy/svname` key of row `row`.
+    fn key(&self, row: usize) -> Option<&str> {
+        let start = *self.starts().get(row)? as usize;
+        let end = memchr::memchr(b'\n', &self.rows.as_bytes()[start..])? + start;
+        Some(&self.rows[start..end])
     }
 
     /// The value of kept column `column` (an index into `columns`) at row `row`.

@@ -11,11 +11,15 @@ pub(super) fn read(path: Option<&Path>) -> Result<RawReply, SourceError> {
         target: target.clone(),
         source,
     };
-    let mut bytes = Vec::new();
     let reader: Box<dyn Read> = match path {
         Some(p) => Box::new(std::fs::File::open(p).map_err(io_err)?),
         None => Box::new(std::io::stdin().lock()),
     };
+    // One allocation of the right size for a file (the boxed reader hides the size hint).
+    let size = path
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map_or(0, |m| m.len());
+    let mut bytes = Vec::with_capacity(size.min(MAX_REPLY_BYTES) as usize + 1);
     reader
         .take(MAX_REPLY_BYTES + 1)
         .read_to_end(&mut bytes)

@@ -81,20 +81,25 @@ pub(super) fn query_tcp(addr: &str, timeout: Duration) -> Result<RawReply, Sourc
 
 /// Stream sockets whose I/O timeouts can be set.
 trait Timed: Read + Write {
-    fn set_timeouts(&self, timeout: Duration) -> std::io::Result<()>;
+    fn set_read_timeout(&self, timeout: Duration) -> std::io::Result<()>;
+    fn set_write_timeout(&self, timeout: Duration) -> std::io::Result<()>;
 }
 
 impl Timed for UnixStream {
-    fn set_timeouts(&self, timeout: Duration) -> std::io::Result<()> {
-        self.set_read_timeout(Some(timeout))?;
-        self.set_write_timeout(Some(timeout))
+    fn set_read_timeout(&self, timeout: Duration) -> std::io::Result<()> {
+        UnixStream::set_read_timeout(self, Some(timeout))
+    }
+    fn set_write_timeout(&self, timeout: Duration) -> std::io::Result<()> {
+        UnixStream::set_write_timeout(self, Some(timeout))
     }
 }
 
 impl Timed for TcpStream {
-    fn set_timeouts(&self, timeout: Duration) -> std::io::Result<()> {
-        self.set_read_timeout(Some(timeout))?;
-        self.set_write_timeout(Some(timeout))
+    fn set_read_timeout(&self, timeout: Duration) -> std::io::Result<()> {
+        TcpStream::set_read_timeout(self, Some(timeout))
+    }
+    fn set_write_timeout(&self, timeout: Duration) -> std::io::Result<()> {
+        TcpStream::set_write_timeout(self, Some(timeout))
     }
 }
 
@@ -116,29 +121,23 @@ fn exchange(
         },
     };
     stream
-        .set_timeouts(remaining(deadline).ok_or_else(timed_out)?)
+        .set_write_timeout(remaining(deadline).ok_or_else(timed_out)?)
         .map_err(io_error)?;
     stream.write_all(QUERY).map_err(io_error)?;
 
     let mut reply: Vec<u8> = Vec::with_capacity(CHUNK);
+    let mut chunk = vec![0u8; CHUNK];
     loop {
-        // One deadline for the whole reply, so a peer trickling bytes cannot hold us forever.
+        // One deadline for the whole reply, checked before every read, so a peer trickling
+        // bytes cannot hold us past it.
         let left = remaining(deadline).ok_or_else(timed_out)?;
-        stream.set_timeouts(left).map_err(io_error)?;
-        let len = reply.len();
-        reply.resize(len + CHUNK, 0);
-        match stream.read(&mut reply[len..]) {
-            Ok(0) => {
-                reply.truncate(len);
-                break;
-            }
-            Ok(n) => reply.truncate(len + n),
-            Err(e) if e.kind() == ErrorKind::Interrupted => reply.truncate(len),
+        stream.set_read_timeout(left).map_err(io_error)?;
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => reply.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
             // A reset after part of the reply is a cut connection: report it as such.
-            Err(e) if e.kind() == ErrorKind::ConnectionReset && len > 0 => {
-                reply.truncate(len);
-                break;
-            }
+            Err(e) if e.kind() == ErrorKind::ConnectionReset && !reply.is_empty() => break,
             Err(e) => return Err(io_error(e)),
         }
         if reply.len() as u64 > MAX_REPLY_BYTES {

@@ -35,9 +35,9 @@ pub struct Stats {
     header: (u32, u32),
     columns: Columns,
     rows: Vec<RowMeta>,
-    /// `columns.len()` field end offsets (into `text`) per row; a field starts one byte
-    /// after the previous field's end (the separator), the first at `RowMeta::base`.
-    ends: Vec<u32>,
+    /// `columns.len()` field end offsets per row, relative to `RowMeta::base`; a field
+    /// starts one byte after the previous field's end (the separator), the first at 0.
+    ends: parse::Ends,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -182,14 +182,16 @@ impl<'a> Row<'a> {
 
     /// The field in column `col` exactly as printed (unquoted); `""` when empty.
     pub fn raw(&self, col: usize) -> &'a str {
-        let per_row = self.stats.columns.len();
-        let ends = &self.stats.ends[self.index * per_row..(self.index + 1) * per_row];
+        let stats = self.stats;
+        assert!(col < stats.columns.len(), "column {col} out of range");
+        let at = self.index * stats.columns.len() + col;
+        let base = self.meta().base as usize;
         let start = if col == 0 {
-            self.meta().base as usize
+            0
         } else {
-            ends[col - 1] as usize + 1
+            stats.ends.get(at - 1) + 1
         };
-        &self.stats.text[start..ends[col] as usize]
+        &stats.text[base + start..base + stats.ends.get(at)]
     }
 
     /// The field in column `col`, or `None` when HAProxy left it empty: an empty field
