@@ -15,7 +15,7 @@ use crate::scope::Scope;
 use crate::silence::{Matcher, Silence};
 use crate::source::{self, Fetched};
 use crate::state::{self, Loaded, Lock, State};
-use crate::stats::ProxyType;
+use crate::stats::{ProxyType, TypeMask};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
@@ -35,7 +35,7 @@ pub fn show(config_path: &Path, args: &ShowArgs) -> Result<Exit, Error> {
         proxies: Scope::globs(&args.proxy),
         ..Scope::default()
     };
-    let fetched = source::fetch_all(selected);
+    let fetched = source::fetch_all(selected, TypeMask::of(&scope.types));
     let failed = report_failures(&fetched);
 
     let mut out = BufWriter::new(std::io::stdout().lock());
@@ -116,7 +116,7 @@ pub fn check(config_path: &Path, args: &CheckArgs) -> Result<Exit, Error> {
         .iter()
         .filter(|s| connect || matches!(s.endpoint, Endpoint::File(_)))
         .collect();
-    let fetched = source::fetch_all(to_read);
+    let fetched = source::fetch_all(to_read, TypeMask::ALL);
     if connect {
         trouble |= report_failures(&fetched);
     }
@@ -350,7 +350,7 @@ pub fn run(config_path: &Path, state_path: Option<&Path>, args: &RunArgs) -> Res
         }
     }
 
-    let fetched = source::fetch_all(&config.sources);
+    let fetched = source::fetch_all(&config.sources, config.rules.type_mask());
     trouble |= report_failures(&fetched);
     let errors: Vec<String> = fetched
         .iter()

@@ -664,3 +664,42 @@ fn an_unknown_source_name_is_a_usage_error() {
     ));
     assert!(fake.requests().is_empty());
 }
+
+#[test]
+fn haproxy_is_asked_only_for_the_row_types_the_rules_need() {
+    let rule = |scope: &str| {
+        format!("[[rule]]\nname = \"R\"\nscope = {scope}\nwhen = 'state == \"down\"'\n\n")
+    };
+    for (scope, query) in [
+        ("{ type = \"server\" }", "show info;show stat -1 4 -1\n"),
+        (
+            "{ type = [\"frontend\", \"backend\"] }",
+            "show info;show stat -1 3 -1\n",
+        ),
+        ("{ proxy = \"app-*\" }", "show info;show stat\n"),
+    ] {
+        let fake = FakeServer::unix(Reply::Bytes(fixture_bytes(FULL_REPLY)));
+        let config = format!(
+            "{}{}\n[state]\nfile = \"state.json\"\n",
+            rule(scope),
+            config_toml(&[socket_source(&fake)])
+        );
+        Hapwatch::new()
+            .config_text(config)
+            .args(["run", "--dry-run"])
+            .run()
+            .success();
+        assert_eq!(fake.requests(), [query.as_bytes()], "scope {scope}");
+    }
+    // `show --type` asks for those types too.
+    let fake = FakeServer::unix(Reply::Bytes(fixture_bytes(FULL_REPLY)));
+    Hapwatch::new()
+        .config_text(config_toml(&[socket_source(&fake)]))
+        .args(["show", "--type", "listener", "--type", "backend"])
+        .run()
+        .success();
+    assert_eq!(
+        fake.requests(),
+        [b"show info;show stat -1 10 -1\n".as_slice()]
+    );
+}

@@ -448,3 +448,38 @@ fn a_frozen_haproxy_with_a_full_accept_queue_still_times_out() {
         );
     }
 }
+
+#[test]
+fn a_dump_filtered_by_haproxy_has_exactly_the_rows_of_a_full_one() {
+    let Some(haproxy) = Haproxy::start_or_skip() else {
+        return;
+    };
+    let source = haproxy.source("lb", Access::UserSocket);
+    let full = show_json(std::slice::from_ref(&source));
+    let rows = |doc: &Value| -> Vec<Value> {
+        json_rows(json_source(doc, "lb"))
+            .iter()
+            .map(|r| serde_json::json!([r["pxname"], r["svname"], r["kind"], r["status"]]))
+            .collect()
+    };
+    for types in [
+        &["server"][..],
+        &["backend", "frontend"][..],
+        &["listener"][..],
+    ] {
+        let mut args = vec!["show", "--format", "json"];
+        for t in types {
+            args.extend(["--type", t]);
+        }
+        let out = Hapwatch::new()
+            .config_text(config_toml(std::slice::from_ref(&source)))
+            .args(args)
+            .run();
+        out.success();
+        let wanted: Vec<Value> = rows(&full)
+            .into_iter()
+            .filter(|r| types.contains(&r[2].as_str().unwrap()))
+            .collect();
+        assert_eq!(rows(&out.json()), wanted, "types {types:?}");
+    }
+}

@@ -8,7 +8,7 @@ pub mod template;
 
 use crate::alert::{Alert, Labels, Value as AlertValue};
 use crate::scope::Scope;
-use crate::stats::{columns, ProxyType, Row, Snapshot};
+use crate::stats::{columns, ProxyType, Row, Snapshot, TypeMask};
 use eval::{Env, Previous, Val};
 use expr::{ColumnTable, Expr};
 use sample::Sample;
@@ -315,6 +315,20 @@ impl RuleSet {
             }
         }
         Ok(vars)
+    }
+
+    /// The row types any rule looks at, so that sources can be asked for those only.
+    pub fn type_mask(&self) -> TypeMask {
+        match self
+            .rules
+            .iter()
+            .map(|r| TypeMask::of(&r.scope.types))
+            .reduce(TypeMask::union)
+        {
+            Some(mask) => mask,
+            // No rules: the dump only proves the source answers; ask for it whole.
+            None => TypeMask::ALL,
+        }
     }
 
     /// The columns a [`Sample`] must keep for `delta()` and `rate()`.

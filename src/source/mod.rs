@@ -6,7 +6,7 @@ mod http;
 mod runtime;
 
 use crate::config::{Endpoint, SourceConfig};
-use crate::stats::{Info, ParseError, Snapshot, Stats};
+use crate::stats::{Info, ParseError, Snapshot, Stats, TypeMask};
 use std::time::{Duration, Instant};
 
 /// Upper bound on a reply, so that a broken peer cannot exhaust memory. A 10,000-backend
@@ -118,15 +118,24 @@ pub struct Fetched {
     pub elapsed: Duration,
 }
 
-/// Reads and parses one source.
+/// Reads and parses one source: every row.
 pub fn fetch(source: &SourceConfig) -> Result<Snapshot, SourceError> {
+    fetch_types(source, TypeMask::ALL)
+}
+
+/// Reads and parses one source. A runtime API source is asked for the rows of `types`
+/// only; other sources return every row.
+pub fn fetch_types(source: &SourceConfig, types: TypeMask) -> Result<Snapshot, SourceError> {
     let (target, raw) = match &source.endpoint {
         Endpoint::Socket(path) => {
             let target = path.display().to_string();
-            let raw = runtime::query_unix(path, source.timeout)?;
+            let raw = runtime::query_unix(path, source.timeout, types)?;
             (target, raw)
         }
-        Endpoint::Tcp(addr) => (addr.clone(), runtime::query_tcp(addr, source.timeout)?),
+        Endpoint::Tcp(addr) => (
+            addr.clone(),
+            runtime::query_tcp(addr, source.timeout, types)?,
+        ),
         Endpoint::Http(http) => (http.url.clone(), http::fetch(http, source.timeout)?),
         Endpoint::File(path) => (path.display().to_string(), file::read(Some(path))?),
         Endpoint::Stdin => ("standard input".to_string(), file::read(None)?),
@@ -139,12 +148,16 @@ pub fn fetch(source: &SourceConfig) -> Result<Snapshot, SourceError> {
 }
 
 /// Fetches all `sources` concurrently, one thread each; results come back in input order.
-/// A failing source never keeps the others from being read.
-pub fn fetch_all<'a>(sources: impl IntoIterator<Item = &'a SourceConfig>) -> Vec<Fetched> {
+/// A failing source never keeps the others from being read. Runtime API sources dump
+/// only the rows of `types`.
+pub fn fetch_all<'a>(
+    sources: impl IntoIterator<Item = &'a SourceConfig>,
+    types: TypeMask,
+) -> Vec<Fetched> {
     let sources: Vec<&SourceConfig> = sources.into_iter().collect();
     let timed = |source: &SourceConfig| {
         let start = Instant::now();
-        let result = fetch(source);
+        let result = fetch_types(source, types);
         Fetched {
             name: source.name.clone(),
             result,

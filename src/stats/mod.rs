@@ -10,7 +10,7 @@ mod status;
 
 pub use info::Info;
 pub use parse::ParseError;
-pub use status::{ProxyType, State};
+pub use status::{ProxyType, State, TypeMask};
 
 use std::collections::HashMap;
 

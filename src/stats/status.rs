@@ -54,6 +54,29 @@ impl ProxyType {
     }
 }
 
+/// A set of row types, as `show stat`'s type filter takes it (1 frontends, 2 backends,
+/// 4 servers, 8 listeners).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TypeMask(pub u8);
+
+impl TypeMask {
+    /// Every row type: an unfiltered dump.
+    pub const ALL: TypeMask = TypeMask(0b1111);
+
+    /// The mask of `types`; an empty list means all.
+    pub fn of(types: &[ProxyType]) -> TypeMask {
+        if types.is_empty() {
+            return TypeMask::ALL;
+        }
+        TypeMask(types.iter().fold(0, |mask, t| mask | (1 << *t as u8)))
+    }
+
+    /// The union of two masks.
+    pub fn union(self, other: TypeMask) -> TypeMask {
+        TypeMask(self.0 | other.0)
+    }
+}
+
 impl std::fmt::Display for ProxyType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
