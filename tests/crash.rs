@@ -138,3 +138,109 @@ fn sigkill_at_random_points_never_tears_the_state_file() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop. `None` (with a
+/// visible note) where this process may not mount (not root, or no CAP_SYS_ADMIN).
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = common::temp_dir();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("SKIPPED: {}: cannot mount a tmpfs here (needs root)", common::test_name());
+            return None;
+        }
+        Some(Tmpfs { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    fn remount(&self, options: &str) {
+        let status = Command::new("mount").args(["-o", &format!("remount,{options}")]).arg(self.path()).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+fn config_with_state(dir: &std::path::Path, state: &std::path::Path) -> std::path::PathBuf {
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules.toml");
+    let config = dir.join("hapwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "include = [\"{}\"]\n\n[[source]]\nname = \"big\"\nfile = \"big.csv\"\n\n[state]\nfile = \"{}\"\n",
+            rules.display(),
+            state.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn run_at(config: &std::path::Path, now: u64) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hapwatch"))
+        .args(["-c", config.to_str().unwrap(), "run", "--format", "json", "--now", &now.to_string()])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_leaves_the_last_state_intact() {
+    let Some(fs) = Tmpfs::mount("64k") else {
+        return;
+    };
+    let work = common::temp_dir();
+    let state = fs.path().join("state.json");
+    let config = config_with_state(work.path(), &state);
+    // A small dump first: its state fits.
+    std::fs::write(work.path().join("big.csv"), big_dump(2)).unwrap();
+    let first = run_at(&config, 1000);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let saved = std::fs::read(&state).unwrap();
+    // A big one next: its samples do not fit in 64 KiB.
+    std::fs::write(work.path().join("big.csv"), big_dump(400)).unwrap();
+    let out = run_at(&config, 1060);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("hapwatch: state file {}: cannot save: No space left on device", state.display())), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(std::fs::read(&state).unwrap(), saved, "the previous state is untouched");
+    let leftovers: Vec<_> = std::fs::read_dir(fs.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 2, "state.json and its lock, no temp file: {leftovers:?}");
+}
+
+#[test]
+fn a_read_only_state_directory_is_a_clear_error() {
+    let Some(fs) = Tmpfs::mount("1m") else {
+        return;
+    };
+    let work = common::temp_dir();
+    let state = fs.path().join("state.json");
+    let config = config_with_state(work.path(), &state);
+    std::fs::write(work.path().join("big.csv"), big_dump(2)).unwrap();
+    assert!(run_at(&config, 1000).status.success());
+    let saved = std::fs::read(&state).unwrap();
+    fs.remount("ro");
+    let out = run_at(&config, 1060);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Read-only file system"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(std::fs::read(&state).unwrap(), saved);
+    fs.remount("rw");
+}
