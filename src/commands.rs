@@ -372,7 +372,27 @@ pub fn run(config_path: &Path, state_path: Option<&Path>, args: &RunArgs) -> Res
         .collect();
     let interval = current.last_run.map_or(60.0, |last| now - last);
     let outcome = engine::step(&config, &mut current, now, &results, quiet);
-    let planned = notify::plan(&config, &current, &outcome.notifications, now, interval);
+    // Without a notifier, notifications go to stdout through the same outbox (not in
+    // --nagios mode, whose stdout is the status line).
+    let implicit;
+    let notifiers = if config.notifiers.is_empty() {
+        implicit = if args.nagios {
+            notify::Notifiers::default()
+        } else {
+            notify::Notifiers::stdout(args.format == RunFormat::Json)
+        };
+        &implicit
+    } else {
+        &config.notifiers
+    };
+    let planned = notify::plan(
+        notifiers,
+        &config.rules,
+        &current,
+        &outcome.notifications,
+        now,
+        interval,
+    );
 
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut sent = 0;
@@ -391,32 +411,23 @@ pub fn run(config_path: &Path, state_path: Option<&Path>, args: &RunArgs) -> Res
             RunFormat::Text => report::dry_run(&mut out, &outcome, &rendered)?,
             RunFormat::Json => report::dry_run_json(&mut out, &outcome, &planned)?,
         }
-    } else {
-        if !config.notifiers.is_empty() {
-            let delivered = notify::deliver(&config, &mut current, planned, now);
-            for line in delivered.failed.iter().chain(&delivered.expired) {
-                log::error(line);
-            }
-            trouble |= !delivered.failed.is_empty() || !delivered.expired.is_empty();
-            sent = delivered.sent.len();
-        } else if !args.nagios {
-            sent = outcome.notifications.len();
-            match args.format {
-                RunFormat::Text => report::notifications(&mut out, &outcome.notifications)?,
-                RunFormat::Json if !outcome.notifications.is_empty() => {
-                    serde_json::to_writer(
-                        &mut out,
-                        &serde_json::json!({ "notifications": outcome.notifications }),
-                    )
-                    .map_err(std::io::Error::from)?;
-                    writeln!(out)?;
-                }
-                RunFormat::Json => {}
-            }
-        }
-        if let Some(lock) = &lock {
+    } else if let Some(lock) = &lock {
+        // Write-ahead: this run's state changes and the notifications they cause are saved
+        // before anything is sent, so that nothing sent is ever unrecorded (a killed run
+        // would otherwise announce a change the next run does not know about), and
+        // nothing recorded is lost (the outbox sends it on the next run).
+        if !planned.is_empty() {
+            notify::enqueue(&mut current, planned, now);
             lock.save(&current)?;
         }
+        let delivered =
+            notify::deliver(notifiers, &mut current, config.alerting.outbox_max_age, now);
+        for line in delivered.failed.iter().chain(&delivered.expired) {
+            log::error(line);
+        }
+        trouble |= !delivered.failed.is_empty() || !delivered.expired.is_empty();
+        sent = delivered.sent.len();
+        lock.save(&current)?;
         if let Some(heartbeat) = &config.heartbeat {
             if let Err(e) = heartbeat.ping(!trouble) {
                 log::warn(e);

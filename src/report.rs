@@ -231,21 +231,6 @@ pub fn alerts_table(out: &mut impl Write, alerts: &[crate::alert::Alert]) -> io:
     write_aligned(out, &lines, 0)
 }
 
-/// Prints each notification as text (subject line, then body), separated by blank lines.
-pub fn notifications(
-    out: &mut impl Write,
-    notifications: &[crate::engine::Notification],
-) -> io::Result<()> {
-    for (i, n) in notifications.iter().enumerate() {
-        if i > 0 {
-            writeln!(out)?;
-        }
-        writeln!(out, "{}", crate::message::subject(n))?;
-        write!(out, "{}", crate::message::body(n))?;
-    }
-    Ok(())
-}
-
 /// A dry run for people: each active alert and where it moves, every notification, and
 /// every message each notifier would send (secrets redacted).
 pub fn dry_run(
@@ -342,6 +327,10 @@ pub fn dry_run(
                     )?,
                     Err(_) => writeln!(out, "{}", String::from_utf8_lossy(&request.body))?,
                 }
+            }
+            Ok(crate::notify::Message::Text(text)) => {
+                writeln!(out, "--- notifier {notifier}: stdout")?;
+                write!(out, "{text}")?;
             }
             Err(e) => writeln!(out, "--- notifier {notifier}: cannot render: {e}")?,
         }

@@ -145,6 +145,13 @@ pub fn run_file(path: &Path) -> Result<Report, TestFileError> {
 }
 
 fn run_case(config: &Config, case: &Case, base: &Path) -> Result<(), String> {
+    // As in `hapwatch run`: without a notifier, notifications go to stdout.
+    let implicit = notify::Notifiers::stdout(false);
+    let notifiers = if config.notifiers.is_empty() {
+        &implicit
+    } else {
+        &config.notifiers
+    };
     let mut state = State::new();
     for (i, s) in case.silences.iter().enumerate() {
         let matchers = s
@@ -191,37 +198,30 @@ fn run_case(config: &Config, case: &Case, base: &Path) -> Result<(), String> {
             }],
             false,
         );
-        let deliveries: Vec<(String, Vec<Labels>, Vec<Labels>)> = if config.notifiers.is_empty() {
-            outcome
-                .notifications
-                .iter()
-                .map(|n| {
+        let deliveries: Vec<(String, Vec<Labels>, Vec<Labels>)> = {
+            notify::plan(
+                notifiers,
+                &config.rules,
+                &state,
+                &outcome.notifications,
+                now,
+                interval,
+            )
+            .into_iter()
+            .map(|(name, payload)| match payload {
+                Payload::Notification(n) => (name, labels_of(&n.firing), labels_of(&n.resolved)),
+                Payload::Alertmanager { alerts } => {
+                    let resolved_at = crate::message::rfc3339(now);
+                    let (resolved, firing): (Vec<_>, Vec<_>) =
+                        alerts.into_iter().partition(|a| a.ends_at == resolved_at);
                     (
-                        "stdout".to_string(),
-                        labels_of(&n.firing),
-                        labels_of(&n.resolved),
+                        name,
+                        firing.into_iter().map(|a| a.labels).collect(),
+                        resolved.into_iter().map(|a| a.labels).collect(),
                     )
-                })
-                .collect()
-        } else {
-            notify::plan(config, &state, &outcome.notifications, now, interval)
-                .into_iter()
-                .map(|(name, payload)| match payload {
-                    Payload::Notification(n) => {
-                        (name, labels_of(&n.firing), labels_of(&n.resolved))
-                    }
-                    Payload::Alertmanager { alerts } => {
-                        let resolved_at = crate::message::rfc3339(now);
-                        let (resolved, firing): (Vec<_>, Vec<_>) =
-                            alerts.into_iter().partition(|a| a.ends_at == resolved_at);
-                        (
-                            name,
-                            firing.into_iter().map(|a| a.labels).collect(),
-                            resolved.into_iter().map(|a| a.labels).collect(),
-                        )
-                    }
-                })
-                .collect()
+                }
+            })
+            .collect()
         };
         let with_status = |status: Status| -> Vec<Labels> {
             state

@@ -155,7 +155,10 @@ impl Tmpfs {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            eprintln!("SKIPPED: {}: cannot mount a tmpfs here (needs root)", common::test_name());
+            eprintln!(
+                "SKIPPED: {}: cannot mount a tmpfs here (needs root)",
+                common::test_name()
+            );
             return None;
         }
         Some(Tmpfs { dir })
@@ -166,7 +169,11 @@ impl Tmpfs {
     }
 
     fn remount(&self, options: &str) {
-        let status = Command::new("mount").args(["-o", &format!("remount,{options}")]).arg(self.path()).status().unwrap();
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(self.path())
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 }
@@ -194,7 +201,15 @@ fn config_with_state(dir: &std::path::Path, state: &std::path::Path) -> std::pat
 
 fn run_at(config: &std::path::Path, now: u64) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_hapwatch"))
-        .args(["-c", config.to_str().unwrap(), "run", "--format", "json", "--now", &now.to_string()])
+        .args([
+            "-c",
+            config.to_str().unwrap(),
+            "run",
+            "--format",
+            "json",
+            "--now",
+            &now.to_string(),
+        ])
         .output()
         .unwrap()
 }
@@ -210,18 +225,39 @@ fn a_full_disk_is_a_clear_error_and_leaves_the_last_state_intact() {
     // A small dump first: its state fits.
     std::fs::write(work.path().join("big.csv"), big_dump(2)).unwrap();
     let first = run_at(&config, 1000);
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     let saved = std::fs::read(&state).unwrap();
     // A big one next: its samples do not fit in 64 KiB.
     std::fs::write(work.path().join("big.csv"), big_dump(400)).unwrap();
     let out = run_at(&config, 1060);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains(&format!("hapwatch: state file {}: cannot save: No space left on device", state.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "hapwatch: state file {}: cannot save: No space left on device",
+            state.display()
+        )),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert_eq!(std::fs::read(&state).unwrap(), saved, "the previous state is untouched");
-    let leftovers: Vec<_> = std::fs::read_dir(fs.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(leftovers.len(), 2, "state.json and its lock, no temp file: {leftovers:?}");
+    assert_eq!(
+        std::fs::read(&state).unwrap(),
+        saved,
+        "the previous state is untouched"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(fs.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        2,
+        "state.json and its lock, no temp file: {leftovers:?}"
+    );
 }
 
 #[test]
@@ -243,4 +279,134 @@ fn a_read_only_state_directory_is_a_clear_error() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert_eq!(std::fs::read(&state).unwrap(), saved);
     fs.remount("rw");
+}
+
+/// Kills runs that notify a real webhook receiver at random points, 200 times, with the
+/// server going down and up every run. After every kill the promise holds: what the state
+/// says was announced last has been received last, or is still in the outbox. Nothing is
+/// lost; a duplicate only happens for the one notification in flight at the kill.
+#[test]
+fn sigkill_during_delivery_loses_nothing() {
+    let receiver = common::HttpReceiver::start();
+    let dir = common::temp_dir();
+    let config = dir.path().join("hapwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[source]]\nname = \"lb1\"\nfile = \"lb1.csv\"\n\n[[rule]]\nname = \"Down\"\nscope = {{ server = \"web3\" }}\nwhen = 'state == \"down\"'\n\n[notifier.hook]\ntype = \"webhook\"\nurl = \"{}\"\nretries = 0\n\n[state]\nfile = \"state.json\"\n",
+            receiver.url_for("/hook")
+        ),
+    )
+    .unwrap();
+    let down = common::fixture_bytes("haproxy-2.6/down-after-kill.csv");
+    let up = common::fixture_bytes("haproxy-2.6/check-in-progress.csv");
+    let run = |now: u64| {
+        Command::new(env!("CARGO_BIN_EXE_hapwatch"))
+            .args([
+                "-c",
+                config.to_str().unwrap(),
+                "run",
+                "--now",
+                &now.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let start = Instant::now();
+    std::fs::write(dir.path().join("lb1.csv"), &down).unwrap();
+    assert!(run(0).wait().unwrap().success());
+    let whole = start.elapsed().max(Duration::from_millis(2));
+    let received = || -> Vec<String> {
+        receiver
+            .requests()
+            .iter()
+            .map(|r| r.json()["status"].as_str().unwrap_or("?").to_string())
+            .collect()
+    };
+    let (mut seed, mut killed) = (0x2545_f491_4f6c_dd1du64, 0);
+    for i in 1..=200u64 {
+        std::fs::write(
+            dir.path().join("lb1.csv"),
+            if i % 2 == 0 { &down } else { &up },
+        )
+        .unwrap();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = whole.mul_f64((seed % 1000) as f64 / 1000.0 * 1.5);
+        let mut child = run(i * 60);
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let Ok(bytes) = std::fs::read(dir.path().join("state.json")) else {
+            continue;
+        };
+        let state: serde_json::Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("iteration {i}: torn state: {e}"));
+        let Some(alert) = state["alerts"].as_object().and_then(|a| a.values().next()) else {
+            continue;
+        };
+        let announced = if alert["status"] == "firing" {
+            "firing"
+        } else {
+            "resolved"
+        };
+        let queued: Vec<&str> = state["outbox"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                if o["payload"]["firing"]
+                    .as_array()
+                    .is_some_and(|f| !f.is_empty())
+                {
+                    "firing"
+                } else {
+                    "resolved"
+                }
+            })
+            .collect();
+        let got = received();
+        let last_received = got.last().map(String::as_str);
+        assert!(
+            queued.last() == Some(&announced) || (queued.is_empty() && last_received == Some(announced)),
+            "iteration {i}: the state says {announced} was announced, but the receiver last got {last_received:?} and the outbox holds {queued:?}"
+        );
+    }
+    assert!(killed > 50, "only {killed} runs were killed mid-way");
+    // Settle: unkilled runs until nothing changes; then every flip seen by the state was
+    // received, in order, with at most one duplicate per kill.
+    std::fs::write(dir.path().join("lb1.csv"), &up).unwrap();
+    for n in 0..3 {
+        let out = Command::new(env!("CARGO_BIN_EXE_hapwatch"))
+            .args([
+                "-c",
+                config.to_str().unwrap(),
+                "run",
+                "--now",
+                &(201 * 60 + n * 60).to_string(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "settling run {n}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let got = received();
+    let mut collapsed = got.clone();
+    collapsed.dedup();
+    assert!(collapsed.windows(2).all(|w| w[0] != w[1]));
+    assert_eq!(collapsed.last().map(String::as_str), Some("resolved"));
+    assert!(
+        got.len() - collapsed.len() <= killed,
+        "{} duplicates for {killed} kills",
+        got.len() - collapsed.len()
+    );
 }

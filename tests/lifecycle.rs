@@ -80,11 +80,10 @@ fn summarize(out: &Output) -> Vec<String> {
     if out.stdout.trim().is_empty() {
         return Vec::new();
     }
-    let doc = out.json();
-    doc["notifications"]
-        .as_array()
-        .unwrap()
-        .iter()
+    // One JSON object per notification, one per line.
+    out.stdout
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{e}: {line}")))
         .map(|n| {
             let row = |a: &Value| {
                 let l = &a["labels"];

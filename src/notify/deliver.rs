@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::engine::{Notice, Notification};
 use crate::message::rfc3339;
 use crate::rules::template::Templates;
+use crate::rules::RuleSet;
 use crate::state::{State, Status};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -113,13 +114,13 @@ impl NotifierTemplates {
 /// each Alertmanager notifier every alert firing now plus those resolved in this run.
 /// `interval` is the time since the previous run (for `endsAt`).
 pub fn plan(
-    config: &Config,
+    notifiers: &Notifiers,
+    rules: &RuleSet,
     state: &State,
     notifications: &[Notification],
     now: f64,
     interval: f64,
 ) -> Vec<(String, Payload)> {
-    let notifiers = &config.notifiers;
     let mut out = Vec::new();
     for n in notifications {
         for name in notifiers.routes.for_notification(n, &notifiers.list) {
@@ -147,8 +148,7 @@ pub fn plan(
         let mut alerts = Vec::new();
         for alert in state.alerts.values() {
             let name = alert.labels.get("alertname").map_or("", String::as_str);
-            let notify = config
-                .rules
+            let notify = rules
                 .rules
                 .iter()
                 .find(|r| r.name == name)
@@ -201,6 +201,15 @@ pub fn render(
         (Kind::Webhook(cfg), Payload::Notification(n)) => {
             webhook::render(notifier, cfg, n, &notifiers.templates, secrets).map(Message::Http)
         }
+        (Kind::Stdout { json }, Payload::Notification(n)) => Ok(Message::Text(if *json {
+            format!("{}\n", serde_json::to_string(n).map_err(|e| e.to_string())?)
+        } else {
+            format!(
+                "{}\n{}\n",
+                crate::message::subject(n),
+                crate::message::body(n)
+            )
+        })),
         (Kind::Alertmanager(cfg), Payload::Alertmanager { alerts }) => {
             alertmanager::render(cfg, alerts).map(Message::Http)
         }
@@ -218,6 +227,13 @@ pub fn send(notifiers: &Notifiers, notifier: &Notifier, payload: &Payload) -> Re
     loop {
         let result = match (&message, &notifier.kind) {
             (Message::Mail(mail), Kind::Smtp(cfg)) => smtp::send(cfg, mail, notifier.timeout),
+            (Message::Text(text), Kind::Stdout { .. }) => {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                out.write_all(text.as_bytes())
+                    .and_then(|()| out.flush())
+                    .map_err(|e| format!("cannot write to stdout: {e}"))
+            }
             (Message::Http(request), Kind::Webhook(cfg)) => post(
                 request,
                 notifier.timeout,
@@ -292,40 +308,39 @@ fn post(
     Err(errors.join("; "))
 }
 
-/// Delivers this run's `planned` deliveries and retries the outbox items that are due.
-/// Failures go to (or stay in) `state.outbox`; items older than `outbox_max_age` are
-/// dropped and reported.
+/// Queues this run's `planned` deliveries in the outbox. The caller saves the state
+/// before delivering: whatever is sent has been recorded first, so a run killed at any
+/// point neither loses a notification nor sends one for a change it did not record.
+pub fn enqueue(state: &mut State, planned: Vec<(String, Payload)>, now: f64) {
+    state
+        .outbox
+        .extend(planned.into_iter().map(|(notifier, payload)| OutboxItem {
+            notifier,
+            payload,
+            created_at: now,
+            attempts: 0,
+            next_attempt: now,
+            last_error: String::new(),
+        }));
+}
+
+/// Delivers the outbox: this run's new items and earlier ones that are due. Failures stay
+/// in the outbox with backoff; items older than `max_age` are dropped and reported.
 ///
 /// Each notifier's queue is first in, first out: while an older item waits for its
 /// backoff or fails again, newer ones queue behind it, so that a recovery never arrives
 /// before the problem it resolves. Once a notifier accepts something in a run, everything
 /// queued behind it goes out in the same run.
-pub fn deliver(
-    config: &Config,
-    state: &mut State,
-    planned: Vec<(String, Payload)>,
-    now: f64,
-) -> Delivered {
-    let notifiers = &config.notifiers;
-    let max_age = config.alerting.outbox_max_age.as_secs_f64();
+pub fn deliver(notifiers: &Notifiers, state: &mut State, max_age: Duration, now: f64) -> Delivered {
+    let max_age = max_age.as_secs_f64();
     let mut done = Delivered::default();
     let mut keep: Vec<OutboxItem> = Vec::new();
     let mut blocked: HashSet<String> = HashSet::new();
     let mut working: HashSet<String> = HashSet::new();
     let queued = std::mem::take(&mut state.outbox);
-    let fresh = planned.into_iter().map(|(notifier, payload)| OutboxItem {
-        notifier,
-        payload,
-        created_at: now,
-        attempts: 0,
-        next_attempt: now,
-        last_error: String::new(),
-    });
-    let items = queued
-        .into_iter()
-        .map(|item| (item, false))
-        .chain(fresh.map(|item| (item, true)));
-    for (mut item, is_new) in items {
+    for mut item in queued {
+        // Never tried, and not queued behind another: planned by this run.
+        let is_new = item.attempts == 0 && item.last_error.is_empty();
         let Some(notifier) = notifiers.get(&item.notifier) else {
             done.expired.push(format!(
                 "outbox: notifier {} is no longer configured; dropped a notification from {}",

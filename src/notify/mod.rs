@@ -9,7 +9,7 @@ mod webhook;
 
 pub use alertmanager::{AmAlert, AmConfig};
 pub use deliver::{
-    deliver, notify_test, plan, render, Delivered, NotifierTemplates, OutboxItem, Payload,
+    deliver, enqueue, notify_test, plan, render, Delivered, NotifierTemplates, OutboxItem, Payload,
 };
 pub use smtp::{SmtpConfig, TlsMode};
 pub use webhook::{WebhookConfig, WebhookFormat};
@@ -46,6 +46,22 @@ impl Notifiers {
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
+
+    /// The notifiers of a config without any: one `stdout` that gets everything.
+    pub fn stdout(json: bool) -> Notifiers {
+        Notifiers {
+            list: vec![Notifier {
+                name: "stdout".into(),
+                kind: Kind::Stdout { json },
+                send_resolved: true,
+                fallback: None,
+                timeout: DEFAULT_TIMEOUT,
+                retries: 0,
+            }],
+            routes: Routes::default(),
+            templates: NotifierTemplates::default(),
+        }
+    }
 }
 
 /// A configured `[notifier.NAME]`.
@@ -71,7 +87,7 @@ impl Notifier {
         match &self.kind {
             Kind::Smtp(cfg) => cfg.password.iter().collect(),
             Kind::Webhook(cfg) => cfg.bearer_token.iter().chain(&cfg.secret).collect(),
-            Kind::Alertmanager(_) => Vec::new(),
+            Kind::Alertmanager(_) | Kind::Stdout { .. } => Vec::new(),
         }
     }
 }
@@ -85,6 +101,12 @@ pub enum Kind {
     Webhook(WebhookConfig),
     /// `type = "alertmanager"`.
     Alertmanager(AmConfig),
+    /// No notifier configured: `run` prints notifications on stdout (cron mails them),
+    /// as text or as one JSON object per line.
+    Stdout {
+        /// One JSON object per notification instead of text.
+        json: bool,
+    },
 }
 
 /// A rendered message: what is sent, and what a dry run shows (secrets redacted).
@@ -94,6 +116,8 @@ pub enum Message {
     Mail(smtp::Mail),
     /// An HTTP request.
     Http(HttpRequest),
+    /// Text for stdout.
+    Text(String),
 }
 
 /// An HTTP request to send.
