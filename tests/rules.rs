@@ -414,6 +414,11 @@ fn default_server_down_ignores_maint_drain_nocheck_and_transitions() {
         ["app-main/web3", "app-main/web4"],
         "UP 1/2 is not down yet"
     );
+    // DOWN 1/2: passing checks again, but out of service until `rise` is reached.
+    assert_eq!(
+        fired("ServerDown", &snap("down-going-up.csv"), None),
+        ["app-main/web1", "app-main/web2", "app-main/web3", "app-main/web4"]
+    );
     let alerts = eval(
         &defaults(),
         &snap("down-after-kill.csv"),
