@@ -102,6 +102,26 @@ impl Haproxy {
     /// Starts HAProxy and waits until it has settled. Panics (with HAProxy's own log)
     /// when that fails; call [`super::require`] first to skip when it is not installed.
     pub fn start() -> Haproxy {
+        Self::start_with_web1_check(Self::DEFAULT_CHECK)
+    }
+
+    /// The health-check parameters of every checked server in the fixture: a check every
+    /// 200 ms, down after one failure, up after one success.
+    pub const DEFAULT_CHECK: &'static str = "inter 200 fall 1 rise 1";
+
+    /// Like [`Haproxy::start`] (same topology, same [`Haproxy::BASELINE`]), but `app/web1`
+    /// is checked with `web1_check` (what follows `check` on its `server` line) instead of
+    /// [`Haproxy::DEFAULT_CHECK`]; the other servers are unchanged.
+    ///
+    /// For tests that force web1 down with `set server app/web1 health down`: that sets
+    /// the check health to 0, and with the default `rise 1` the next passing check (200 ms
+    /// later) brings the server back at once. Even with a slower `rise`, every passing
+    /// check while it is forced down shows it as `DOWN 1/<rise>` (going up) until the next
+    /// `health down`, so a slow `inter` such as `"inter 20s fall 1 rise 3"` is what keeps
+    /// it plainly `DOWN` between re-sent commands. The first check still runs at start-up
+    /// (HAProxy spreads the first checks over the smallest `inter`, 200 ms here), so the
+    /// baseline `L4OK` is reached as quickly as with [`Haproxy::start`].
+    pub fn start_with_web1_check(web1_check: &str) -> Haproxy {
         let program = find_program("haproxy")
             .expect("haproxy is not installed: guard the test with require(\"haproxy\")");
         let version = haproxy_version(&program);
@@ -143,11 +163,11 @@ frontend fe
     default_backend app
 
 backend app
-    server web1 {web1} check inter 200 fall 1 rise 1
-    server web2 {web2} check inter 200 fall 1 rise 1
+    server web1 {web1} check {web1_check}
+    server web2 {web2} check {default_check}
     # nothing listens there: DOWN after the first check
-    server web3 {dead} check inter 200 fall 1 rise 1
-    server web4 {dead} check inter 200 fall 1 rise 1 disabled
+    server web3 {dead} check {default_check}
+    server web4 {dead} check {default_check} disabled
 
 backend static
     # no health check: status \"no check\"
@@ -157,6 +177,7 @@ backend static
                 user = user_socket.display(),
                 user_name = Self::STATS_USER,
                 password = Self::STATS_PASSWORD,
+                default_check = Self::DEFAULT_CHECK,
             );
             let config_path = dir.path().join("haproxy.cfg");
             std::fs::write(&config_path, config).expect("cannot write haproxy.cfg");
