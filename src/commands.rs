@@ -320,11 +320,16 @@ pub fn run(config_path: &Path, state_path: Option<&Path>, args: &RunArgs) -> Res
     } else {
         Some(Lock::acquire(path, config.state.lock_timeout)?)
     };
-    let loaded = match &lock {
-        Some(lock) => lock.load()?,
-        None => state::peek(path)?,
-    };
-    let (mut current, mut quiet) = match loaded {
+    // HAProxy takes a while to produce a big dump: read the state meanwhile.
+    let (loaded, fetched) = std::thread::scope(|scope| {
+        let fetching = scope.spawn(|| source::fetch_all(&config.sources, config.rules.type_mask()));
+        let loaded = match &lock {
+            Some(lock) => lock.load(),
+            None => state::peek(path),
+        };
+        (loaded, fetching.join().expect("the fetch thread panicked"))
+    });
+    let (mut current, mut quiet) = match loaded? {
         Loaded::Ok(s) => (s, false),
         Loaded::Missing => (State::new(), false),
         Loaded::Corrupt { moved_to, reason } => {
@@ -350,7 +355,6 @@ pub fn run(config_path: &Path, state_path: Option<&Path>, args: &RunArgs) -> Res
         }
     }
 
-    let fetched = source::fetch_all(&config.sources, config.rules.type_mask());
     trouble |= report_failures(&fetched);
     let errors: Vec<String> = fetched
         .iter()
