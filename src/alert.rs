@@ -57,6 +57,16 @@ impl Alert {
     }
 }
 
+/// The row an alert is about: `proxy/server`, or `proxy` for frontends and backends;
+/// `None` for alerts about no row (a source that cannot be read).
+pub fn row_of(labels: &Labels) -> Option<String> {
+    match (labels.get("proxy"), labels.get("server")) {
+        (Some(p), Some(s)) => Some(format!("{p}/{s}")),
+        (Some(p), None) => Some(p.clone()),
+        _ => None,
+    }
+}
+
 /// A stable identity for a label set, computed like Alertmanager's (FNV-1a 64 over the
 /// sorted names and values, each followed by a 0xff byte), so that hapwatch and
 /// Alertmanager name the same alert the same way.

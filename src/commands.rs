@@ -501,11 +501,7 @@ pub fn run(config_path: &Path, state_path: Option<&Path>, args: &RunArgs) -> Res
 /// `ServerDown app-main/web3 (lb1)`.
 fn describe_alert(labels: &crate::alert::Labels) -> String {
     let get = |k: &str| labels.get(k).map_or("", String::as_str);
-    let row = match (labels.get("proxy"), labels.get("server")) {
-        (Some(p), Some(s)) => format!(" {p}/{s}"),
-        (Some(p), None) => format!(" {p}"),
-        _ => String::new(),
-    };
+    let row = crate::alert::row_of(labels).map_or_else(String::new, |r| format!(" {r}"));
     crate::message::one_line(&format!("{}{row} ({})", get("alertname"), get("source")))
 }
 

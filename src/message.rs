@@ -73,10 +73,9 @@ fn entry(notice: &Notice) -> String {
             .filter(|s| !s.is_empty())
     };
     let mut head = format!("- {}", label("alertname").unwrap_or("alert"));
-    match (label("proxy"), label("server")) {
-        (Some(p), Some(s)) => head.push_str(&format!(" {p}/{s}")),
-        (Some(p), None) => head.push_str(&format!(" {p}")),
-        _ => {}
+    if let Some(row) = crate::alert::row_of(&notice.labels) {
+        head.push(' ');
+        head.push_str(&row);
     }
     if let Some(source) = label("source") {
         head.push_str(&format!(" on {source}"));

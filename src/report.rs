@@ -250,11 +250,7 @@ pub fn dry_run(
         vec![["RULE", "SOURCE", "ROW", "VALUE", "STATE", "SUMMARY"].map(String::from)];
     for t in &outcome.transitions {
         let alert = outcome.active.iter().find(|a| a.labels == t.labels);
-        let row = match (t.labels.get("proxy"), t.labels.get("server")) {
-            (Some(p), Some(s)) => format!("{p}/{s}"),
-            (Some(p), None) => p.clone(),
-            _ => "-".into(),
-        };
+        let row = crate::alert::row_of(&t.labels).unwrap_or_else(|| "-".into());
         let mut moved = format!("{} -> {}", status(t.from), status(t.to));
         if t.silenced {
             moved.push_str(" (silenced)");

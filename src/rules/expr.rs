@@ -178,6 +178,33 @@ pub enum Expr {
     Or(Box<Expr>, Box<Expr>),
 }
 
+impl Expr {
+    /// Calls `f` on this node and every node below it.
+    pub fn visit(&self, f: &mut impl FnMut(&Expr)) {
+        f(self);
+        match self {
+            Expr::Neg(a) | Expr::Abs(a) | Expr::Not(a) | Expr::Glob(_, a, _) => a.visit(f),
+            Expr::MinMax(_, a, b)
+            | Expr::Arith(_, a, b)
+            | Expr::CompareNumbers(_, a, b)
+            | Expr::CompareText(_, a, b)
+            | Expr::And(a, b)
+            | Expr::Or(a, b) => {
+                a.visit(f);
+                b.visit(f);
+            }
+            Expr::Number(_)
+            | Expr::Text(_)
+            | Expr::Bool(_)
+            | Expr::NumberColumn(_)
+            | Expr::TextColumn(_)
+            | Expr::Special(_)
+            | Expr::Counter(..)
+            | Expr::Exists(_) => {}
+        }
+    }
+}
+
 /// Column names referenced by compiled expressions; ids are indices.
 pub trait ColumnTable {
     /// The id for `name`, adding it if new.

@@ -589,47 +589,24 @@ fn is_label_value_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Adds the column ids `expr` reads (except through `exists()`) to `out`, once each.
 fn collect_columns(expr: &Expr, out: &mut Vec<usize>) {
-    let mut push = |id: usize| {
-        if !out.contains(&id) {
-            out.push(id);
+    expr.visit(&mut |e| {
+        if let Expr::NumberColumn(id) | Expr::TextColumn(id) | Expr::Counter(_, id) = e {
+            if !out.contains(id) {
+                out.push(*id);
+            }
         }
-    };
-    match expr {
-        Expr::NumberColumn(id) | Expr::TextColumn(id) | Expr::Counter(_, id) => push(*id),
-        Expr::Exists(_) | Expr::Number(_) | Expr::Text(_) | Expr::Bool(_) | Expr::Special(_) => {}
-        Expr::Neg(a) | Expr::Abs(a) | Expr::Not(a) | Expr::Glob(_, a, _) => collect_columns(a, out),
-        Expr::MinMax(_, a, b)
-        | Expr::Arith(_, a, b)
-        | Expr::CompareNumbers(_, a, b)
-        | Expr::CompareText(_, a, b)
-        | Expr::And(a, b)
-        | Expr::Or(a, b) => {
-            collect_columns(a, out);
-            collect_columns(b, out);
-        }
-    }
+    });
 }
 
 /// Column ids passed to `delta()` / `rate()`.
 fn counter_columns(expr: &Expr) -> Vec<usize> {
     let mut out = Vec::new();
-    fn walk(expr: &Expr, out: &mut Vec<usize>) {
-        match expr {
-            Expr::Counter(_, id) => out.push(*id),
-            Expr::Neg(a) | Expr::Abs(a) | Expr::Not(a) | Expr::Glob(_, a, _) => walk(a, out),
-            Expr::MinMax(_, a, b)
-            | Expr::Arith(_, a, b)
-            | Expr::CompareNumbers(_, a, b)
-            | Expr::CompareText(_, a, b)
-            | Expr::And(a, b)
-            | Expr::Or(a, b) => {
-                walk(a, out);
-                walk(b, out);
-            }
-            _ => {}
+    expr.visit(&mut |e| {
+        if let Expr::Counter(_, id) = e {
+            out.push(*id);
         }
-    }
-    walk(expr, &mut out);
+    });
     out
 }
