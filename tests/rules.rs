@@ -417,7 +417,12 @@ fn default_server_down_ignores_maint_drain_nocheck_and_transitions() {
     // DOWN 1/2: passing checks again, but out of service until `rise` is reached.
     assert_eq!(
         fired("ServerDown", &snap("down-going-up.csv"), None),
-        ["app-main/web1", "app-main/web2", "app-main/web3", "app-main/web4"]
+        [
+            "app-main/web1",
+            "app-main/web2",
+            "app-main/web3",
+            "app-main/web4"
+        ]
     );
     let alerts = eval(
         &defaults(),
