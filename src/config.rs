@@ -555,7 +555,10 @@ fn explain_toml_error(message: &str) -> String {
 
 /// 1-based line and column of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let column = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;

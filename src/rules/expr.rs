@@ -233,6 +233,7 @@ pub fn compile(text: &str, columns: &mut dyn ColumnTable) -> Result<(Expr, Type)
     let mut parser = Parser {
         tokens,
         pos: 0,
+        depth: 0,
         columns,
     };
     let result = parser.or()?;
@@ -399,15 +400,38 @@ fn number(text: &str, offset: usize) -> Result<f64, ExprError> {
         })
 }
 
+/// How deeply parentheses, `not` and unary `-` may nest: far beyond any real rule, and
+/// far below what would overflow the stack.
+const MAX_DEPTH: usize = 64;
+
 struct Parser<'c> {
     tokens: Vec<Token>,
     pos: usize,
+    depth: usize,
     columns: &'c mut dyn ColumnTable,
 }
 
 type Typed = (Expr, Type);
 
 impl Parser<'_> {
+    /// Parses one nesting level deeper, refusing to go past [`MAX_DEPTH`].
+    fn nested(
+        &mut self,
+        at: usize,
+        parse: fn(&mut Self) -> Result<Typed, ExprError>,
+    ) -> Result<Typed, ExprError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(ExprError::new(
+                at,
+                format!("expression nested too deeply (more than {MAX_DEPTH} levels)"),
+            ));
+        }
+        self.depth += 1;
+        let result = parse(self);
+        self.depth -= 1;
+        result
+    }
+
     fn peek(&self) -> Option<&Token> {
         self.tokens.get(self.pos)
     }
@@ -496,7 +520,7 @@ impl Parser<'_> {
 
     fn not(&mut self) -> Result<Typed, ExprError> {
         if let Some(at) = self.eat_keyword("not") {
-            let inner = self.not()?;
+            let inner = self.nested(at, Self::not)?;
             return Ok((
                 Expr::Not(Box::new(want(inner, Type::Bool, at, "not")?)),
                 Type::Bool,
@@ -615,7 +639,7 @@ impl Parser<'_> {
 
     fn unary(&mut self) -> Result<Typed, ExprError> {
         if let Some((_, at)) = self.eat_op(&["-"]) {
-            let inner = self.unary()?;
+            let inner = self.nested(at, Self::unary)?;
             return Ok((
                 Expr::Neg(Box::new(want(inner, Type::Number, at, "-")?)),
                 Type::Number,
@@ -633,7 +657,7 @@ impl Parser<'_> {
             Kind::Number(n) => Ok((Expr::Number(n), Type::Number)),
             Kind::Text(s) => Ok((Expr::Text(s.into()), Type::Text)),
             Kind::LParen => {
-                let inner = self.or()?;
+                let inner = self.nested(tok.offset, Self::or)?;
                 self.expect(Kind::RParen, "`)`")?;
                 Ok(inner)
             }
@@ -700,7 +724,7 @@ impl Parser<'_> {
         } else {
             loop {
                 let arg_at = self.offset();
-                args.push((self.or()?, arg_at));
+                args.push((self.nested(arg_at, Self::or)?, arg_at));
                 if self.peek().is_some_and(|t| t.kind == Kind::Comma) {
                     self.pos += 1;
                     continue;

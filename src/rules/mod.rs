@@ -558,23 +558,57 @@ fn compile_expr(
     } else {
         expr::compile(body, table).map(|(e, _)| e)
     };
-    result.map_err(|e| {
-        (
-            string_body_start(text, source.span().start) + e.offset,
-            e.message,
-        )
-    })
+    result.map_err(|e| (raw_offset(text, source.span().start, e.offset), e.message))
 }
 
-/// Offset of the first character inside a TOML string that starts at `start`.
-fn string_body_start(text: &str, start: usize) -> usize {
+/// Where the byte at `decoded` of the TOML string starting at `start` stands in `text`:
+/// the string's escapes (`\"`, `\u00e9`, a line-ending backslash) make the decoded value
+/// shorter than its source.
+fn raw_offset(text: &str, start: usize, decoded: usize) -> usize {
     let rest = &text[start.min(text.len())..];
-    if rest.starts_with("'''") || rest.starts_with("\"\"\"") {
+    let (literal, open) = if rest.starts_with("'''") || rest.starts_with("\"\"\"") {
         // A newline right after the opening delimiter is not part of the string.
-        start + 3 + usize::from(rest[3..].starts_with('\n'))
+        (
+            rest.starts_with('\''),
+            3 + usize::from(rest[3..].starts_with('\n')),
+        )
     } else {
-        start + 1
+        (rest.starts_with('\''), 1)
+    };
+    let body = &rest[open.min(rest.len())..];
+    if literal {
+        return start + open + decoded;
     }
+    let mut value = 0;
+    let mut chars = body.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        if value >= decoded {
+            return start + open + at;
+        }
+        if c != '\\' {
+            value += c.len_utf8();
+            continue;
+        }
+        match chars.next() {
+            Some((_, escape @ ('u' | 'U'))) => {
+                let digits = if escape == 'u' { 4 } else { 8 };
+                let hex: String = chars.by_ref().take(digits).map(|(_, h)| h).collect();
+                value += u32::from_str_radix(&hex, 16)
+                    .ok()
+                    .and_then(char::from_u32)
+                    .map_or(1, char::len_utf8);
+            }
+            // A line-ending backslash swallows the newline and the next line's indentation.
+            Some((_, space)) if space.is_whitespace() => {
+                while chars.peek().is_some_and(|(_, c)| c.is_whitespace()) {
+                    chars.next();
+                }
+            }
+            Some(_) => value += 1,
+            None => break,
+        }
+    }
+    start + open + body.len()
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

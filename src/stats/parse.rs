@@ -36,6 +36,12 @@ pub enum ParseError {
         /// 1-based line number where the row starts.
         line: usize,
     },
+    /// Text after the comma that ends every HAProxy row.
+    #[error("line {line}: text after the last field (the dump is malformed)")]
+    TrailingText {
+        /// 1-based line number.
+        line: usize,
+    },
     /// A second header: two dumps were concatenated.
     #[error("line {line}: a second header line; expected a single `show stat` dump")]
     SecondHeader {
@@ -128,6 +134,9 @@ pub(super) fn parse_stat(dump: Vec<u8>) -> Result<Stats, ParseError> {
                     expected: expected_items,
                 });
             }
+            if trailing_comma && line.last() != Some(&b',') {
+                return Err(ParseError::TrailingText { line: row_line });
+            }
             pos = next;
             (start, end)
         } else {
@@ -139,6 +148,12 @@ pub(super) fn parse_stat(dump: Vec<u8>) -> Result<Stats, ParseError> {
                     found: record.fields.len(),
                     expected: expected_items,
                 });
+            }
+            if trailing_comma
+                && record.fields.len() >= 2
+                && record.fields[record.fields.len() - 2] != record.fields[record.fields.len() - 1]
+            {
+                return Err(ParseError::TrailingText { line: row_line });
             }
             if offset + record.data.len() + ncols >= u32::MAX as usize {
                 return Err(ParseError::TooLarge(offset + record.data.len()));
