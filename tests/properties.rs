@@ -1790,3 +1790,65 @@ fn a_deeply_nested_expression_is_a_config_error_not_a_stack_overflow() {
         assert!(stderr.contains("deep.toml:3:"), "{stderr}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The incremental parser (runtime API replies are parsed as they arrive)
+// ---------------------------------------------------------------------------------------
+
+/// Feeds `bytes` to a [`StatParser`] in chunks cut at `cuts` (sorted offsets).
+fn parse_in_chunks(bytes: &[u8], cuts: &[usize]) -> Result<Stats, hapwatch::stats::ParseError> {
+    let mut parser = hapwatch::stats::StatParser::default();
+    let mut at = 0;
+    for &cut in cuts.iter().chain(std::iter::once(&bytes.len())) {
+        let cut = cut.clamp(at, bytes.len());
+        parser.buffer().extend_from_slice(&bytes[at..cut]);
+        parser.advance()?;
+        at = cut;
+    }
+    parser.finish()
+}
+
+/// The rows of a parse, field by field, or its error, for comparing two parses.
+fn outcome(
+    result: &Result<Stats, hapwatch::stats::ParseError>,
+) -> Result<Vec<Vec<String>>, String> {
+    match result {
+        Ok(stats) => Ok(stats
+            .rows()
+            .map(|row| {
+                (0..stats.columns().len())
+                    .map(|c| row.raw(c).to_string())
+                    .collect()
+            })
+            .collect()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(512))]
+
+    /// Whatever the chunks a reply arrives in, the incremental parser gives exactly what
+    /// parsing the whole dump at once gives: the same rows and fields, or the same error
+    /// (an error may only come earlier, never differ).
+    #[test]
+    fn parsing_in_chunks_equals_parsing_whole(
+        which in any::<Index>(),
+        edits in prop::collection::vec((any::<Index>(), any::<u8>()), 0..3),
+        cuts in prop::collection::vec(any::<Index>(), 0..12),
+    ) {
+        let fixture = which.get(fixtures());
+        let mut bytes = fixture.bytes.clone();
+        for (at, byte) in &edits {
+            if !bytes.is_empty() {
+                let i = at.index(bytes.len());
+                bytes[i] = *byte;
+            }
+        }
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
+        cuts.sort_unstable();
+        let whole = outcome(&Stats::parse(bytes.clone()));
+        let chunked = outcome(&parse_in_chunks(&bytes, &cuts));
+        prop_assert_eq!(chunked, whole, "{} with edits {:?}, cut at {:?}", fixture.name, edits, cuts);
+    }
+}

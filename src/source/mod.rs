@@ -126,16 +126,10 @@ pub fn fetch(source: &SourceConfig) -> Result<Snapshot, SourceError> {
 /// Reads and parses one source. A runtime API source is asked for the rows of `types`
 /// only; other sources return every row.
 pub fn fetch_types(source: &SourceConfig, types: TypeMask) -> Result<Snapshot, SourceError> {
+    // The runtime API is parsed while it arrives; the others once read.
     let (target, raw) = match &source.endpoint {
-        Endpoint::Socket(path) => {
-            let target = path.display().to_string();
-            let raw = runtime::query_unix(path, source.timeout, types)?;
-            (target, raw)
-        }
-        Endpoint::Tcp(addr) => (
-            addr.clone(),
-            runtime::query_tcp(addr, source.timeout, types)?,
-        ),
+        Endpoint::Socket(path) => return runtime::query_unix(path, source.timeout, types),
+        Endpoint::Tcp(addr) => return runtime::query_tcp(addr, source.timeout, types),
         Endpoint::Http(http) => (http.url.clone(), http::fetch(http, source.timeout)?),
         Endpoint::File(path) => (path.display().to_string(), file::read(Some(path))?),
         Endpoint::Stdin => ("standard input".to_string(), file::read(None)?),

@@ -4,8 +4,9 @@
 //! closes the connection (non-interactive mode). Each command's output ends with an empty
 //! line; `split_reply` insists on it so that a cut connection is never taken for a dump.
 
-use super::{split_reply, RawReply, SourceError, MAX_REPLY_BYTES};
+use super::{split_reply, SourceError, MAX_REPLY_BYTES};
 use crate::stats::TypeMask;
+use crate::stats::{Info, Snapshot, StatParser, Stats};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
@@ -33,7 +34,7 @@ pub(super) fn query_unix(
     path: &Path,
     timeout: Duration,
     types: TypeMask,
-) -> Result<RawReply, SourceError> {
+) -> Result<Snapshot, SourceError> {
     let deadline = Instant::now() + timeout;
     let target = path.display().to_string();
     let stream = connect_unix(path, deadline).map_err(|e| connect_error(&target, e, timeout))?;
@@ -71,7 +72,7 @@ pub(super) fn query_tcp(
     addr: &str,
     timeout: Duration,
     types: TypeMask,
-) -> Result<RawReply, SourceError> {
+) -> Result<Snapshot, SourceError> {
     let deadline = Instant::now() + timeout;
     let target = addr.to_string();
     let addrs = addr.to_socket_addrs().map_err(|e| SourceError::Connect {
@@ -128,7 +129,7 @@ fn exchange(
     deadline: Instant,
     timeout: Duration,
     query: &[u8],
-) -> Result<RawReply, SourceError> {
+) -> Result<Snapshot, SourceError> {
     let timed_out = || SourceError::Timeout {
         target: target.to_string(),
         timeout,
@@ -145,28 +146,116 @@ fn exchange(
         .map_err(io_error)?;
     stream.write_all(query).map_err(io_error)?;
 
-    let mut reply: Vec<u8> = Vec::with_capacity(CHUNK);
+    let mut incoming = Incoming::Head(Vec::with_capacity(CHUNK));
+    let mut received: u64 = 0;
     let mut chunk = vec![0u8; CHUNK];
     loop {
         // One deadline for the whole reply, checked before every read, so a peer trickling
         // bytes cannot hold us past it.
         let left = remaining(deadline).ok_or_else(timed_out)?;
         stream.set_read_timeout(left).map_err(io_error)?;
-        match stream.read(&mut chunk) {
+        let n = match stream.read(&mut chunk) {
             Ok(0) => break,
-            Ok(n) => reply.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             // A reset after part of the reply is a cut connection: report it as such.
-            Err(e) if e.kind() == ErrorKind::ConnectionReset && !reply.is_empty() => break,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset && received > 0 => break,
             Err(e) => return Err(io_error(e)),
-        }
-        if reply.len() as u64 > MAX_REPLY_BYTES {
+        };
+        received += n as u64;
+        if received > MAX_REPLY_BYTES {
             return Err(SourceError::TooLarge {
                 target: target.to_string(),
             });
         }
+        incoming
+            .take(&chunk[..n])
+            .map_err(|source| SourceError::Parse {
+                target: target.to_string(),
+                source,
+            })?;
     }
-    split_reply(target, reply, true)
+    incoming.finish(target)
+}
+
+/// A runtime API reply as it arrives: the `show info` block, then the dump, which is
+/// parsed line by line as soon as its header has come, while HAProxy writes the rest.
+enum Incoming {
+    /// Before the dump: `show info`, or a reply that is not a dump at all.
+    Head(Vec<u8>),
+    /// In the dump.
+    Stat {
+        info: Option<String>,
+        parser: Box<StatParser>,
+    },
+}
+
+impl Incoming {
+    fn take(&mut self, bytes: &[u8]) -> Result<(), crate::stats::ParseError> {
+        match self {
+            Incoming::Stat { parser, .. } => {
+                parser.buffer().extend_from_slice(bytes);
+                parser.advance()
+            }
+            Incoming::Head(head) => {
+                head.extend_from_slice(bytes);
+                let Some(start) = dump_start(head) else {
+                    return Ok(());
+                };
+                let mut parser = Box::<StatParser>::default();
+                *parser.buffer() = head.split_off(start);
+                let info = Some(String::from_utf8_lossy(head).into_owned())
+                    .filter(|i| !i.trim().is_empty());
+                parser.advance()?;
+                *self = Incoming::Stat { info, parser };
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(self, target: &str) -> Result<Snapshot, SourceError> {
+        let (info, stats) = match self {
+            // Never reached a dump: frame and report it as a whole.
+            Incoming::Head(head) => {
+                let raw = split_reply(target, head, true)?;
+                (raw.info, Stats::parse(raw.stat))
+            }
+            Incoming::Stat { info, mut parser } => {
+                if !parser.buffer().ends_with(b"\n\n") {
+                    return Err(SourceError::Truncated {
+                        target: target.to_string(),
+                        detail: "the connection closed before the empty line that ends `show stat`"
+                            .into(),
+                    });
+                }
+                (info, parser.finish())
+            }
+        };
+        Ok(Snapshot {
+            info: info.as_deref().map(Info::parse),
+            stats: stats.map_err(|source| SourceError::Parse {
+                target: target.to_string(),
+                source,
+            })?,
+        })
+    }
+}
+
+/// Where the dump starts in the reply so far: at once if the reply starts with its
+/// `#` header, after the empty line that ends a `show info` block otherwise. `None` until
+/// that is known, and for a reply that is neither (an error message, which `split_reply`
+/// reports at the end).
+fn dump_start(head: &[u8]) -> Option<usize> {
+    let text_start = head.iter().position(|b| !b.is_ascii_whitespace())?;
+    if head[text_start] == b'#' {
+        return Some(text_start);
+    }
+    let first_line_end = memchr::memchr(b'\n', &head[text_start..])? + text_start;
+    if !Info::looks_like(&String::from_utf8_lossy(&head[text_start..first_line_end])) {
+        return None;
+    }
+    let start = memchr::memmem::find(&head[text_start..], b"\n\n")? + text_start + 2;
+    (head.get(start) == Some(&b'#')).then_some(start)
 }
 
 fn remaining(deadline: Instant) -> Option<Duration> {

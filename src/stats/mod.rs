@@ -9,7 +9,7 @@ mod parse;
 mod status;
 
 pub use info::Info;
-pub use parse::ParseError;
+pub use parse::{ParseError, StatParser};
 pub use status::{ProxyType, State, TypeMask};
 
 use std::collections::HashMap;

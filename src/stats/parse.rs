@@ -57,32 +57,232 @@ pub enum ParseError {
 const EXCERPT: usize = 80;
 
 pub(super) fn parse_stat(dump: Vec<u8>) -> Result<Stats, ParseError> {
-    let text = match String::from_utf8(dump) {
-        Ok(text) => text,
-        // Names are ASCII in practice; a stray byte in a check reply must not lose the dump.
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    };
-    if text.len() >= u32::MAX as usize {
-        return Err(ParseError::TooLarge(text.len()));
-    }
-    let bytes = text.as_bytes();
+    let mut parser = StatParser::default();
+    *parser.buffer() = dump;
+    parser.finish()
+}
 
-    let mut pos = 0;
-    let mut line_no = 0;
-    let (header_start, header_end) = loop {
-        if pos >= bytes.len() {
+/// An incremental `show stat` parser: bytes are appended as they arrive and complete lines
+/// are parsed right away, so that a dump is parsed while HAProxy is still writing it.
+#[derive(Default)]
+pub struct StatParser {
+    bytes: Vec<u8>,
+    pos: usize,
+    line_no: usize,
+    header: Option<Header>,
+    rows: Vec<RowMeta>,
+    ends: Option<Ends>,
+    /// Unescaped copies of quoted rows; appended to the text at the end.
+    extra: String,
+    /// Rows whose `base` is an offset into `extra`, fixed up at the end.
+    in_extra: Vec<usize>,
+    /// A quoted row was not UTF-8: parsing stops, and `finish` parses a repaired copy.
+    not_utf8: bool,
+    quoted: QuotedRows,
+}
+
+struct Header {
+    range: (usize, usize),
+    columns: Columns,
+    trailing_comma: bool,
+}
+
+impl StatParser {
+    /// The bytes received so far; append to it, then call [`StatParser::advance`].
+    pub fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+
+    /// Parses every complete line received so far.
+    pub fn advance(&mut self) -> Result<(), ParseError> {
+        self.parse_lines(false)
+    }
+
+    /// Parses what is left (a last line without a newline included) and builds the table.
+    pub fn finish(mut self) -> Result<Stats, ParseError> {
+        self.parse_lines(true)?;
+        let Some(header) = self.header else {
             return Err(ParseError::Empty);
+        };
+        let raw_len = self.bytes.len();
+        if raw_len + self.extra.len() >= u32::MAX as usize {
+            return Err(ParseError::TooLarge(raw_len + self.extra.len()));
         }
-        let (start, end, next) = line_at(bytes, pos);
-        line_no += 1;
-        pos = next;
-        if !text[start..end].trim().is_empty() {
-            break (start, end);
+        let mut text = match String::from_utf8(self.bytes) {
+            Ok(text) => text,
+            // Names are ASCII in practice; a stray byte in a check reply must not lose the
+            // dump. Lossy decoding moves offsets, so the repaired text is parsed again.
+            Err(e) => {
+                return parse_stat(
+                    String::from_utf8_lossy(e.as_bytes())
+                        .into_owned()
+                        .into_bytes(),
+                )
+            }
+        };
+        text.push_str(&self.extra);
+        let mut rows = self.rows;
+        for &i in &self.in_extra {
+            rows[i].base += raw_len as u32;
         }
-    };
-    let header = &text[header_start..header_end];
-    let Some(names) = header.strip_prefix('#') else {
-        return Err(ParseError::NoHeader(excerpt(header)));
+        let mut stats = Stats {
+            text,
+            header: (header.range.0 as u32, header.range.1 as u32),
+            columns: header.columns,
+            rows,
+            ends: self.ends.unwrap_or(Ends::Narrow(Vec::new())),
+        };
+        classify_rows(&mut stats);
+        Ok(stats)
+    }
+
+    fn parse_lines(&mut self, complete: bool) -> Result<(), ParseError> {
+        while !self.not_utf8 {
+            let pos = self.pos;
+            if pos >= self.bytes.len() {
+                return Ok(());
+            }
+            let newline = memchr(b'\n', &self.bytes[pos..]).map(|i| pos + i);
+            if newline.is_none() && !complete {
+                return Ok(());
+            }
+            let (start, end, next) = line_at(&self.bytes, pos);
+            let line = &self.bytes[start..end];
+            if line.iter().all(u8::is_ascii_whitespace) {
+                self.line_no += 1;
+                self.pos = next;
+                continue;
+            }
+            let Some(header) = &self.header else {
+                self.line_no += 1;
+                self.pos = next;
+                self.header = Some(parse_header(line, (start, end))?);
+                continue;
+            };
+            if line[0] == b'#' {
+                return Err(ParseError::SecondHeader {
+                    line: self.line_no + 1,
+                });
+            }
+            let ncols = header.columns.len();
+            let trailing_comma = header.trailing_comma;
+            let expected_items = ncols + usize::from(trailing_comma);
+            let ends = self.ends.get_or_insert_with(|| {
+                let approx_rows = memchr_iter(b'\n', &self.bytes[pos..]).count() + 1;
+                Ends::Narrow(Vec::with_capacity(approx_rows * ncols))
+            });
+            let row_line = self.line_no + 1;
+            let (base, line_end, consumed_to) = if memchr(b'"', line).is_none() {
+                let before = ends.len();
+                ends.fit(line.len());
+                // Dispatched once per row: the loop itself is monomorphic.
+                match ends {
+                    Ends::Narrow(v) => push_commas(line, |at| v.push(at as u16)),
+                    Ends::Wide(v) => push_commas(line, |at| v.push(at as u32)),
+                }
+                // With HAProxy's trailing comma, the commas are exactly the ends of the
+                // columns; without it, the end of the line closes the last one.
+                if !trailing_comma {
+                    ends.push(line.len());
+                }
+                let found = ends.len() - before + usize::from(trailing_comma);
+                if found != expected_items {
+                    return Err(ParseError::FieldCount {
+                        line: row_line,
+                        found,
+                        expected: expected_items,
+                    });
+                }
+                if trailing_comma && line.last() != Some(&b',') {
+                    return Err(ParseError::TrailingText { line: row_line });
+                }
+                self.line_no += 1;
+                (start, end, next)
+            } else {
+                // A quoted field may hold line breaks: the record ends at the first line
+                // break outside quotes, which may not have arrived yet.
+                let record_end = match record_end(&self.bytes, start) {
+                    Some(end) => end,
+                    // At the end of the input the record ends with it (or is unterminated,
+                    // which reading it reports).
+                    None if complete => self.bytes.len(),
+                    None => return Ok(()),
+                };
+                match self.quoted_row(start, record_end, row_line)? {
+                    Some(row) => row,
+                    None => {
+                        self.not_utf8 = true;
+                        return Ok(());
+                    }
+                }
+            };
+            self.rows.push(RowMeta {
+                line_start: start as u32,
+                line_end: line_end as u32,
+                base: base as u32,
+                kind: ProxyType::Frontend,
+                state: State::Unknown,
+            });
+            self.pos = consumed_to;
+        }
+        Ok(())
+    }
+
+    /// Reads the quoted row in `bytes[start..record_end]`; returns its base (in `extra`),
+    /// line end and where the next row starts, or `None` if it is not UTF-8.
+    fn quoted_row(
+        &mut self,
+        start: usize,
+        record_end: usize,
+        row_line: usize,
+    ) -> Result<Option<(usize, usize, usize)>, ParseError> {
+        let header = self.header.as_ref().expect("rows come after the header");
+        let ncols = header.columns.len();
+        let trailing_comma = header.trailing_comma;
+        let expected_items = ncols + usize::from(trailing_comma);
+        let ends = self.ends.get_or_insert_with(|| Ends::Narrow(Vec::new()));
+        let offset = self.extra.len();
+        let record = self.quoted.read(&self.bytes[start..record_end], row_line)?;
+        if record.fields.len() != expected_items {
+            return Err(ParseError::FieldCount {
+                line: row_line,
+                found: record.fields.len(),
+                expected: expected_items,
+            });
+        }
+        let fields = record.fields;
+        let Ok(data) = std::str::from_utf8(record.data) else {
+            return Ok(None);
+        };
+        if trailing_comma
+            && fields.len() >= 2
+            && fields[fields.len() - 2] != fields[fields.len() - 1]
+        {
+            return Err(ParseError::TrailingText { line: row_line });
+        }
+        let mut field_start = 0;
+        for &field_end in fields.iter().take(ncols) {
+            self.extra.push_str(&data[field_start..field_end]);
+            ends.fit(self.extra.len() - offset);
+            ends.push(self.extra.len() - offset);
+            self.extra.push(',');
+            field_start = field_end;
+        }
+        self.line_no += record.newlines + 1;
+        self.in_extra.push(self.rows.len());
+        Ok(Some((
+            offset,
+            start + record.line_len,
+            start + record.consumed,
+        )))
+    }
+}
+
+/// The header line: column names, and whether rows end with HAProxy's trailing comma.
+fn parse_header(line: &[u8], range: (usize, usize)) -> Result<Header, ParseError> {
+    let text = String::from_utf8_lossy(line);
+    let Some(names) = text.strip_prefix('#') else {
+        return Err(ParseError::NoHeader(excerpt(&text)));
     };
     let mut items: Vec<&str> = names.trim_start().split(',').collect();
     // HAProxy ends the header and every row with a `,`, leaving an empty last item.
@@ -90,108 +290,26 @@ pub(super) fn parse_stat(dump: Vec<u8>) -> Result<Stats, ParseError> {
     if trailing_comma {
         items.pop();
     }
-    let columns = Columns::new(items)?;
-    let ncols = columns.len();
-    let expected_items = ncols + usize::from(trailing_comma);
+    Ok(Header {
+        range,
+        columns: Columns::new(items)?,
+        trailing_comma,
+    })
+}
 
-    let approx_rows = memchr_iter(b'\n', &bytes[pos..]).count() + 1;
-    let mut rows: Vec<RowMeta> = Vec::with_capacity(approx_rows);
-    let mut ends = Ends::Narrow(Vec::with_capacity(approx_rows * ncols));
-    // Unescaped copies of quoted rows; they are appended to `text` at the end.
-    let mut extra = String::new();
-    let mut quoted = QuotedRows::default();
-
-    while pos < bytes.len() {
-        let (start, end, next) = line_at(bytes, pos);
-        line_no += 1;
-        let line = &bytes[start..end];
-        if line.iter().all(u8::is_ascii_whitespace) {
-            pos = next;
-            continue;
+/// Where the record starting at `start` ends (just past its line break): the first line
+/// break with an even number of quotes before it. `None` if none has arrived yet.
+fn record_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let mut quotes = 0;
+    let mut at = start;
+    loop {
+        let newline = at + memchr(b'\n', &bytes[at..])?;
+        quotes += memchr_iter(b'"', &bytes[at..newline]).count();
+        if quotes % 2 == 0 {
+            return Some(newline + 1);
         }
-        if line[0] == b'#' {
-            return Err(ParseError::SecondHeader { line: line_no });
-        }
-        let row_line = line_no;
-        let (base, line_end) = if memchr(b'"', line).is_none() {
-            let before = ends.len();
-            ends.fit(line.len());
-            // Dispatched once per row: the loop itself is monomorphic.
-            match &mut ends {
-                Ends::Narrow(v) => push_commas(line, |at| v.push(at as u16)),
-                Ends::Wide(v) => push_commas(line, |at| v.push(at as u32)),
-            }
-            // With HAProxy's trailing comma, the commas are exactly the ends of the columns;
-            // without it, the end of the line closes the last one.
-            if !trailing_comma {
-                ends.push(line.len());
-            }
-            let found = ends.len() - before + usize::from(trailing_comma);
-            if found != expected_items {
-                return Err(ParseError::FieldCount {
-                    line: row_line,
-                    found,
-                    expected: expected_items,
-                });
-            }
-            if trailing_comma && line.last() != Some(&b',') {
-                return Err(ParseError::TrailingText { line: row_line });
-            }
-            pos = next;
-            (start, end)
-        } else {
-            let offset = text.len() + extra.len();
-            let record = quoted.read(&bytes[start..], row_line)?;
-            if record.fields.len() != expected_items {
-                return Err(ParseError::FieldCount {
-                    line: row_line,
-                    found: record.fields.len(),
-                    expected: expected_items,
-                });
-            }
-            if trailing_comma
-                && record.fields.len() >= 2
-                && record.fields[record.fields.len() - 2] != record.fields[record.fields.len() - 1]
-            {
-                return Err(ParseError::TrailingText { line: row_line });
-            }
-            if offset + record.data.len() + ncols >= u32::MAX as usize {
-                return Err(ParseError::TooLarge(offset + record.data.len()));
-            }
-            let copy_start = extra.len();
-            let mut field_start = 0;
-            for &field_end in record.fields.iter().take(ncols) {
-                extra.push_str(&record.data[field_start..field_end]);
-                ends.fit(extra.len() - copy_start);
-                ends.push(extra.len() - copy_start);
-                extra.push(',');
-                field_start = field_end;
-            }
-            line_no += record.newlines;
-            pos = start + record.consumed;
-            let line_end = start + record.line_len;
-            (offset, line_end)
-        };
-        rows.push(RowMeta {
-            line_start: start as u32,
-            line_end: line_end as u32,
-            base: base as u32,
-            kind: ProxyType::Frontend,
-            state: State::Unknown,
-        });
+        at = newline + 1;
     }
-
-    let mut text = text;
-    text.push_str(&extra);
-    let mut stats = Stats {
-        text,
-        header: (header_start as u32, header_end as u32),
-        columns,
-        rows,
-        ends,
-    };
-    classify_rows(&mut stats);
-    Ok(stats)
 }
 
 /// Fills in each row's type and normalized state once, so that filters and rules never
@@ -317,7 +435,7 @@ struct QuotedRows {
 
 /// One quoted row, unescaped.
 struct Record<'a> {
-    data: std::borrow::Cow<'a, str>,
+    data: &'a [u8],
     fields: &'a [usize],
     /// Input bytes consumed, including the terminating newline.
     consumed: usize,
@@ -383,8 +501,7 @@ impl QuotedRows {
             line_len -= 1;
         }
         let newlines = memchr_iter(b'\n', &input[..line_len]).count();
-        // Removing ASCII quotes from valid UTF-8 leaves valid UTF-8; lossy is only a guard.
-        let data = String::from_utf8_lossy(&self.data[..nout]);
+        let data = &self.data[..nout];
         Ok(Record {
             data,
             fields: &self.fields[..nends],
