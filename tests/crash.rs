@@ -56,22 +56,7 @@ fn sigkill_at_random_points_never_tears_the_state_file() {
     .unwrap();
     std::fs::write(dir.path().join("big.csv"), big_dump(300)).unwrap();
     let state = dir.path().join("state.json");
-    let run = |now: u64| {
-        Command::new(env!("CARGO_BIN_EXE_hapwatch"))
-            .args([
-                "-c",
-                config.to_str().unwrap(),
-                "run",
-                "--format",
-                "json",
-                "--now",
-                &now.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let run = |now: u64| spawn_run(&config, now);
     // How long one whole run takes here, to spread the kills over it.
     let start = Instant::now();
     assert!(run(1).wait().unwrap().code().is_some());
@@ -79,13 +64,10 @@ fn sigkill_at_random_points_never_tears_the_state_file() {
 
     // A small deterministic generator: the kill points differ per iteration but the test
     // is reproducible.
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut kill_points = KillPoints(0x9e37_79b9_7f4a_7c15);
     let mut killed = 0;
     for i in 0..200u64 {
-        seed = seed
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        let delay = whole.mul_f64((seed >> 11) as f64 / (1u64 << 53) as f64 * 1.2);
+        let delay = whole.mul_f64(kill_points.next_fraction() * 1.2);
         let mut child = run(100 + i * 60);
         std::thread::sleep(delay);
         if child.try_wait().unwrap().is_none() {
@@ -137,6 +119,38 @@ fn sigkill_at_random_points_never_tears_the_state_file() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Starts `hapwatch run` at simulated time `now`, output discarded.
+fn spawn_run(config: &std::path::Path, now: u64) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_hapwatch"))
+        .args([
+            "-c",
+            config.to_str().unwrap(),
+            "run",
+            "--format",
+            "json",
+            "--now",
+            &now.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Deterministic pseudo-random kill points (xorshift): they differ per iteration, and a
+/// failure reproduces.
+struct KillPoints(u64);
+
+impl KillPoints {
+    /// The next fraction in [0, 1).
+    fn next_fraction(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 /// A tmpfs of `size` mounted on a fresh directory, unmounted on drop. `None` (with a
@@ -300,20 +314,7 @@ fn sigkill_during_delivery_loses_nothing() {
     .unwrap();
     let down = common::fixture_bytes("haproxy-2.6/down-after-kill.csv");
     let up = common::fixture_bytes("haproxy-2.6/check-in-progress.csv");
-    let run = |now: u64| {
-        Command::new(env!("CARGO_BIN_EXE_hapwatch"))
-            .args([
-                "-c",
-                config.to_str().unwrap(),
-                "run",
-                "--now",
-                &now.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let run = |now: u64| spawn_run(&config, now);
     let start = Instant::now();
     std::fs::write(dir.path().join("lb1.csv"), &down).unwrap();
     assert!(run(0).wait().unwrap().success());
@@ -325,17 +326,14 @@ fn sigkill_during_delivery_loses_nothing() {
             .map(|r| r.json()["status"].as_str().unwrap_or("?").to_string())
             .collect()
     };
-    let (mut seed, mut killed) = (0x2545_f491_4f6c_dd1du64, 0);
+    let (mut kill_points, mut killed) = (KillPoints(0x2545_f491_4f6c_dd1d), 0);
     for i in 1..=200u64 {
         std::fs::write(
             dir.path().join("lb1.csv"),
             if i % 2 == 0 { &down } else { &up },
         )
         .unwrap();
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let delay = whole.mul_f64((seed % 1000) as f64 / 1000.0 * 1.5);
+        let delay = whole.mul_f64(kill_points.next_fraction() * 1.5);
         let mut child = run(i * 60);
         std::thread::sleep(delay);
         if child.try_wait().unwrap().is_none() {
