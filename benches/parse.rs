@@ -379,4 +379,45 @@ fn main() {
         json_bytes as f64 / 1e6,
         json_bytes as f64 / json.median().as_secs_f64() / 1e6
     );
+
+    // --- Rule evaluation: the default rules (config/rules.toml) over every row, with a
+    // previous sample of the same dump 60 s earlier, as a warm `hapwatch run` does; plus
+    // capturing the sample the next run needs.
+    let config = hapwatch::config::Config::parse(
+        &format!(
+            "include = [{:?}]\n",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/rules.toml")
+        ),
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/bench.toml")),
+        true,
+    )
+    .expect("the default rules compile");
+    let previous = config.rules.sample(&snapshot, 1000.0);
+    let mut alerts = 0;
+    let evaluate = || {
+        let t = Instant::now();
+        let found = config.rules.evaluate(
+            &hapwatch::rules::Input {
+                source: "bench",
+                snapshot: &snapshot,
+                previous: Some(&previous),
+                now: 1060.0,
+            },
+            None,
+        );
+        let elapsed = t.elapsed();
+        alerts = found.len();
+        elapsed
+    };
+    let eval = Samples::collect(Duration::from_secs(3), 10, 500, evaluate);
+    report("default rules evaluated over all rows", &eval);
+    println!("{:<44} {:8} alerts", "  matches", alerts);
+    let capture = Samples::collect(Duration::from_secs(2), 10, 500, || {
+        let t = Instant::now();
+        let sample = config.rules.sample(&snapshot, 1120.0);
+        let elapsed = t.elapsed();
+        drop(sample);
+        elapsed
+    });
+    report("sample capture (delta/rate columns)", &capture);
 }
