@@ -97,9 +97,15 @@ pub fn step(
     let settings = &config.alerting;
     let mut outcome = Outcome::default();
     let mut failed: HashSet<&str> = HashSet::new();
+    // Servers not checked yet since HAProxy started (`INI`, e.g. right after a reload):
+    // their status says nothing yet, so their alerts stay as they are.
+    let mut unchecked: HashSet<(String, String, String)> = HashSet::new();
     for source in sources {
         match source.result {
             Ok(snapshot) => {
+                unchecked.extend(
+                    unchecked_servers(snapshot).map(|(p, s)| (source.name.to_string(), p, s)),
+                );
                 let input = Input {
                     source: source.name,
                     snapshot,
@@ -200,6 +206,14 @@ pub fn step(
         if failed.contains(source) && !is_unreachable_alert {
             continue;
         }
+        let row = (
+            source.to_string(),
+            entry.labels.get("proxy").cloned().unwrap_or_default(),
+            entry.labels.get("server").cloned().unwrap_or_default(),
+        );
+        if unchecked.contains(&row) {
+            continue;
+        }
         let rule = config
             .rules
             .rules
@@ -259,6 +273,16 @@ pub fn step(
         now,
     );
     outcome
+}
+
+/// `(proxy, server)` of the servers whose first health check has not run yet.
+fn unchecked_servers(snapshot: &Snapshot) -> impl Iterator<Item = (String, String)> + '_ {
+    let check = snapshot.stats.columns().get("check_status");
+    snapshot.stats.rows().filter_map(move |row| {
+        let status = row.get(check?)?;
+        (status.strip_prefix("* ").unwrap_or(status) == "INI")
+            .then(|| (row.proxy().to_string(), row.name().to_string()))
+    })
 }
 
 fn new_episode(alert: &Alert, now: f64) -> AlertState {
