@@ -102,18 +102,7 @@ fn sigkill_at_random_points_never_tears_the_state_file() {
         "only {killed} of 200 runs were killed mid-way; the test did not exercise kills"
     );
     // And the survivor state is still usable by a normal run.
-    let out = Command::new(env!("CARGO_BIN_EXE_hapwatch"))
-        .args([
-            "-c",
-            config.to_str().unwrap(),
-            "run",
-            "--format",
-            "json",
-            "--now",
-            "999999",
-        ])
-        .output()
-        .unwrap();
+    let out = run_at(&config, 999_999);
     assert!(
         out.status.success(),
         "{}",
@@ -121,18 +110,24 @@ fn sigkill_at_random_points_never_tears_the_state_file() {
     );
 }
 
+/// `hapwatch run --format json` at simulated time `now`.
+fn run_command(config: &std::path::Path, now: u64) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hapwatch"));
+    command.args([
+        "-c",
+        config.to_str().unwrap(),
+        "run",
+        "--format",
+        "json",
+        "--now",
+        &now.to_string(),
+    ]);
+    command
+}
+
 /// Starts `hapwatch run` at simulated time `now`, output discarded.
 fn spawn_run(config: &std::path::Path, now: u64) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_hapwatch"))
-        .args([
-            "-c",
-            config.to_str().unwrap(),
-            "run",
-            "--format",
-            "json",
-            "--now",
-            &now.to_string(),
-        ])
+    run_command(config, now)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -214,18 +209,7 @@ fn config_with_state(dir: &std::path::Path, state: &std::path::Path) -> std::pat
 }
 
 fn run_at(config: &std::path::Path, now: u64) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_hapwatch"))
-        .args([
-            "-c",
-            config.to_str().unwrap(),
-            "run",
-            "--format",
-            "json",
-            "--now",
-            &now.to_string(),
-        ])
-        .output()
-        .unwrap()
+    run_command(config, now).output().unwrap()
 }
 
 #[test]
@@ -381,16 +365,7 @@ fn sigkill_during_delivery_loses_nothing() {
     // received, in order, with at most one duplicate per kill.
     std::fs::write(dir.path().join("lb1.csv"), &up).unwrap();
     for n in 0..3 {
-        let out = Command::new(env!("CARGO_BIN_EXE_hapwatch"))
-            .args([
-                "-c",
-                config.to_str().unwrap(),
-                "run",
-                "--now",
-                &(201 * 60 + n * 60).to_string(),
-            ])
-            .output()
-            .unwrap();
+        let out = run_at(&config, 201 * 60 + n * 60);
         assert!(
             out.status.success(),
             "settling run {n}: {}",
