@@ -375,19 +375,23 @@ impl RuleSet {
             dump_columns: &dump_columns,
             previous,
         };
-        let mut alerts = Vec::new();
-        for rule in self
+        let rules: Vec<&Rule> = self
             .rules
             .iter()
             .filter(|r| only.is_none_or(|o| o == r.name))
-        {
-            for row in stats.rows() {
+            .collect();
+        // Row by row, every rule while the row is in the CPU cache (a rule-by-rule pass
+        // fetched a big dump's field offsets from memory once per rule); alerts still come
+        // out rule by rule, in dump order.
+        let mut alerts_by_rule: Vec<Vec<Alert>> = vec![Vec::new(); rules.len()];
+        for row in stats.rows() {
+            for (rule, alerts) in rules.iter().zip(&mut alerts_by_rule) {
                 if rule.scope.matches(&row) && eval::truth(&rule.when, &row, &env) {
                     alerts.push(self.alert(rule, &row, &env));
                 }
             }
         }
-        alerts
+        alerts_by_rule.into_iter().flatten().collect()
     }
 
     fn alert(&self, rule: &Rule, row: &Row<'_>, env: &Env<'_>) -> Alert {

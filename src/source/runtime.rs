@@ -221,7 +221,7 @@ impl Incoming {
                 (raw.info, Stats::parse(raw.stat))
             }
             Incoming::Stat { info, mut parser } => {
-                if !parser.buffer().ends_with(b"\n\n") {
+                if !parser.received_ends_with(b"\n\n") {
                     return Err(SourceError::Truncated {
                         target: target.to_string(),
                         detail: "the connection closed before the empty line that ends `show stat`"

@@ -29,8 +29,10 @@ pub struct Snapshot {
 /// 12,000-row dump costs two allocations rather than 1.5 million.
 #[derive(Debug)]
 pub struct Stats {
-    /// The dump as received, followed by unescaped copies of the few rows that had quotes.
+    /// The dump as received.
     text: String,
+    /// Unescaped copies of the few rows that had quotes, fields separated by `,`.
+    extra: String,
     /// Byte range of the header line within `text`.
     header: (u32, u32),
     columns: Columns,
@@ -38,6 +40,8 @@ pub struct Stats {
     /// `columns.len()` field end offsets per row, relative to `RowMeta::base`; a field
     /// starts one byte after the previous field's end (the separator), the first at 0.
     ends: parse::Ends,
+    /// The dump was not valid UTF-8 and was decoded lossily.
+    repaired: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -45,10 +49,58 @@ struct RowMeta {
     /// Byte range of the row's line(s) in the received dump, without the newline.
     line_start: u32,
     line_end: u32,
-    /// Offset of the first field's first byte.
+    /// Offset of the first field's first byte, in `extra` when `in_extra`, else in `text`.
     base: u32,
+    in_extra: bool,
     kind: ProxyType,
     state: State,
+}
+
+/// A borrowed view of a table's rows: of a whole [`Stats`], or of the rows a
+/// [`StatParser`] has read so far while the rest of the dump is still arriving.
+#[derive(Debug, Clone, Copy)]
+pub struct Table<'a> {
+    text: &'a str,
+    extra: &'a str,
+    columns: &'a Columns,
+    rows: &'a [RowMeta],
+    ends: parse::EndsRef<'a>,
+}
+
+impl<'a> Table<'a> {
+    /// The header's columns.
+    pub fn columns(&self) -> &'a Columns {
+        self.columns
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// True when there is no row.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The row at `index` (dump order).
+    pub fn row(&self, index: usize) -> Row<'a> {
+        assert!(index < self.rows.len(), "row {index} out of range");
+        Row {
+            table: *self,
+            index,
+        }
+    }
+
+    /// The rows in `range`, in dump order.
+    pub fn rows_in(
+        &self,
+        range: std::ops::Range<usize>,
+    ) -> impl ExactSizeIterator<Item = Row<'a>> + 'a {
+        let table = *self;
+        assert!(range.end <= table.rows.len(), "rows {range:?} out of range");
+        range.map(move |index| Row { table, index })
+    }
 }
 
 /// The header of a dump: column names and a name → index lookup.
@@ -142,37 +194,54 @@ impl Stats {
         self.rows.is_empty()
     }
 
+    /// A view of every row.
+    pub fn table(&self) -> Table<'_> {
+        Table {
+            text: &self.text,
+            extra: &self.extra,
+            columns: &self.columns,
+            rows: &self.rows,
+            ends: self.ends.as_ref(),
+        }
+    }
+
     /// The row at `index` (dump order).
     pub fn row(&self, index: usize) -> Row<'_> {
-        Row { stats: self, index }
+        self.table().row(index)
     }
 
     /// All rows in dump order.
     pub fn rows(&self) -> impl ExactSizeIterator<Item = Row<'_>> + '_ {
-        (0..self.rows.len()).map(move |index| Row { stats: self, index })
+        self.table().rows_in(0..self.rows.len())
     }
 
     /// The header line exactly as received (without the newline).
     pub fn header_line(&self) -> &str {
         &self.text[self.header.0 as usize..self.header.1 as usize]
     }
+
+    /// True when the dump was not valid UTF-8: invalid bytes were replaced by U+FFFD and
+    /// the repaired text parsed again.
+    pub fn repaired(&self) -> bool {
+        self.repaired
+    }
 }
 
 /// One row of a dump: a frontend, backend, server or listener.
 #[derive(Clone, Copy)]
 pub struct Row<'a> {
-    stats: &'a Stats,
+    table: Table<'a>,
     index: usize,
 }
 
 impl<'a> Row<'a> {
     fn meta(&self) -> &'a RowMeta {
-        &self.stats.rows[self.index]
+        &self.table.rows[self.index]
     }
 
     /// The columns of the dump this row belongs to.
     pub fn columns(&self) -> &'a Columns {
-        &self.stats.columns
+        self.table.columns
     }
 
     /// Position of this row in its dump.
@@ -182,16 +251,23 @@ impl<'a> Row<'a> {
 
     /// The field in column `col` exactly as printed (unquoted); `""` when empty.
     pub fn raw(&self, col: usize) -> &'a str {
-        let stats = self.stats;
-        assert!(col < stats.columns.len(), "column {col} out of range");
-        let at = self.index * stats.columns.len() + col;
-        let base = self.meta().base as usize;
+        let table = &self.table;
+        let width = table.columns.len();
+        assert!(col < width, "column {col} out of range");
+        let at = self.index * width + col;
+        let meta = self.meta();
+        let base = meta.base as usize;
         let start = if col == 0 {
             0
         } else {
-            stats.ends.get(at - 1) + 1
+            table.ends.get(at - 1) + 1
         };
-        &stats.text[base + start..base + stats.ends.get(at)]
+        let text = if meta.in_extra {
+            table.extra
+        } else {
+            table.text
+        };
+        &text[base + start..base + table.ends.get(at)]
     }
 
     /// The field in column `col`, or `None` when HAProxy left it empty: an empty field
@@ -202,7 +278,7 @@ impl<'a> Row<'a> {
 
     /// The field named `name`, or `None` when the column is missing or the field empty.
     pub fn by_name(&self, name: &str) -> Option<&'a str> {
-        self.stats.columns.get(name).and_then(|c| self.get(c))
+        self.table.columns.get(name).and_then(|c| self.get(c))
     }
 
     /// A counter or gauge: `None` when absent or not an unsigned integer.
@@ -217,12 +293,12 @@ impl<'a> Row<'a> {
 
     /// `pxname`: the proxy (frontend, backend or listen section) name.
     pub fn proxy(&self) -> &'a str {
-        self.raw(self.stats.columns.pxname)
+        self.raw(self.table.columns.pxname)
     }
 
     /// `svname`: `FRONTEND`, `BACKEND`, a server name, or a listener name.
     pub fn name(&self) -> &'a str {
-        self.raw(self.stats.columns.svname)
+        self.raw(self.table.columns.svname)
     }
 
     /// The row type (`type` column, or derived from `svname` in dumps without it).
@@ -232,7 +308,7 @@ impl<'a> Row<'a> {
 
     /// `status` exactly as printed, e.g. `UP 1/2` or `MAINT (via app/web1)`.
     pub fn status(&self) -> &'a str {
-        self.stats.columns.status.map_or("", |c| self.raw(c))
+        self.table.columns.status.map_or("", |c| self.raw(c))
     }
 
     /// The normalized status.
@@ -243,7 +319,7 @@ impl<'a> Row<'a> {
     /// The row's line(s) exactly as received, for re-emitting a dump.
     pub fn line(&self) -> &'a str {
         let m = self.meta();
-        &self.stats.text[m.line_start as usize..m.line_end as usize]
+        &self.table.text[m.line_start as usize..m.line_end as usize]
     }
 }
 

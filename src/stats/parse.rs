@@ -5,7 +5,7 @@
 //! line break (a health-check reply, say); such a row goes through `csv_core`, which may
 //! also consume several physical lines.
 
-use super::{Columns, ProxyType, RowMeta, State, Stats};
+use super::{Columns, ProxyType, RowMeta, State, Stats, Table};
 use memchr::{memchr, memchr_iter};
 
 /// Why a dump could not be read as `show stat` output.
@@ -63,20 +63,21 @@ pub(super) fn parse_stat(dump: Vec<u8>) -> Result<Stats, ParseError> {
 }
 
 /// An incremental `show stat` parser: bytes are appended as they arrive and complete lines
-/// are parsed right away, so that a dump is parsed while HAProxy is still writing it.
+/// are parsed right away, so that a dump is parsed while HAProxy is still writing it, and
+/// the rows read so far can be looked at ([`StatParser::table`]) before the rest arrives.
 #[derive(Default)]
 pub struct StatParser {
-    bytes: Vec<u8>,
-    pos: usize,
+    /// Received bytes not parsed yet: the start of a line or quoted record still arriving.
+    pending: Vec<u8>,
+    /// Every line parsed so far, exactly as received (checked to be UTF-8).
+    text: String,
     line_no: usize,
     header: Option<Header>,
     rows: Vec<RowMeta>,
     ends: Option<Ends>,
-    /// Unescaped copies of quoted rows; appended to the text at the end.
+    /// Unescaped copies of quoted rows.
     extra: String,
-    /// Rows whose `base` is an offset into `extra`, fixed up at the end.
-    in_extra: Vec<usize>,
-    /// A quoted row was not UTF-8: parsing stops, and `finish` parses a repaired copy.
+    /// A line was not UTF-8: parsing stops, and `finish` parses a repaired copy.
     not_utf8: bool,
     quoted: QuotedRows,
 }
@@ -88,9 +89,18 @@ struct Header {
 }
 
 impl StatParser {
-    /// The bytes received so far; append to it, then call [`StatParser::advance`].
+    /// The received bytes not parsed yet; append to it, then call [`StatParser::advance`].
     pub fn buffer(&mut self) -> &mut Vec<u8> {
-        &mut self.bytes
+        &mut self.pending
+    }
+
+    /// True when everything received so far ends with `suffix` (at most a line long).
+    pub fn received_ends_with(&self, suffix: &[u8]) -> bool {
+        if self.pending.len() >= suffix.len() {
+            return self.pending.ends_with(suffix);
+        }
+        let (head, tail) = suffix.split_at(suffix.len() - self.pending.len());
+        self.pending == tail && self.text.as_bytes().ends_with(head)
     }
 
     /// Parses every complete line received so far.
@@ -98,65 +108,89 @@ impl StatParser {
         self.parse_lines(false)
     }
 
+    /// The rows parsed so far, or `None` before the header.
+    pub fn table(&self) -> Option<Table<'_>> {
+        let header = self.header.as_ref()?;
+        Some(Table {
+            text: &self.text,
+            extra: &self.extra,
+            columns: &header.columns,
+            rows: &self.rows,
+            ends: self
+                .ends
+                .as_ref()
+                .map_or(EndsRef::Narrow(&[]), Ends::as_ref),
+        })
+    }
+
     /// Parses what is left (a last line without a newline included) and builds the table.
     pub fn finish(mut self) -> Result<Stats, ParseError> {
         self.parse_lines(true)?;
+        if self.not_utf8 {
+            // Names are ASCII in practice; a stray byte in a check reply must not lose the
+            // dump. Lossy decoding moves offsets, so the repaired text is parsed again.
+            let mut bytes = self.text.into_bytes();
+            bytes.extend_from_slice(&self.pending);
+            let mut stats = parse_stat(String::from_utf8_lossy(&bytes).into_owned().into_bytes())?;
+            stats.repaired = true;
+            return Ok(stats);
+        }
         let Some(header) = self.header else {
             return Err(ParseError::Empty);
         };
-        let raw_len = self.bytes.len();
-        if raw_len + self.extra.len() >= u32::MAX as usize {
-            return Err(ParseError::TooLarge(raw_len + self.extra.len()));
+        let size = self.text.len().max(self.extra.len());
+        if size >= u32::MAX as usize {
+            return Err(ParseError::TooLarge(size));
         }
-        let mut text = match String::from_utf8(self.bytes) {
-            Ok(text) => text,
-            // Names are ASCII in practice; a stray byte in a check reply must not lose the
-            // dump. Lossy decoding moves offsets, so the repaired text is parsed again.
-            Err(e) => {
-                return parse_stat(
-                    String::from_utf8_lossy(e.as_bytes())
-                        .into_owned()
-                        .into_bytes(),
-                )
-            }
-        };
-        text.push_str(&self.extra);
-        let mut rows = self.rows;
-        for &i in &self.in_extra {
-            rows[i].base += raw_len as u32;
-        }
-        let mut stats = Stats {
-            text,
+        Ok(Stats {
+            text: self.text,
+            extra: self.extra,
             header: (header.range.0 as u32, header.range.1 as u32),
             columns: header.columns,
-            rows,
+            rows: self.rows,
             ends: self.ends.unwrap_or(Ends::Narrow(Vec::new())),
-        };
-        classify_rows(&mut stats);
-        Ok(stats)
+            repaired: false,
+        })
     }
 
     fn parse_lines(&mut self, complete: bool) -> Result<(), ParseError> {
+        let mut pos = 0;
+        let result = self.parse_lines_from(&mut pos, complete);
+        // Only the unparsed rest stays: a part of a line, or all of it after a stop.
+        self.pending.drain(..pos);
+        result
+    }
+
+    /// Parses complete lines from `pending[*pos..]`, advancing `*pos` past each.
+    fn parse_lines_from(&mut self, pos: &mut usize, complete: bool) -> Result<(), ParseError> {
         while !self.not_utf8 {
-            let pos = self.pos;
-            if pos >= self.bytes.len() {
+            let start = *pos;
+            if start >= self.pending.len() {
                 return Ok(());
             }
-            let newline = memchr(b'\n', &self.bytes[pos..]).map(|i| pos + i);
+            let newline = memchr(b'\n', &self.pending[start..]);
             if newline.is_none() && !complete {
                 return Ok(());
             }
-            let (start, end, next) = line_at(&self.bytes, pos);
-            let line = &self.bytes[start..end];
+            let (end, next) = line_at(&self.pending, start);
+            let line = &self.pending[start..end];
+            let at = self.text.len();
             if line.iter().all(u8::is_ascii_whitespace) {
+                if !self.keep(start, next) {
+                    return Ok(());
+                }
                 self.line_no += 1;
-                self.pos = next;
+                *pos = next;
                 continue;
             }
             let Some(header) = &self.header else {
+                let header = parse_header(line, (at, at + end - start))?;
+                if !self.keep(start, next) {
+                    return Ok(());
+                }
+                self.header = Some(header);
                 self.line_no += 1;
-                self.pos = next;
-                self.header = Some(parse_header(line, (start, end))?);
+                *pos = next;
                 continue;
             };
             if line[0] == b'#' {
@@ -167,12 +201,12 @@ impl StatParser {
             let ncols = header.columns.len();
             let trailing_comma = header.trailing_comma;
             let expected_items = ncols + usize::from(trailing_comma);
-            let ends = self.ends.get_or_insert_with(|| {
-                let approx_rows = memchr_iter(b'\n', &self.bytes[pos..]).count() + 1;
-                Ends::Narrow(Vec::with_capacity(approx_rows * ncols))
-            });
             let row_line = self.line_no + 1;
-            let (base, line_end, consumed_to) = if memchr(b'"', line).is_none() {
+            let (meta, consumed_to) = if memchr(b'"', line).is_none() {
+                let ends = self.ends.get_or_insert_with(|| {
+                    let approx_rows = memchr_iter(b'\n', &self.pending[start..]).count() + 1;
+                    Ends::Narrow(Vec::with_capacity(approx_rows * ncols))
+                });
                 let before = ends.len();
                 ends.fit(line.len());
                 // Dispatched once per row: the loop itself is monomorphic.
@@ -196,16 +230,30 @@ impl StatParser {
                 if trailing_comma && line.last() != Some(&b',') {
                     return Err(ParseError::TrailingText { line: row_line });
                 }
+                if !self.keep(start, next) {
+                    if let Some(ends) = &mut self.ends {
+                        ends.truncate(before);
+                    }
+                    return Ok(());
+                }
                 self.line_no += 1;
-                (start, end, next)
+                let meta = RowMeta {
+                    line_start: at as u32,
+                    line_end: (at + end - start) as u32,
+                    base: at as u32,
+                    in_extra: false,
+                    kind: ProxyType::Frontend,
+                    state: State::Unknown,
+                };
+                (meta, next)
             } else {
                 // A quoted field may hold line breaks: the record ends at the first line
                 // break outside quotes, which may not have arrived yet.
-                let record_end = match record_end(&self.bytes, start) {
+                let record_end = match record_end(&self.pending, start) {
                     Some(end) => end,
                     // At the end of the input the record ends with it (or is unterminated,
                     // which reading it reports).
-                    None if complete => self.bytes.len(),
+                    None if complete => self.pending.len(),
                     None => return Ok(()),
                 };
                 match self.quoted_row(start, record_end, row_line)? {
@@ -216,33 +264,58 @@ impl StatParser {
                     }
                 }
             };
-            self.rows.push(RowMeta {
-                line_start: start as u32,
-                line_end: line_end as u32,
-                base: base as u32,
-                kind: ProxyType::Frontend,
-                state: State::Unknown,
-            });
-            self.pos = consumed_to;
+            self.rows.push(meta);
+            self.classify_last_row();
+            *pos = consumed_to;
         }
         Ok(())
     }
 
-    /// Reads the quoted row in `bytes[start..record_end]`; returns its base (in `extra`),
-    /// line end and where the next row starts, or `None` if it is not UTF-8.
+    /// Appends `pending[start..next]` to the text; false (and parsing stops) if it is not
+    /// UTF-8.
+    fn keep(&mut self, start: usize, next: usize) -> bool {
+        match std::str::from_utf8(&self.pending[start..next]) {
+            Ok(line) => {
+                self.text.push_str(line);
+                true
+            }
+            Err(_) => {
+                self.not_utf8 = true;
+                false
+            }
+        }
+    }
+
+    /// Fills in the new row's type and normalized state once, so that filters and rules
+    /// never re-parse them.
+    fn classify_last_row(&mut self) {
+        let table = self.table().expect("rows come after the header");
+        let row = table.row(table.len() - 1);
+        let kind = table
+            .columns
+            .kind
+            .and_then(|c| row.u64(c))
+            .and_then(ProxyType::from_code)
+            .unwrap_or_else(|| ProxyType::from_svname(row.name()));
+        let state = State::from_status(row.status());
+        let meta = self.rows.last_mut().expect("just pushed");
+        meta.kind = kind;
+        meta.state = state;
+    }
+
+    /// Reads the quoted row in `pending[start..record_end]`; returns its metadata (base in
+    /// `extra`) and where the next row starts, or `None` if it is not UTF-8.
     fn quoted_row(
         &mut self,
         start: usize,
         record_end: usize,
         row_line: usize,
-    ) -> Result<Option<(usize, usize, usize)>, ParseError> {
+    ) -> Result<Option<(RowMeta, usize)>, ParseError> {
         let header = self.header.as_ref().expect("rows come after the header");
         let ncols = header.columns.len();
         let trailing_comma = header.trailing_comma;
         let expected_items = ncols + usize::from(trailing_comma);
-        let ends = self.ends.get_or_insert_with(|| Ends::Narrow(Vec::new()));
-        let offset = self.extra.len();
-        let record = self.quoted.read(&self.bytes[start..record_end], row_line)?;
+        let record = self.quoted.read(&self.pending[start..record_end], row_line)?;
         if record.fields.len() != expected_items {
             return Err(ParseError::FieldCount {
                 line: row_line,
@@ -250,18 +323,24 @@ impl StatParser {
                 expected: expected_items,
             });
         }
-        let fields = record.fields;
-        let Ok(data) = std::str::from_utf8(record.data) else {
-            return Ok(None);
-        };
         if trailing_comma
-            && fields.len() >= 2
-            && fields[fields.len() - 2] != fields[fields.len() - 1]
+            && record.fields.len() >= 2
+            && record.fields[record.fields.len() - 2] != record.fields[record.fields.len() - 1]
         {
             return Err(ParseError::TrailingText { line: row_line });
         }
+        let (Ok(data), Ok(raw)) = (
+            std::str::from_utf8(record.data),
+            std::str::from_utf8(&self.pending[start..start + record.consumed]),
+        ) else {
+            return Ok(None);
+        };
+        let at = self.text.len();
+        self.text.push_str(raw);
+        let offset = self.extra.len();
+        let ends = self.ends.get_or_insert_with(|| Ends::Narrow(Vec::new()));
         let mut field_start = 0;
-        for &field_end in fields.iter().take(ncols) {
+        for &field_end in record.fields.iter().take(ncols) {
             self.extra.push_str(&data[field_start..field_end]);
             ends.fit(self.extra.len() - offset);
             ends.push(self.extra.len() - offset);
@@ -269,12 +348,15 @@ impl StatParser {
             field_start = field_end;
         }
         self.line_no += record.newlines + 1;
-        self.in_extra.push(self.rows.len());
-        Ok(Some((
-            offset,
-            start + record.line_len,
-            start + record.consumed,
-        )))
+        let meta = RowMeta {
+            line_start: at as u32,
+            line_end: (at + record.line_len) as u32,
+            base: offset as u32,
+            in_extra: true,
+            kind: ProxyType::Frontend,
+            state: State::Unknown,
+        };
+        Ok(Some((meta, start + record.consumed)))
     }
 }
 
@@ -309,27 +391,6 @@ fn record_end(bytes: &[u8], start: usize) -> Option<usize> {
             return Some(newline + 1);
         }
         at = newline + 1;
-    }
-}
-
-/// Fills in each row's type and normalized state once, so that filters and rules never
-/// re-parse them.
-fn classify_rows(stats: &mut Stats) {
-    let kinds: Vec<(ProxyType, State)> = stats
-        .rows()
-        .map(|row| {
-            let kind = stats
-                .columns
-                .kind
-                .and_then(|c| row.u64(c))
-                .and_then(ProxyType::from_code)
-                .unwrap_or_else(|| ProxyType::from_svname(row.name()));
-            (kind, State::from_status(row.status()))
-        })
-        .collect();
-    for (meta, (kind, state)) in stats.rows.iter_mut().zip(kinds) {
-        meta.kind = kind;
-        meta.state = state;
     }
 }
 
@@ -368,11 +429,39 @@ impl Ends {
         }
     }
 
-    /// The `i`-th offset.
-    pub(super) fn get(&self, i: usize) -> usize {
+    fn truncate(&mut self, len: usize) {
         match self {
-            Ends::Narrow(v) => usize::from(v[i]),
-            Ends::Wide(v) => v[i] as usize,
+            Ends::Narrow(v) => v.truncate(len),
+            Ends::Wide(v) => v.truncate(len),
+        }
+    }
+
+    pub(super) fn as_ref(&self) -> EndsRef<'_> {
+        match self {
+            Ends::Narrow(v) => EndsRef::Narrow(v),
+            Ends::Wide(v) => EndsRef::Wide(v),
+        }
+    }
+
+    #[cfg(test)]
+    fn get(&self, i: usize) -> usize {
+        self.as_ref().get(i)
+    }
+}
+
+/// Borrowed [`Ends`].
+#[derive(Debug, Clone, Copy)]
+pub(super) enum EndsRef<'a> {
+    Narrow(&'a [u16]),
+    Wide(&'a [u32]),
+}
+
+impl EndsRef<'_> {
+    /// The `i`-th offset.
+    pub(super) fn get(self, i: usize) -> usize {
+        match self {
+            EndsRef::Narrow(v) => usize::from(v[i]),
+            EndsRef::Wide(v) => v[i] as usize,
         }
     }
 }
@@ -406,8 +495,8 @@ fn push_commas(line: &[u8], mut push: impl FnMut(usize)) {
     }
 }
 
-/// The line starting at `pos`: its start, its end without `\r\n`, and where the next begins.
-fn line_at(bytes: &[u8], pos: usize) -> (usize, usize, usize) {
+/// The line starting at `pos`: its end without `\r\n`, and where the next begins.
+fn line_at(bytes: &[u8], pos: usize) -> (usize, usize) {
     let (mut end, next) = match memchr(b'\n', &bytes[pos..]) {
         Some(i) => (pos + i, pos + i + 1),
         None => (bytes.len(), bytes.len()),
@@ -415,7 +504,7 @@ fn line_at(bytes: &[u8], pos: usize) -> (usize, usize, usize) {
     if end > pos && bytes[end - 1] == b'\r' {
         end -= 1;
     }
-    (pos, end, next)
+    (end, next)
 }
 
 fn excerpt(line: &str) -> String {
