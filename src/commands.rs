@@ -320,17 +320,55 @@ pub fn run(config_path: &Path, state_path: Option<&Path>, args: &RunArgs) -> Res
     } else {
         Some(Lock::acquire(path, config.state.lock_timeout)?)
     };
-    // HAProxy takes a while to produce a big dump: read the state meanwhile.
+    // HAProxy takes a while to produce a big dump: read the state meanwhile. Each
+    // source's rows are evaluated as they arrive, once the state (their previous
+    // samples) is read.
+    let samples = engine::PendingSamples::new();
+    /// Sets the samples (to none) if reading the state panics, so that the watches
+    /// waiting for them let the scope end.
+    struct Unblock<'a>(&'a engine::PendingSamples);
+    impl Drop for Unblock<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.set(Default::default());
+        }
+    }
     let (loaded, fetched) = std::thread::scope(|scope| {
-        let fetching = scope.spawn(|| source::fetch_all(&config.sources, config.rules.type_mask()));
-        let loaded = match &lock {
+        let unblock = Unblock(&samples);
+        let watches = config
+            .sources
+            .iter()
+            .map(|s| engine::Watch::new(&config, &s.name, now, &samples))
+            .collect();
+        let fetching = scope.spawn(|| {
+            source::fetch_all_into(&config.sources, config.rules.type_mask(), watches)
+        });
+        let mut loaded = match &lock {
             Some(lock) => lock.load(),
             None => state::peek(path),
         };
-        (loaded, fetching.join().expect("the fetch thread panicked"))
+        let previous = match &mut loaded {
+            Ok(Loaded::Ok(state)) => std::mem::take(&mut state.samples),
+            _ => Default::default(),
+        };
+        // Set in every case: the watches wait for it.
+        let _ = samples.set(previous);
+        drop(unblock);
+        let fetched: Vec<(source::Fetched, engine::Watch)> =
+            fetching.join().expect("the fetch thread panicked");
+        let fetched: Vec<(source::Fetched, engine::Evaluated)> = fetched
+            .into_iter()
+            .map(|(fetched, watch)| (fetched, watch.finish()))
+            .collect();
+        (loaded, fetched)
     });
+    let samples = samples.into_inner().unwrap_or_default();
+    let (fetched, mut evaluated): (Vec<source::Fetched>, Vec<engine::Evaluated>) =
+        fetched.into_iter().unzip();
     let (mut current, mut quiet) = match loaded? {
-        Loaded::Ok(s) => (s, false),
+        Loaded::Ok(mut s) => {
+            s.samples = samples;
+            (s, false)
+        }
         Loaded::Missing => (State::new(), false),
         Loaded::Corrupt { moved_to, reason } => {
             log::error(format!(
@@ -366,16 +404,19 @@ pub fn run(config_path: &Path, state_path: Option<&Path>, args: &RunArgs) -> Res
                 .unwrap_or_default()
         })
         .collect();
-    let results: Vec<SourceResult<'_>> = fetched
+    let mut results: Vec<SourceResult<'_>> = fetched
         .iter()
         .zip(&errors)
-        .map(|(f, error)| SourceResult {
+        .zip(evaluated.drain(..))
+        .map(|((f, error), evaluated)| SourceResult {
             name: &f.name,
             result: f.result.as_ref().map_err(|_| error.clone()),
+            // A failed source's watch saw part of a dump at most.
+            evaluated: f.result.is_ok().then_some(evaluated),
         })
         .collect();
     let interval = current.last_run.map_or(60.0, |last| now - last);
-    let outcome = engine::step(&config, &mut current, now, &results, quiet);
+    let outcome = engine::step(&config, &mut current, now, &mut results, quiet);
     // Without a notifier, notifications go to stdout through the same outbox (not in
     // --nagios mode, whose stdout is the status line).
     let implicit;

@@ -4,11 +4,14 @@
 
 use crate::alert::{Alert, Fingerprint, Labels, Value};
 use crate::config::Config;
-use crate::rules::{self, Hold, Input};
+use crate::rules::sample::{Capture, Sample};
+use crate::rules::{self, Evaluation, Hold};
+use crate::source::RowSink;
 use crate::state::{AlertState, State, Status};
-use crate::stats::Snapshot;
+use crate::stats::{Info, Snapshot, Table};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
+use std::sync::OnceLock;
 
 /// What one source gave this run.
 pub struct SourceResult<'a> {
@@ -16,6 +19,119 @@ pub struct SourceResult<'a> {
     pub name: &'a str,
     /// Its dump, or why there is none.
     pub result: Result<&'a Snapshot, String>,
+    /// The dump's evaluation, when a [`Watch`] made it while the dump arrived; `step`
+    /// evaluates the dump itself otherwise.
+    pub evaluated: Option<Evaluated>,
+}
+
+/// What the rules make of one source's dump.
+#[derive(Debug)]
+pub struct Evaluated {
+    /// Alerts whose condition holds, rule by rule, in dump order.
+    alerts: Vec<Alert>,
+    /// The counters the next run's `delta()` / `rate()` compare with.
+    sample: Sample,
+    /// Servers not checked yet since HAProxy started (`check_status` `INI`): proxy, server.
+    unchecked: Vec<(String, String)>,
+}
+
+/// The previous samples of every source, for [`Watch`]es that run while the state file is
+/// still being read: set once it is.
+pub type PendingSamples = OnceLock<BTreeMap<String, Sample>>;
+
+/// Evaluates one source's dump while it is read (a [`RowSink`]), so that little work is
+/// left once HAProxy has written the last row.
+pub struct Watch<'r> {
+    config: &'r Config,
+    source: &'r str,
+    now: f64,
+    previous: Previous<'r>,
+    evaluation: Evaluation<'r>,
+    capture: Capture,
+    unchecked: Vec<(String, String)>,
+    /// Rows looked at for `INI` so far.
+    done: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Previous<'r> {
+    Known(Option<&'r Sample>),
+    /// Rules wait for these (rows are kept meanwhile); the sample is then looked up by
+    /// source name.
+    Pending(&'r PendingSamples),
+}
+
+impl<'r> Watch<'r> {
+    /// Watches the dump of `source`, taken at `now`; its previous sample comes from
+    /// `samples` once another thread has set it.
+    pub fn new(config: &'r Config, source: &'r str, now: f64, samples: &'r PendingSamples) -> Self {
+        Self::with_previous(config, source, now, Previous::Pending(samples))
+    }
+
+    fn with_previous(config: &'r Config, source: &'r str, now: f64, previous: Previous<'r>) -> Self {
+        Watch {
+            config,
+            source,
+            now,
+            previous,
+            evaluation: Evaluation::new(&config.rules, source, now, None),
+            capture: Capture::new(config.rules.counter_columns()),
+            unchecked: Vec::new(),
+            done: 0,
+        }
+    }
+
+    /// The evaluation of every row shown.
+    pub fn finish(self) -> Evaluated {
+        Evaluated {
+            alerts: self.evaluation.finish(),
+            sample: self.capture.finish(self.now),
+            unchecked: self.unchecked,
+        }
+    }
+
+    /// Evaluates a whole dump at once.
+    fn evaluate(
+        config: &'r Config,
+        source: &'r str,
+        snapshot: &Snapshot,
+        previous: Option<&'r Sample>,
+        now: f64,
+    ) -> Evaluated {
+        let mut watch = Self::with_previous(config, source, now, Previous::Known(previous));
+        watch.rows(snapshot.stats.table(), snapshot.info.as_ref(), true);
+        watch.finish()
+    }
+}
+
+impl RowSink for Watch<'_> {
+    fn rows(&mut self, table: Table<'_>, info: Option<&Info>, complete: bool) {
+        self.capture.advance(table, info);
+        if let Some(check) = table.columns().get("check_status") {
+            for row in table.rows_in(self.done..table.len()) {
+                if let Some(status) = row.get(check) {
+                    if status.strip_prefix("* ").unwrap_or(status) == "INI" {
+                        self.unchecked
+                            .push((row.proxy().to_string(), row.name().to_string()));
+                    }
+                }
+            }
+        }
+        self.done = table.len();
+        let previous = match self.previous {
+            Previous::Known(previous) => Some(previous),
+            // Until the state is read, rows wait; at the end, the evaluation waits for it.
+            Previous::Pending(samples) if complete => Some(samples.wait().get(self.source)),
+            Previous::Pending(samples) => samples.get().map(|s| s.get(self.source)),
+        };
+        if let Some(previous) = previous {
+            self.evaluation.advance(table, info, previous);
+        }
+    }
+
+    fn restart(&mut self) {
+        *self = Self::with_previous(self.config, self.source, self.now, self.previous);
+    }
 }
 
 /// A notification to send: a group of alerts that started firing (or fire again after
@@ -91,7 +207,7 @@ pub fn step(
     config: &Config,
     state: &mut State,
     now: f64,
-    sources: &[SourceResult<'_>],
+    sources: &mut [SourceResult<'_>],
     quiet: bool,
 ) -> Outcome {
     let settings = &config.alerting;
@@ -100,22 +216,28 @@ pub fn step(
     // Servers not checked yet since HAProxy started (`INI`, e.g. right after a reload):
     // their status says nothing yet, so their alerts stay as they are.
     let mut unchecked: HashSet<(String, String, String)> = HashSet::new();
-    for source in sources {
+    for source in sources.iter_mut() {
         match source.result {
             Ok(snapshot) => {
+                let evaluated = source.evaluated.take().unwrap_or_else(|| {
+                    Watch::evaluate(
+                        config,
+                        source.name,
+                        snapshot,
+                        state.samples.get(source.name),
+                        now,
+                    )
+                });
                 unchecked.extend(
-                    unchecked_servers(snapshot).map(|(p, s)| (source.name.to_string(), p, s)),
+                    evaluated
+                        .unchecked
+                        .into_iter()
+                        .map(|(p, s)| (source.name.to_string(), p, s)),
                 );
-                let input = Input {
-                    source: source.name,
-                    snapshot,
-                    previous: state.samples.get(source.name),
-                    now,
-                };
-                outcome.active.extend(config.rules.evaluate(&input, None));
+                outcome.active.extend(evaluated.alerts);
                 state
                     .samples
-                    .insert(source.name.to_string(), config.rules.sample(snapshot, now));
+                    .insert(source.name.to_string(), evaluated.sample);
             }
             Err(ref error) => {
                 failed.insert(source.name);
@@ -276,15 +398,6 @@ pub fn step(
 }
 
 /// `(proxy, server)` of the servers whose first health check has not run yet.
-fn unchecked_servers(snapshot: &Snapshot) -> impl Iterator<Item = (String, String)> + '_ {
-    let check = snapshot.stats.columns().get("check_status");
-    snapshot.stats.rows().filter_map(move |row| {
-        let status = row.get(check?)?;
-        (status.strip_prefix("* ").unwrap_or(status) == "INI")
-            .then(|| (row.proxy().to_string(), row.name().to_string()))
-    })
-}
-
 fn new_episode(alert: &Alert, now: f64) -> AlertState {
     AlertState {
         labels: alert.labels.clone(),

@@ -192,9 +192,10 @@ fn run_case(config: &Config, case: &Case, base: &Path) -> Result<(), String> {
             config,
             &mut state,
             now,
-            &[SourceResult {
+            &mut [SourceResult {
                 name: &case.source,
                 result,
+                evaluated: None,
             }],
             false,
         );

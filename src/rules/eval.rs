@@ -32,7 +32,7 @@ pub struct Previous<'a> {
     /// The sample.
     pub sample: &'a Sample,
     /// Sample column index per column id.
-    pub columns: Vec<Option<usize>>,
+    pub columns: &'a [Option<usize>],
     /// Seconds between the previous sample and this dump.
     pub interval: f64,
     /// The process restarted in between (Pid or Start_time changed).

@@ -8,7 +8,7 @@ pub mod template;
 
 use crate::alert::{Alert, Labels, Value as AlertValue};
 use crate::scope::Scope;
-use crate::stats::{columns, ProxyType, Row, Snapshot, TypeMask};
+use crate::stats::{columns, Info, ProxyType, Row, Snapshot, Table, TypeMask};
 use eval::{Env, Previous, Val};
 use expr::{ColumnTable, Expr};
 use sample::Sample;
@@ -358,40 +358,13 @@ impl RuleSet {
 
     /// Evaluates every rule (or only `only`) on one dump: one alert per matching row.
     pub fn evaluate(&self, input: &Input<'_>, only: Option<&str>) -> Vec<Alert> {
-        let stats = &input.snapshot.stats;
-        let dump_columns: Vec<Option<usize>> = self
-            .columns
-            .iter()
-            .map(|c| stats.columns().get(c))
-            .collect();
-        let previous = input.previous.map(|sample| Previous {
-            sample,
-            columns: self.columns.iter().map(|c| sample.column(c)).collect(),
-            interval: input.now - sample.taken_at,
-            restarted: sample.restarted_before(input.snapshot),
-        });
-        let env = Env {
-            source: input.source,
-            dump_columns: &dump_columns,
-            previous,
-        };
-        let rules: Vec<&Rule> = self
-            .rules
-            .iter()
-            .filter(|r| only.is_none_or(|o| o == r.name))
-            .collect();
-        // Row by row, every rule while the row is in the CPU cache (a rule-by-rule pass
-        // fetched a big dump's field offsets from memory once per rule); alerts still come
-        // out rule by rule, in dump order.
-        let mut alerts_by_rule: Vec<Vec<Alert>> = vec![Vec::new(); rules.len()];
-        for row in stats.rows() {
-            for (rule, alerts) in rules.iter().zip(&mut alerts_by_rule) {
-                if rule.scope.matches(&row) && eval::truth(&rule.when, &row, &env) {
-                    alerts.push(self.alert(rule, &row, &env));
-                }
-            }
-        }
-        alerts_by_rule.into_iter().flatten().collect()
+        let mut evaluation = Evaluation::new(self, input.source, input.now, only);
+        evaluation.advance(
+            input.snapshot.stats.table(),
+            input.snapshot.info.as_ref(),
+            input.previous,
+        );
+        evaluation.finish()
     }
 
     fn alert(&self, rule: &Rule, row: &Row<'_>, env: &Env<'_>) -> Alert {
@@ -647,4 +620,88 @@ fn counter_columns(expr: &Expr) -> Vec<usize> {
         }
     });
     out
+}
+
+/// The evaluation of a rule set on one dump, row by row as the rows become available, so
+/// that a big dump is evaluated while HAProxy is still writing it.
+pub struct Evaluation<'r> {
+    set: &'r RuleSet,
+    rules: Vec<&'r Rule>,
+    source: &'r str,
+    now: f64,
+    /// Column positions in the dump and in the previous sample, bound on the first rows.
+    bound: Option<Bound>,
+    /// Alerts per rule, so that they come out rule by rule, in dump order.
+    alerts: Vec<Vec<Alert>>,
+    /// Rows evaluated so far.
+    done: usize,
+}
+
+struct Bound {
+    dump_columns: Vec<Option<usize>>,
+    previous_columns: Vec<Option<usize>>,
+    restarted: bool,
+}
+
+impl<'r> Evaluation<'r> {
+    /// Starts evaluating every rule of `set` (or only the one named `only`) on the dump of
+    /// `source` taken at `now` (Unix seconds).
+    pub fn new(set: &'r RuleSet, source: &'r str, now: f64, only: Option<&str>) -> Self {
+        let rules: Vec<&Rule> = set
+            .rules
+            .iter()
+            .filter(|r| only.is_none_or(|o| o == r.name))
+            .collect();
+        Evaluation {
+            set,
+            alerts: vec![Vec::new(); rules.len()],
+            rules,
+            source,
+            now,
+            bound: None,
+            done: 0,
+        }
+    }
+
+    /// Evaluates the rows of `table` not evaluated yet. Every call must show the same dump
+    /// (with at least the rows of the previous call), its `show info`, and the same
+    /// previous sample of this source.
+    pub fn advance(&mut self, table: Table<'_>, info: Option<&Info>, previous: Option<&Sample>) {
+        if table.len() <= self.done {
+            return;
+        }
+        let set = self.set;
+        let bound = self.bound.get_or_insert_with(|| Bound {
+            dump_columns: set.columns.iter().map(|c| table.columns().get(c)).collect(),
+            previous_columns: previous.map_or_else(Vec::new, |sample| {
+                set.columns.iter().map(|c| sample.column(c)).collect()
+            }),
+            restarted: previous.is_some_and(|sample| sample.restarted_before_info(info)),
+        });
+        let env = Env {
+            source: self.source,
+            dump_columns: &bound.dump_columns,
+            previous: previous.map(|sample| Previous {
+                sample,
+                columns: &bound.previous_columns,
+                interval: self.now - sample.taken_at,
+                restarted: bound.restarted,
+            }),
+        };
+        // Row by row, every rule while the row is in the CPU cache (a rule-by-rule pass
+        // fetched a big dump's field offsets from memory once per rule).
+        for row in table.rows_in(self.done..table.len()) {
+            for (rule, alerts) in self.rules.iter().zip(&mut self.alerts) {
+                if rule.scope.matches(&row) && eval::truth(&rule.when, &row, &env) {
+                    alerts.push(set.alert(rule, &row, &env));
+                }
+            }
+        }
+        self.done = table.len();
+    }
+
+    /// The alerts: rule by rule, in dump order.
+    pub fn finish(self) -> Vec<Alert> {
+        self.alerts.into_iter().flatten().collect()
+    }
 }

@@ -3,7 +3,7 @@
 //! Only the columns that rules pass to `delta()`/`rate()` are kept, plus the process
 //! identity (`Pid`, `Start_time_sec`) that tells a reload apart from a counter going down.
 
-use crate::stats::Snapshot;
+use crate::stats::{Info, Snapshot, Table};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -54,43 +54,20 @@ impl PartialEq for Sample {
 impl Sample {
     /// Keeps `columns` of every row of `snapshot`.
     pub fn capture(snapshot: &Snapshot, columns: &[String], taken_at: f64) -> Sample {
-        let stats = &snapshot.stats;
-        let (rows, values) = if columns.is_empty() {
-            (String::new(), Vec::new())
-        } else {
-            let dump_columns: Vec<Option<usize>> =
-                columns.iter().map(|c| stats.columns().get(c)).collect();
-            let mut rows = String::with_capacity(stats.len() * 16);
-            let mut values = vec![Vec::with_capacity(stats.len()); columns.len()];
-            // One pass, row by row: a 12,000-row dump's field offsets do not fit in the
-            // CPU caches, so a pass per column would fetch them from memory again each time.
-            for row in stats.rows() {
-                rows.push_str(row.proxy());
-                rows.push('/');
-                rows.push_str(row.name());
-                rows.push('\n');
-                for (column, values) in dump_columns.iter().zip(&mut values) {
-                    values.push(column.and_then(|col| row.u64(col)));
-                }
-            }
-            (rows, values)
-        };
-        Sample {
-            taken_at,
-            pid: snapshot.info.as_ref().and_then(|i| i.pid()),
-            start_time: snapshot.info.as_ref().and_then(|i| i.start_time_sec()),
-            columns: columns.to_vec(),
-            rows,
-            values,
-            starts: OnceLock::new(),
-            index: OnceLock::new(),
-        }
+        let mut capture = Capture::new(columns);
+        capture.advance(snapshot.stats.table(), snapshot.info.as_ref());
+        capture.finish(taken_at)
     }
 
     /// True when `snapshot` comes from another HAProxy process than this sample (a reload
     /// or restart): every counter started again from zero.
     pub fn restarted_before(&self, snapshot: &Snapshot) -> bool {
-        let Some(info) = &snapshot.info else {
+        self.restarted_before_info(snapshot.info.as_ref())
+    }
+
+    /// [`Sample::restarted_before`] given the new dump's `show info` (`None`: unknown).
+    pub fn restarted_before_info(&self, info: Option<&Info>) -> bool {
+        let Some(info) = info else {
             return false;
         };
         let differs =
@@ -155,5 +132,75 @@ pub fn increase(previous: u64, current: u64, restarted: bool) -> u64 {
         current
     } else {
         current - previous
+    }
+}
+
+/// A [`Sample`] being taken row by row, as the rows of a dump arrive.
+#[derive(Debug)]
+pub struct Capture {
+    columns: Vec<String>,
+    /// Dump column of each kept column, known once the first rows are seen.
+    dump_columns: Option<Vec<Option<usize>>>,
+    pid: Option<u64>,
+    start_time: Option<u64>,
+    rows: String,
+    values: Vec<Vec<Option<u64>>>,
+    /// Rows captured so far.
+    done: usize,
+}
+
+impl Capture {
+    /// Starts a capture of `columns`; none (no rule uses `delta()` or `rate()`) keeps
+    /// nothing at all.
+    pub fn new(columns: &[String]) -> Capture {
+        Capture {
+            columns: columns.to_vec(),
+            dump_columns: None,
+            pid: None,
+            start_time: None,
+            rows: String::new(),
+            values: vec![Vec::new(); columns.len()],
+            done: 0,
+        }
+    }
+
+    /// Captures the rows of `table` not seen yet, from a process described by `info`.
+    /// Every call must show the same dump, with at least the rows of the previous call.
+    pub fn advance(&mut self, table: Table<'_>, info: Option<&Info>) {
+        self.pid = info.and_then(Info::pid);
+        self.start_time = info.and_then(Info::start_time_sec);
+        if self.columns.is_empty() || table.len() <= self.done {
+            return;
+        }
+        let dump_columns = self.dump_columns.get_or_insert_with(|| {
+            self.columns
+                .iter()
+                .map(|c| table.columns().get(c))
+                .collect()
+        });
+        for row in table.rows_in(self.done..table.len()) {
+            self.rows.push_str(row.proxy());
+            self.rows.push('/');
+            self.rows.push_str(row.name());
+            self.rows.push('\n');
+            for (column, values) in dump_columns.iter().zip(&mut self.values) {
+                values.push(column.and_then(|col| row.u64(col)));
+            }
+        }
+        self.done = table.len();
+    }
+
+    /// The sample, taken at `taken_at`.
+    pub fn finish(self, taken_at: f64) -> Sample {
+        Sample {
+            taken_at,
+            pid: self.pid,
+            start_time: self.start_time,
+            columns: self.columns,
+            rows: self.rows,
+            values: self.values,
+            starts: OnceLock::new(),
+            index: OnceLock::new(),
+        }
     }
 }

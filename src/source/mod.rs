@@ -6,7 +6,7 @@ mod http;
 mod runtime;
 
 use crate::config::{Endpoint, SourceConfig};
-use crate::stats::{Info, ParseError, Snapshot, Stats, TypeMask};
+use crate::stats::{Info, ParseError, Snapshot, Stats, Table, TypeMask};
 use std::time::{Duration, Instant};
 
 /// Upper bound on a reply, so that a broken peer cannot exhaust memory. A 10,000-backend
@@ -118,27 +118,54 @@ pub struct Fetched {
     pub elapsed: Duration,
 }
 
-/// Reads and parses one source: every row.
-pub fn fetch(source: &SourceConfig) -> Result<Snapshot, SourceError> {
-    fetch_types(source, TypeMask::ALL)
+/// Looks at the rows of a dump while it is read, so that work on them (rule evaluation)
+/// overlaps with HAProxy writing the rest.
+pub trait RowSink {
+    /// The rows read so far, with the source's `show info` when it has one: called as the
+    /// dump arrives (`complete` false), and once more with the whole table (`complete`
+    /// true). Every call shows the same dump, with at least the rows of the call before.
+    fn rows(&mut self, table: Table<'_>, info: Option<&Info>, complete: bool);
+
+    /// The rows shown so far are void: the dump was not UTF-8 and was parsed again
+    /// after repair; every row will be shown again.
+    fn restart(&mut self);
 }
 
-/// Reads and parses one source. A runtime API source is asked for the rows of `types`
-/// only; other sources return every row.
-pub fn fetch_types(source: &SourceConfig, types: TypeMask) -> Result<Snapshot, SourceError> {
+/// A [`RowSink`] that ignores the rows.
+pub struct IgnoreRows;
+
+impl RowSink for IgnoreRows {
+    fn rows(&mut self, _: Table<'_>, _: Option<&Info>, _: bool) {}
+    fn restart(&mut self) {}
+}
+
+/// Reads and parses one source: every row.
+pub fn fetch(source: &SourceConfig) -> Result<Snapshot, SourceError> {
+    fetch_types(source, TypeMask::ALL, &mut IgnoreRows)
+}
+
+/// Reads and parses one source, showing its rows to `sink` as they are parsed. A runtime
+/// API source is asked for the rows of `types` only; other sources return every row.
+pub fn fetch_types(
+    source: &SourceConfig,
+    types: TypeMask,
+    sink: &mut dyn RowSink,
+) -> Result<Snapshot, SourceError> {
     // The runtime API is parsed while it arrives; the others once read.
     let (target, raw) = match &source.endpoint {
-        Endpoint::Socket(path) => return runtime::query_unix(path, source.timeout, types),
-        Endpoint::Tcp(addr) => return runtime::query_tcp(addr, source.timeout, types),
+        Endpoint::Socket(path) => return runtime::query_unix(path, source.timeout, types, sink),
+        Endpoint::Tcp(addr) => return runtime::query_tcp(addr, source.timeout, types, sink),
         Endpoint::Http(http) => (http.url.clone(), http::fetch(http, source.timeout)?),
         Endpoint::File(path) => (path.display().to_string(), file::read(Some(path))?),
         Endpoint::Stdin => ("standard input".to_string(), file::read(None)?),
     };
     let stats = Stats::parse(raw.stat).map_err(|source| SourceError::Parse { target, source })?;
-    Ok(Snapshot {
+    let snapshot = Snapshot {
         info: raw.info.as_deref().map(Info::parse),
         stats,
-    })
+    };
+    sink.rows(snapshot.stats.table(), snapshot.info.as_ref(), true);
+    Ok(snapshot)
 }
 
 /// Fetches all `sources` concurrently, one thread each; results come back in input order.
@@ -149,22 +176,41 @@ pub fn fetch_all<'a>(
     types: TypeMask,
 ) -> Vec<Fetched> {
     let sources: Vec<&SourceConfig> = sources.into_iter().collect();
-    let timed = |source: &SourceConfig| {
+    let sinks = sources.iter().map(|_| IgnoreRows).collect();
+    fetch_all_into(sources, types, sinks)
+        .into_iter()
+        .map(|(fetched, _)| fetched)
+        .collect()
+}
+
+/// [`fetch_all`], showing each source's rows to its sink (`sinks[i]` for `sources[i]`)
+/// in that source's thread; the sinks come back with the results.
+pub fn fetch_all_into<'a, S: RowSink + Send>(
+    sources: impl IntoIterator<Item = &'a SourceConfig>,
+    types: TypeMask,
+    sinks: Vec<S>,
+) -> Vec<(Fetched, S)> {
+    let sources: Vec<&SourceConfig> = sources.into_iter().collect();
+    assert_eq!(sources.len(), sinks.len(), "one sink per source");
+    let timed = |source: &SourceConfig, mut sink: S| {
         let start = Instant::now();
-        let result = fetch_types(source, types);
-        Fetched {
+        let result = fetch_types(source, types, &mut sink);
+        let fetched = Fetched {
             name: source.name.clone(),
             result,
             elapsed: start.elapsed(),
-        }
+        };
+        (fetched, sink)
     };
-    if let [only] = sources[..] {
-        return vec![timed(only)];
+    if sources.len() == 1 {
+        let sink = sinks.into_iter().next().expect("one sink");
+        return vec![timed(sources[0], sink)];
     }
     std::thread::scope(|scope| {
         let handles: Vec<_> = sources
             .iter()
-            .map(|source| scope.spawn(move || timed(source)))
+            .zip(sinks)
+            .map(|(source, sink)| scope.spawn(move || timed(source, sink)))
             .collect();
         handles
             .into_iter()

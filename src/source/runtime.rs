@@ -6,6 +6,7 @@
 
 use super::{split_reply, SourceError, MAX_REPLY_BYTES};
 use crate::stats::TypeMask;
+use super::RowSink;
 use crate::stats::{Info, Snapshot, StatParser, Stats};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -34,11 +35,12 @@ pub(super) fn query_unix(
     path: &Path,
     timeout: Duration,
     types: TypeMask,
+    sink: &mut dyn RowSink,
 ) -> Result<Snapshot, SourceError> {
     let deadline = Instant::now() + timeout;
     let target = path.display().to_string();
     let stream = connect_unix(path, deadline).map_err(|e| connect_error(&target, e, timeout))?;
-    exchange(stream, &target, deadline, timeout, &query(types))
+    exchange(stream, &target, deadline, timeout, &query(types), sink)
 }
 
 /// `UnixStream::connect` blocks without limit once the listener's accept queue is full (a
@@ -72,6 +74,7 @@ pub(super) fn query_tcp(
     addr: &str,
     timeout: Duration,
     types: TypeMask,
+    sink: &mut dyn RowSink,
 ) -> Result<Snapshot, SourceError> {
     let deadline = Instant::now() + timeout;
     let target = addr.to_string();
@@ -88,7 +91,7 @@ pub(super) fn query_tcp(
             Ok(stream) => {
                 // The whole reply is wanted at once; Nagle would only delay our one write.
                 let _ = stream.set_nodelay(true);
-                return exchange(stream, &target, deadline, timeout, &query(types));
+                return exchange(stream, &target, deadline, timeout, &query(types), sink);
             }
             Err(e) => last_error = Some(e),
         }
@@ -129,6 +132,7 @@ fn exchange(
     deadline: Instant,
     timeout: Duration,
     query: &[u8],
+    sink: &mut dyn RowSink,
 ) -> Result<Snapshot, SourceError> {
     let timed_out = || SourceError::Timeout {
         target: target.to_string(),
@@ -174,8 +178,18 @@ fn exchange(
                 target: target.to_string(),
                 source,
             })?;
+        if let Incoming::Stat { info, parser } = &incoming {
+            if let Some(table) = parser.table() {
+                sink.rows(table, info.as_ref(), false);
+            }
+        }
     }
-    incoming.finish(target)
+    let snapshot = incoming.finish(target)?;
+    if snapshot.stats.repaired() {
+        sink.restart();
+    }
+    sink.rows(snapshot.stats.table(), snapshot.info.as_ref(), true);
+    Ok(snapshot)
 }
 
 /// A runtime API reply as it arrives: the `show info` block, then the dump, which is
@@ -185,7 +199,7 @@ enum Incoming {
     Head(Vec<u8>),
     /// In the dump.
     Stat {
-        info: Option<String>,
+        info: Option<Info>,
         parser: Box<StatParser>,
     },
 }
@@ -204,8 +218,9 @@ impl Incoming {
                 };
                 let mut parser = Box::<StatParser>::default();
                 *parser.buffer() = head.split_off(start);
-                let info = Some(String::from_utf8_lossy(head).into_owned())
-                    .filter(|i| !i.trim().is_empty());
+                let info = Some(String::from_utf8_lossy(head))
+                    .filter(|i| !i.trim().is_empty())
+                    .map(|i| Info::parse(&i));
                 parser.advance()?;
                 *self = Incoming::Stat { info, parser };
                 Ok(())
@@ -218,9 +233,9 @@ impl Incoming {
             // Never reached a dump: frame and report it as a whole.
             Incoming::Head(head) => {
                 let raw = split_reply(target, head, true)?;
-                (raw.info, Stats::parse(raw.stat))
+                (raw.info.as_deref().map(Info::parse), Stats::parse(raw.stat))
             }
-            Incoming::Stat { info, mut parser } => {
+            Incoming::Stat { info, parser } => {
                 if !parser.received_ends_with(b"\n\n") {
                     return Err(SourceError::Truncated {
                         target: target.to_string(),
@@ -232,7 +247,7 @@ impl Incoming {
             }
         };
         Ok(Snapshot {
-            info: info.as_deref().map(Info::parse),
+            info,
             stats: stats.map_err(|source| SourceError::Parse {
                 target: target.to_string(),
                 source,
