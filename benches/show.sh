@@ -14,13 +14,13 @@
 #   (e) hapwatch --version (process startup)
 # Each case is timed twice: with GNU time (`/usr/bin/time -f '%e %U %S %M'`, which
 # prints 10 ms steps) and with benches/rusage.py (os.wait4 on the command, microsecond
-# steps). Finally the in-process parse benchmark (benches/parse.rs) runs on the captured
+# steps). Finally the in-process micro-benchmarks (benches/micro.rs, divan) run on the captured
 # dump. Numbers only: nothing here asserts a timing.
 #
 # Environment:
 #   RUNS=15            runs per case and per timer (minimum 10)
 #   HAPWATCH_BIN=PATH  use this binary instead of building target/release/hapwatch
-#   PARSE_BENCH=0      skip `cargo bench --bench parse` at the end
+#   PARSE_BENCH=0      skip `cargo bench --bench micro` at the end
 #   KEEP=1             keep the temp dir (config, dump.txt) and print its path
 set -euo pipefail
 
@@ -215,6 +215,6 @@ cleanup_haproxy
 
 if [ "${PARSE_BENCH:-1}" != 0 ]; then
     echo
-    echo "== cargo bench --bench parse (HAPWATCH_BENCH_DUMP=$out/dump.txt)"
-    (cd "$repo" && HAPWATCH_BENCH_DUMP=$out/dump.txt cargo bench --quiet --bench parse)
+    echo "== cargo bench --bench micro (HAPWATCH_BENCH_DUMP=$out/dump.txt)"
+    (cd "$repo" && HAPWATCH_BENCH_DUMP=$out/dump.txt cargo bench --quiet --bench micro)
 fi

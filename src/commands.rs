@@ -339,9 +339,8 @@ pub fn run(config_path: &Path, state_path: Option<&Path>, args: &RunArgs) -> Res
             .iter()
             .map(|s| engine::Watch::new(&config, &s.name, now, &samples))
             .collect();
-        let fetching = scope.spawn(|| {
-            source::fetch_all_into(&config.sources, config.rules.type_mask(), watches)
-        });
+        let fetching = scope
+            .spawn(|| source::fetch_all_into(&config.sources, config.rules.type_mask(), watches));
         let mut loaded = match &lock {
             Some(lock) => lock.load(),
             None => state::peek(path),

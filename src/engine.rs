@@ -68,7 +68,12 @@ impl<'r> Watch<'r> {
         Self::with_previous(config, source, now, Previous::Pending(samples))
     }
 
-    fn with_previous(config: &'r Config, source: &'r str, now: f64, previous: Previous<'r>) -> Self {
+    fn with_previous(
+        config: &'r Config,
+        source: &'r str,
+        now: f64,
+        previous: Previous<'r>,
+    ) -> Self {
         Watch {
             config,
             source,

@@ -1001,12 +1001,13 @@ proptest! {
         let stats = &current.stats;
         let dump_columns: Vec<Option<usize>> =
             table.iter().map(|c| stats.columns().get(c)).collect();
+        let sample_columns: Vec<Option<usize>> = table.iter().map(|c| sample.column(c)).collect();
         let env = Env {
             source: "lb1",
             dump_columns: &dump_columns,
             previous: Some(Previous {
                 sample: &sample,
-                columns: table.iter().map(|c| sample.column(c)).collect(),
+                columns: &sample_columns,
                 interval: pair.interval,
                 restarted: sample.restarted_before(&current),
             }),

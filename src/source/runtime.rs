@@ -4,9 +4,9 @@
 //! closes the connection (non-interactive mode). Each command's output ends with an empty
 //! line; `split_reply` insists on it so that a cut connection is never taken for a dump.
 
+use super::RowSink;
 use super::{split_reply, SourceError, MAX_REPLY_BYTES};
 use crate::stats::TypeMask;
-use super::RowSink;
 use crate::stats::{Info, Snapshot, StatParser, Stats};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};

@@ -315,7 +315,9 @@ impl StatParser {
         let ncols = header.columns.len();
         let trailing_comma = header.trailing_comma;
         let expected_items = ncols + usize::from(trailing_comma);
-        let record = self.quoted.read(&self.pending[start..record_end], row_line)?;
+        let record = self
+            .quoted
+            .read(&self.pending[start..record_end], row_line)?;
         if record.fields.len() != expected_items {
             return Err(ParseError::FieldCount {
                 line: row_line,
