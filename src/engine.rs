@@ -137,6 +137,10 @@ impl RowSink for Watch<'_> {
     fn restart(&mut self) {
         *self = Self::with_previous(self.config, self.source, self.now, self.previous);
     }
+
+    fn columns(&self) -> Option<Vec<String>> {
+        Some(self.config.rules.columns_read())
+    }
 }
 
 /// A notification to send: a group of alerts that started firing (or fire again after

@@ -74,6 +74,17 @@ fn every_fixture_parses_with_all_its_rows() {
 }
 
 #[test]
+#[should_panic(expected = "column check_desc was not kept by the parser")]
+fn reading_a_column_the_parser_did_not_keep_is_a_bug() {
+    let bytes = std::fs::read(fixture("haproxy-2.6/show-stat.csv")).unwrap();
+    let stats = Stats::parse_keeping(bytes, Some(vec!["scur".to_string()])).unwrap();
+    let row = stats.row(0);
+    assert_eq!((row.proxy(), row.name()), ("stats", "FRONTEND"));
+    assert_eq!(row.by_name("scur"), Some("0"));
+    row.by_name("check_desc");
+}
+
+#[test]
 fn baseline_capture_values() {
     let snap = snapshot("haproxy-2.6/show-stat.csv");
     // (proxy, name, type, state, scur, stot, rate, chkdown)

@@ -1798,7 +1798,16 @@ fn a_deeply_nested_expression_is_a_config_error_not_a_stack_overflow() {
 
 /// Feeds `bytes` to a [`StatParser`] in chunks cut at `cuts` (sorted offsets).
 fn parse_in_chunks(bytes: &[u8], cuts: &[usize]) -> Result<Stats, hapwatch::stats::ParseError> {
-    let mut parser = hapwatch::stats::StatParser::default();
+    parse_in_chunks_keeping(bytes, cuts, None)
+}
+
+/// [`parse_in_chunks`] with offsets for the columns `keep` only.
+fn parse_in_chunks_keeping(
+    bytes: &[u8],
+    cuts: &[usize],
+    keep: Option<Vec<String>>,
+) -> Result<Stats, hapwatch::stats::ParseError> {
+    let mut parser = hapwatch::stats::StatParser::keeping(keep);
     let mut at = 0;
     for &cut in cuts.iter().chain(std::iter::once(&bytes.len())) {
         let cut = cut.clamp(at, bytes.len());
@@ -1813,15 +1822,34 @@ fn parse_in_chunks(bytes: &[u8], cuts: &[usize]) -> Result<Stats, hapwatch::stat
 fn outcome(
     result: &Result<Stats, hapwatch::stats::ParseError>,
 ) -> Result<Vec<Vec<String>>, String> {
+    outcome_of(result, None)
+}
+
+/// [`outcome`] for the columns named in `only` (`None`: all), plus each row's type and
+/// state.
+fn outcome_of(
+    result: &Result<Stats, hapwatch::stats::ParseError>,
+    only: Option<&[String]>,
+) -> Result<Vec<Vec<String>>, String> {
     match result {
-        Ok(stats) => Ok(stats
-            .rows()
-            .map(|row| {
-                (0..stats.columns().len())
-                    .map(|c| row.raw(c).to_string())
-                    .collect()
-            })
-            .collect()),
+        Ok(stats) => {
+            let columns: Vec<usize> = match only {
+                Some(names) => names
+                    .iter()
+                    .filter_map(|n| stats.columns().get(n))
+                    .collect(),
+                None => (0..stats.columns().len()).collect(),
+            };
+            Ok(stats
+                .rows()
+                .map(|row| {
+                    let mut fields: Vec<String> =
+                        columns.iter().map(|&c| row.raw(c).to_string()).collect();
+                    fields.push(format!("{:?} {:?}", row.kind(), row.state()));
+                    fields
+                })
+                .collect())
+        }
         Err(e) => Err(e.to_string()),
     }
 }
@@ -1851,5 +1879,36 @@ proptest! {
         let whole = outcome(&Stats::parse(bytes.clone()));
         let chunked = outcome(&parse_in_chunks(&bytes, &cuts));
         prop_assert_eq!(chunked, whole, "{} with edits {:?}, cut at {:?}", fixture.name, edits, cuts);
+    }
+
+    /// A parser keeping offsets for some columns only (as `hapwatch run` does for the
+    /// columns its rules read) reads those columns, and every row's type and state,
+    /// exactly as a full parse does, whatever the chunks; and fails the same way.
+    #[test]
+    fn parsing_some_columns_equals_parsing_all(
+        which in any::<Index>(),
+        edits in prop::collection::vec((any::<Index>(), any::<u8>()), 0..3),
+        picks in prop::collection::vec(any::<Index>(), 0..12),
+        cuts in prop::collection::vec(any::<Index>(), 0..12),
+    ) {
+        let fixture = which.get(fixtures());
+        let mut bytes = fixture.bytes.clone();
+        for (at, byte) in &edits {
+            if !bytes.is_empty() {
+                let i = at.index(bytes.len());
+                bytes[i] = *byte;
+            }
+        }
+        let Ok(full) = Stats::parse(fixture.bytes.clone()) else {
+            return Ok(());
+        };
+        let names = full.columns().names();
+        let mut keep: Vec<String> = picks.iter().map(|p| names[p.index(names.len())].clone()).collect();
+        keep.push("no_such_column".to_string());
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
+        cuts.sort_unstable();
+        let whole = outcome_of(&Stats::parse(bytes.clone()), Some(&keep));
+        let some = outcome_of(&parse_in_chunks_keeping(&bytes, &cuts, Some(keep.clone())), Some(&keep));
+        prop_assert_eq!(some, whole, "{} keeping {:?}, edits {:?}, cut at {:?}", fixture.name, keep, edits, cuts);
     }
 }

@@ -331,6 +331,28 @@ impl RuleSet {
         }
     }
 
+    /// Every column evaluating the rules and rendering their alerts reads: what a dump
+    /// needs offsets for (see [`crate::stats::StatParser::keeping`]).
+    pub fn columns_read(&self) -> Vec<String> {
+        let templates = self.rules.iter().flat_map(|rule| {
+            let description = rule.description.iter().flat_map(|(_, vars)| vars);
+            rule.summary.1.iter().chain(description)
+        });
+        let mut names: Vec<String> = self
+            .columns
+            .iter()
+            .chain(&self.counter_columns)
+            .chain(templates)
+            .cloned()
+            // Every alert carries the row's check status (`alert`); unchecked servers are
+            // found by it (`engine::Watch`).
+            .chain(["status".to_string(), "check_status".to_string()])
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// The columns a [`Sample`] must keep for `delta()` and `rate()`.
     pub fn counter_columns(&self) -> &[String] {
         &self.counter_columns

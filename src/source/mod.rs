@@ -129,6 +129,10 @@ pub trait RowSink {
     /// The rows shown so far are void: the dump was not UTF-8 and was parsed again
     /// after repair; every row will be shown again.
     fn restart(&mut self);
+
+    /// The columns this sink and the snapshot's users read (`None`: all): the parser
+    /// keeps field offsets for these only.
+    fn columns(&self) -> Option<Vec<String>>;
 }
 
 /// A [`RowSink`] that ignores the rows.
@@ -137,6 +141,9 @@ pub struct IgnoreRows;
 impl RowSink for IgnoreRows {
     fn rows(&mut self, _: Table<'_>, _: Option<&Info>, _: bool) {}
     fn restart(&mut self) {}
+    fn columns(&self) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// Reads and parses one source: every row.
@@ -159,7 +166,8 @@ pub fn fetch_types(
         Endpoint::File(path) => (path.display().to_string(), file::read(Some(path))?),
         Endpoint::Stdin => ("standard input".to_string(), file::read(None)?),
     };
-    let stats = Stats::parse(raw.stat).map_err(|source| SourceError::Parse { target, source })?;
+    let stats = Stats::parse_keeping(raw.stat, sink.columns())
+        .map_err(|source| SourceError::Parse { target, source })?;
     let snapshot = Snapshot {
         info: raw.info.as_deref().map(Info::parse),
         stats,

@@ -150,7 +150,10 @@ fn exchange(
         .map_err(io_error)?;
     stream.write_all(query).map_err(io_error)?;
 
-    let mut incoming = Incoming::Head(Vec::with_capacity(CHUNK));
+    let mut incoming = Incoming::Head {
+        head: Vec::with_capacity(CHUNK),
+        keep: sink.columns(),
+    };
     let mut received: u64 = 0;
     let mut chunk = vec![0u8; CHUNK];
     loop {
@@ -195,8 +198,12 @@ fn exchange(
 /// A runtime API reply as it arrives: the `show info` block, then the dump, which is
 /// parsed line by line as soon as its header has come, while HAProxy writes the rest.
 enum Incoming {
-    /// Before the dump: `show info`, or a reply that is not a dump at all.
-    Head(Vec<u8>),
+    /// Before the dump: `show info`, or a reply that is not a dump at all; and the
+    /// columns to parse.
+    Head {
+        head: Vec<u8>,
+        keep: Option<Vec<String>>,
+    },
     /// In the dump.
     Stat {
         info: Option<Info>,
@@ -211,12 +218,12 @@ impl Incoming {
                 parser.buffer().extend_from_slice(bytes);
                 parser.advance()
             }
-            Incoming::Head(head) => {
+            Incoming::Head { head, keep } => {
                 head.extend_from_slice(bytes);
                 let Some(start) = dump_start(head) else {
                     return Ok(());
                 };
-                let mut parser = Box::<StatParser>::default();
+                let mut parser = Box::new(StatParser::keeping(keep.take()));
                 *parser.buffer() = head.split_off(start);
                 let info = Some(String::from_utf8_lossy(head))
                     .filter(|i| !i.trim().is_empty())
@@ -231,9 +238,12 @@ impl Incoming {
     fn finish(self, target: &str) -> Result<Snapshot, SourceError> {
         let (info, stats) = match self {
             // Never reached a dump: frame and report it as a whole.
-            Incoming::Head(head) => {
+            Incoming::Head { head, keep } => {
                 let raw = split_reply(target, head, true)?;
-                (raw.info.as_deref().map(Info::parse), Stats::parse(raw.stat))
+                (
+                    raw.info.as_deref().map(Info::parse),
+                    Stats::parse_keeping(raw.stat, keep),
+                )
             }
             Incoming::Stat { info, parser } => {
                 if !parser.received_ends_with(b"\n\n") {

@@ -36,9 +36,12 @@ pub struct Stats {
     /// Byte range of the header line within `text`.
     header: (u32, u32),
     columns: Columns,
+    /// Which fields have offsets.
+    layout: parse::Layout,
     rows: Vec<RowMeta>,
-    /// `columns.len()` field end offsets per row, relative to `RowMeta::base`; a field
-    /// starts one byte after the previous field's end (the separator), the first at 0.
+    /// Per row, relative to `RowMeta::base`: with `Layout::All`, `columns.len()` field end
+    /// offsets (a field starts one byte after the previous field's end, the first at 0);
+    /// with `Layout::Only`, a start and an end offset for each kept column.
     ends: parse::Ends,
     /// The dump was not valid UTF-8 and was decoded lossily.
     repaired: bool,
@@ -63,6 +66,7 @@ pub struct Table<'a> {
     text: &'a str,
     extra: &'a str,
     columns: &'a Columns,
+    layout: &'a parse::Layout,
     rows: &'a [RowMeta],
     ends: parse::EndsRef<'a>,
 }
@@ -176,7 +180,13 @@ impl Columns {
 impl Stats {
     /// Parses a `show stat` CSV dump (header line first; blank lines are ignored).
     pub fn parse(dump: Vec<u8>) -> Result<Stats, ParseError> {
-        parse::parse_stat(dump)
+        parse::parse_stat(dump, None)
+    }
+
+    /// [`Stats::parse`], keeping the fields of the columns named in `keep` only (see
+    /// [`StatParser::keeping`]; `None`: all).
+    pub fn parse_keeping(dump: Vec<u8>, keep: Option<Vec<String>>) -> Result<Stats, ParseError> {
+        parse::parse_stat(dump, keep)
     }
 
     /// The header's columns.
@@ -200,6 +210,7 @@ impl Stats {
             text: &self.text,
             extra: &self.extra,
             columns: &self.columns,
+            layout: &self.layout,
             rows: &self.rows,
             ends: self.ends.as_ref(),
         }
@@ -254,20 +265,39 @@ impl<'a> Row<'a> {
         let table = &self.table;
         let width = table.columns.len();
         assert!(col < width, "column {col} out of range");
-        let at = self.index * width + col;
+        let (start, end) = match table.layout {
+            parse::Layout::All => {
+                let at = self.index * width + col;
+                let start = if col == 0 {
+                    0
+                } else {
+                    table.ends.get(at - 1) + 1
+                };
+                (start, table.ends.get(at))
+            }
+            parse::Layout::Only { slot, kept } => {
+                let slot = slot[col];
+                if slot == parse::NOT_KEPT {
+                    if cfg!(debug_assertions) {
+                        panic!(
+                            "column {} was not kept by the parser",
+                            table.columns.names[col]
+                        );
+                    }
+                    return "";
+                }
+                let at = self.index * 2 * kept.len() + 2 * slot as usize;
+                (table.ends.get(at), table.ends.get(at + 1))
+            }
+        };
         let meta = self.meta();
         let base = meta.base as usize;
-        let start = if col == 0 {
-            0
-        } else {
-            table.ends.get(at - 1) + 1
-        };
         let text = if meta.in_extra {
             table.extra
         } else {
             table.text
         };
-        &text[base + start..base + table.ends.get(at)]
+        &text[base + start..base + end]
     }
 
     /// The field in column `col`, or `None` when HAProxy left it empty: an empty field

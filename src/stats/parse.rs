@@ -56,8 +56,8 @@ pub enum ParseError {
 /// Longest excerpt of an unexpected first line quoted back in an error.
 const EXCERPT: usize = 80;
 
-pub(super) fn parse_stat(dump: Vec<u8>) -> Result<Stats, ParseError> {
-    let mut parser = StatParser::default();
+pub(super) fn parse_stat(dump: Vec<u8>, keep: Option<Vec<String>>) -> Result<Stats, ParseError> {
+    let mut parser = StatParser::keeping(keep);
     *parser.buffer() = dump;
     parser.finish()
 }
@@ -80,6 +80,81 @@ pub struct StatParser {
     /// A line was not UTF-8: parsing stops, and `finish` parses a repaired copy.
     not_utf8: bool,
     quoted: QuotedRows,
+    /// The columns to keep offsets for (`None`: all), resolved into `layout` by the header.
+    keep: Option<Vec<String>>,
+    layout: Layout,
+    /// One row's column ends, before the kept ones are copied to `ends`.
+    scratch: Vec<u32>,
+}
+
+/// Which fields of a row have offsets in [`Ends`].
+#[derive(Debug, Default)]
+pub(super) enum Layout {
+    /// Every column: one end offset per column; a field starts one byte after the end of
+    /// the previous one.
+    #[default]
+    All,
+    /// Only some columns: a start and an end offset for each kept column. Rules read a
+    /// dozen of HAProxy's 100+ columns, and offsets for all of them are the largest
+    /// allocation of a run.
+    Only {
+        /// Per header column, its position among the kept ones (`NOT_KEPT`: none).
+        slot: Vec<u32>,
+        /// The kept columns, in header order.
+        kept: Vec<usize>,
+    },
+}
+
+/// [`Layout::Only`]'s slot of a column without offsets.
+pub(super) const NOT_KEPT: u32 = u32::MAX;
+
+impl Layout {
+    fn new(columns: &Columns, keep: Option<&[String]>) -> Layout {
+        let Some(keep) = keep else {
+            return Layout::All;
+        };
+        let mut kept: Vec<usize> = keep.iter().filter_map(|name| columns.get(name)).collect();
+        kept.extend([columns.pxname, columns.svname]);
+        kept.extend(columns.kind.into_iter().chain(columns.status));
+        kept.sort_unstable();
+        kept.dedup();
+        let mut slot = vec![NOT_KEPT; columns.len()];
+        for (i, &col) in kept.iter().enumerate() {
+            slot[col] = i as u32;
+        }
+        Layout::Only { slot, kept }
+    }
+
+    /// Offsets stored per row.
+    fn per_row(&self, columns: usize) -> usize {
+        match self {
+            Layout::All => columns,
+            Layout::Only { kept, .. } => 2 * kept.len(),
+        }
+    }
+
+    /// Stores the offsets of one row given the ends of all its columns (`column_ends`,
+    /// relative to the row's base).
+    fn store(&self, column_ends: &[u32], ends: &mut Ends) {
+        match self {
+            Layout::All => {
+                for &end in column_ends {
+                    ends.push(end as usize);
+                }
+            }
+            Layout::Only { kept, .. } => {
+                for &col in kept {
+                    let start = if col == 0 {
+                        0
+                    } else {
+                        column_ends[col - 1] + 1
+                    };
+                    ends.push(start as usize);
+                    ends.push(column_ends[col] as usize);
+                }
+            }
+        }
+    }
 }
 
 struct Header {
@@ -89,6 +164,16 @@ struct Header {
 }
 
 impl StatParser {
+    /// A parser that keeps field offsets for the columns named in `keep` only, plus
+    /// `pxname`, `svname`, `type` and `status` (`None`: for every column). Reading another
+    /// column of its rows is a bug: it panics in debug builds and reads as empty otherwise.
+    pub fn keeping(keep: Option<Vec<String>>) -> StatParser {
+        StatParser {
+            keep,
+            ..StatParser::default()
+        }
+    }
+
     /// The received bytes not parsed yet; append to it, then call [`StatParser::advance`].
     pub fn buffer(&mut self) -> &mut Vec<u8> {
         &mut self.pending
@@ -115,6 +200,7 @@ impl StatParser {
             text: &self.text,
             extra: &self.extra,
             columns: &header.columns,
+            layout: &self.layout,
             rows: &self.rows,
             ends: self
                 .ends
@@ -131,7 +217,8 @@ impl StatParser {
             // dump. Lossy decoding moves offsets, so the repaired text is parsed again.
             let mut bytes = self.text.into_bytes();
             bytes.extend_from_slice(&self.pending);
-            let mut stats = parse_stat(String::from_utf8_lossy(&bytes).into_owned().into_bytes())?;
+            let repaired = String::from_utf8_lossy(&bytes).into_owned().into_bytes();
+            let mut stats = parse_stat(repaired, self.keep)?;
             stats.repaired = true;
             return Ok(stats);
         }
@@ -147,6 +234,7 @@ impl StatParser {
             extra: self.extra,
             header: (header.range.0 as u32, header.range.1 as u32),
             columns: header.columns,
+            layout: self.layout,
             rows: self.rows,
             ends: self.ends.unwrap_or(Ends::Narrow(Vec::new())),
             repaired: false,
@@ -188,6 +276,7 @@ impl StatParser {
                 if !self.keep(start, next) {
                     return Ok(());
                 }
+                self.layout = Layout::new(&header.columns, self.keep.as_deref());
                 self.header = Some(header);
                 self.line_no += 1;
                 *pos = next;
@@ -203,23 +292,41 @@ impl StatParser {
             let expected_items = ncols + usize::from(trailing_comma);
             let row_line = self.line_no + 1;
             let (meta, consumed_to) = if memchr(b'"', line).is_none() {
+                let per_row = self.layout.per_row(ncols);
                 let ends = self.ends.get_or_insert_with(|| {
                     let approx_rows = memchr_iter(b'\n', &self.pending[start..]).count() + 1;
-                    Ends::Narrow(Vec::with_capacity(approx_rows * ncols))
+                    Ends::Narrow(Vec::with_capacity(approx_rows * per_row))
                 });
                 let before = ends.len();
                 ends.fit(line.len());
-                // Dispatched once per row: the loop itself is monomorphic.
-                match ends {
-                    Ends::Narrow(v) => push_commas(line, |at| v.push(at as u16)),
-                    Ends::Wide(v) => push_commas(line, |at| v.push(at as u32)),
-                }
-                // With HAProxy's trailing comma, the commas are exactly the ends of the
-                // columns; without it, the end of the line closes the last one.
-                if !trailing_comma {
-                    ends.push(line.len());
-                }
-                let found = ends.len() - before + usize::from(trailing_comma);
+                let columns = match &self.layout {
+                    // Dispatched once per row: the loops themselves are monomorphic.
+                    Layout::All => {
+                        match ends {
+                            Ends::Narrow(v) => push_commas(line, |at| v.push(at as u16)),
+                            Ends::Wide(v) => push_commas(line, |at| v.push(at as u32)),
+                        }
+                        // With HAProxy's trailing comma, the commas are exactly the ends
+                        // of the columns; without it, the end of the line closes the last.
+                        if !trailing_comma {
+                            ends.push(line.len());
+                        }
+                        ends.len() - before
+                    }
+                    layout @ Layout::Only { .. } => {
+                        let scratch = &mut self.scratch;
+                        scratch.clear();
+                        push_commas(line, |at| scratch.push(at as u32));
+                        if !trailing_comma {
+                            scratch.push(line.len() as u32);
+                        }
+                        if scratch.len() == ncols {
+                            layout.store(scratch, ends);
+                        }
+                        scratch.len()
+                    }
+                };
+                let found = columns + usize::from(trailing_comma);
                 if found != expected_items {
                     return Err(ParseError::FieldCount {
                         line: row_line,
@@ -341,14 +448,16 @@ impl StatParser {
         self.text.push_str(raw);
         let offset = self.extra.len();
         let ends = self.ends.get_or_insert_with(|| Ends::Narrow(Vec::new()));
+        self.scratch.clear();
         let mut field_start = 0;
         for &field_end in record.fields.iter().take(ncols) {
             self.extra.push_str(&data[field_start..field_end]);
-            ends.fit(self.extra.len() - offset);
-            ends.push(self.extra.len() - offset);
+            self.scratch.push((self.extra.len() - offset) as u32);
             self.extra.push(',');
             field_start = field_end;
         }
+        ends.fit(self.extra.len() - offset);
+        self.layout.store(&self.scratch, ends);
         self.line_no += record.newlines + 1;
         let meta = RowMeta {
             line_start: at as u32,
