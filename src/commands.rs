@@ -31,11 +31,17 @@ pub fn show(config_path: &Path, args: &ShowArgs) -> Result<Exit, Error> {
         )));
     }
     let scope = Scope {
-        types: args.types.iter().map(|&t| ProxyType::from(t)).collect(),
+        types: TypeMask::of(
+            &args
+                .types
+                .iter()
+                .map(|&t| ProxyType::from(t))
+                .collect::<Vec<_>>(),
+        ),
         proxies: Scope::globs(&args.proxy),
         ..Scope::default()
     };
-    let fetched = source::fetch_all(selected, TypeMask::of(&scope.types));
+    let fetched = source::fetch_all(selected, scope.types);
     let failed = report_failures(&fetched);
 
     let mut out = BufWriter::new(std::io::stdout().lock());

@@ -1,13 +1,13 @@
 //! Row selection by type and by proxy/server name globs.
 
-use crate::stats::{ProxyType, Row};
+use crate::stats::{Row, TypeMask};
 use wildmatch::WildMatch;
 
 /// Which rows something applies to. Empty lists match everything.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Scope {
-    /// Row types to keep; empty = all.
-    pub types: Vec<ProxyType>,
+    /// Row types to keep.
+    pub types: TypeMask,
     /// `pxname` globs (`*`, `?`); empty = all.
     pub proxies: Vec<WildMatch>,
     /// `pxname` globs to drop.
@@ -16,6 +16,19 @@ pub struct Scope {
     pub servers: Vec<WildMatch>,
     /// `svname` globs to drop.
     pub exclude_servers: Vec<WildMatch>,
+}
+
+impl Default for Scope {
+    /// Every row.
+    fn default() -> Self {
+        Scope {
+            types: TypeMask::ALL,
+            proxies: Vec::new(),
+            exclude_proxies: Vec::new(),
+            servers: Vec::new(),
+            exclude_servers: Vec::new(),
+        }
+    }
 }
 
 impl Scope {
@@ -33,7 +46,7 @@ impl Scope {
         fn any(globs: &[WildMatch], text: &str) -> bool {
             globs.iter().any(|g| g.matches(text))
         }
-        if !self.types.is_empty() && !self.types.contains(&row.kind()) {
+        if !self.types.contains(row.kind()) {
             return false;
         }
         if !self.proxies.is_empty() || !self.exclude_proxies.is_empty() {

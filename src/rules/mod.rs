@@ -322,7 +322,7 @@ impl RuleSet {
         match self
             .rules
             .iter()
-            .map(|r| TypeMask::of(&r.scope.types))
+            .map(|r| r.scope.types)
             .reduce(TypeMask::union)
         {
             Some(mask) => mask,
@@ -535,7 +535,7 @@ fn compile_scope(raw: &RawScope) -> Result<Scope, String> {
         }
     }
     Ok(Scope {
-        types,
+        types: TypeMask::of(&types),
         proxies: Scope::globs(&raw.proxy),
         exclude_proxies: Scope::globs(&raw.exclude_proxy),
         servers: Scope::globs(&raw.server),

@@ -134,25 +134,28 @@ impl Layout {
     }
 
     /// Stores the offsets of one row given the ends of all its columns (`column_ends`,
-    /// relative to the row's base).
+    /// relative to the row's base; `ends` must fit them already).
     fn store(&self, column_ends: &[u32], ends: &mut Ends) {
-        match self {
-            Layout::All => {
-                for &end in column_ends {
-                    ends.push(end as usize);
+        fn copy<T: TryFrom<u32>>(layout: &Layout, column_ends: &[u32], ends: &mut Vec<T>) {
+            let narrow = |offset: u32| T::try_from(offset).ok().expect("offsets fit");
+            match layout {
+                Layout::All => ends.extend(column_ends.iter().map(|&end| narrow(end))),
+                Layout::Only { kept, .. } => {
+                    for &col in kept {
+                        let start = if col == 0 {
+                            0
+                        } else {
+                            column_ends[col - 1] + 1
+                        };
+                        ends.push(narrow(start));
+                        ends.push(narrow(column_ends[col]));
+                    }
                 }
             }
-            Layout::Only { kept, .. } => {
-                for &col in kept {
-                    let start = if col == 0 {
-                        0
-                    } else {
-                        column_ends[col - 1] + 1
-                    };
-                    ends.push(start as usize);
-                    ends.push(column_ends[col] as usize);
-                }
-            }
+        }
+        match ends {
+            Ends::Narrow(v) => copy(self, column_ends, v),
+            Ends::Wide(v) => copy(self, column_ends, v),
         }
     }
 }
@@ -195,6 +198,9 @@ impl StatParser {
 
     /// The rows parsed so far, or `None` before the header.
     pub fn table(&self) -> Option<Table<'_>> {
+        if self.not_utf8 {
+            return None;
+        }
         let header = self.header.as_ref()?;
         Some(Table {
             text: &self.text,
@@ -244,12 +250,36 @@ impl StatParser {
     fn parse_lines(&mut self, complete: bool) -> Result<(), ParseError> {
         let mut pos = 0;
         let result = self.parse_lines_from(&mut pos, complete);
-        // Only the unparsed rest stays: a part of a line, or all of it after a stop.
-        self.pending.drain(..pos);
+        // The lines parsed join the text, checked once per call rather than per line. A
+        // line break never splits a UTF-8 sequence, so whole lines are valid exactly when
+        // their concatenation is.
+        if !self.not_utf8 {
+            if self.text.is_empty() && pos == self.pending.len() {
+                // The whole input at once (a file): no copy.
+                match String::from_utf8(std::mem::take(&mut self.pending)) {
+                    Ok(text) => self.text = text,
+                    Err(e) => {
+                        self.pending = e.into_bytes();
+                        self.not_utf8 = true;
+                    }
+                }
+            } else {
+                match std::str::from_utf8(&self.pending[..pos]) {
+                    Ok(lines) => {
+                        self.text.push_str(lines);
+                        self.pending.drain(..pos);
+                    }
+                    Err(_) => self.not_utf8 = true,
+                }
+            }
+        }
+        // After a stop, every row parsed in this call stays unusable (`table` hides them)
+        // and `pending` keeps its bytes for the repaired parse in `finish`.
         result
     }
 
-    /// Parses complete lines from `pending[*pos..]`, advancing `*pos` past each.
+    /// Parses complete lines from `pending[*pos..]`, advancing `*pos` past each. Offsets
+    /// count as if `pending[..*pos]` were already appended to the text.
     fn parse_lines_from(&mut self, pos: &mut usize, complete: bool) -> Result<(), ParseError> {
         while !self.not_utf8 {
             let start = *pos;
@@ -262,20 +292,14 @@ impl StatParser {
             }
             let (end, next) = line_at(&self.pending, start);
             let line = &self.pending[start..end];
-            let at = self.text.len();
+            let at = self.text.len() + start;
             if line.iter().all(u8::is_ascii_whitespace) {
-                if !self.keep(start, next) {
-                    return Ok(());
-                }
                 self.line_no += 1;
                 *pos = next;
                 continue;
             }
             let Some(header) = &self.header else {
                 let header = parse_header(line, (at, at + end - start))?;
-                if !self.keep(start, next) {
-                    return Ok(());
-                }
                 self.layout = Layout::new(&header.columns, self.keep.as_deref());
                 self.header = Some(header);
                 self.line_no += 1;
@@ -292,41 +316,15 @@ impl StatParser {
             let expected_items = ncols + usize::from(trailing_comma);
             let row_line = self.line_no + 1;
             let (meta, consumed_to) = if memchr(b'"', line).is_none() {
-                let per_row = self.layout.per_row(ncols);
-                let ends = self.ends.get_or_insert_with(|| {
-                    let approx_rows = memchr_iter(b'\n', &self.pending[start..]).count() + 1;
-                    Ends::Narrow(Vec::with_capacity(approx_rows * per_row))
-                });
-                let before = ends.len();
-                ends.fit(line.len());
-                let columns = match &self.layout {
-                    // Dispatched once per row: the loops themselves are monomorphic.
-                    Layout::All => {
-                        match ends {
-                            Ends::Narrow(v) => push_commas(line, |at| v.push(at as u16)),
-                            Ends::Wide(v) => push_commas(line, |at| v.push(at as u32)),
-                        }
-                        // With HAProxy's trailing comma, the commas are exactly the ends
-                        // of the columns; without it, the end of the line closes the last.
-                        if !trailing_comma {
-                            ends.push(line.len());
-                        }
-                        ends.len() - before
-                    }
-                    layout @ Layout::Only { .. } => {
-                        let scratch = &mut self.scratch;
-                        scratch.clear();
-                        push_commas(line, |at| scratch.push(at as u32));
-                        if !trailing_comma {
-                            scratch.push(line.len() as u32);
-                        }
-                        if scratch.len() == ncols {
-                            layout.store(scratch, ends);
-                        }
-                        scratch.len()
-                    }
-                };
-                let found = columns + usize::from(trailing_comma);
+                let scratch = &mut self.scratch;
+                scratch.clear();
+                push_commas(line, |at| scratch.push(at as u32));
+                // With HAProxy's trailing comma, the commas are exactly the ends of the
+                // columns; without it, the end of the line closes the last one.
+                if !trailing_comma {
+                    scratch.push(line.len() as u32);
+                }
+                let found = scratch.len() + usize::from(trailing_comma);
                 if found != expected_items {
                     return Err(ParseError::FieldCount {
                         line: row_line,
@@ -337,20 +335,22 @@ impl StatParser {
                 if trailing_comma && line.last() != Some(&b',') {
                     return Err(ParseError::TrailingText { line: row_line });
                 }
-                if !self.keep(start, next) {
-                    if let Some(ends) = &mut self.ends {
-                        ends.truncate(before);
-                    }
-                    return Ok(());
-                }
+                let per_row = self.layout.per_row(ncols);
+                let ends = self.ends.get_or_insert_with(|| {
+                    let approx_rows = memchr_iter(b'\n', &self.pending[start..]).count() + 1;
+                    Ends::Narrow(Vec::with_capacity(approx_rows * per_row))
+                });
+                ends.fit(line.len());
+                self.layout.store(scratch, ends);
+                let (kind, state) = classify(&header.columns, line, scratch);
                 self.line_no += 1;
                 let meta = RowMeta {
                     line_start: at as u32,
                     line_end: (at + end - start) as u32,
                     base: at as u32,
                     in_extra: false,
-                    kind: ProxyType::Frontend,
-                    state: State::Unknown,
+                    kind,
+                    state,
                 };
                 (meta, next)
             } else {
@@ -372,42 +372,9 @@ impl StatParser {
                 }
             };
             self.rows.push(meta);
-            self.classify_last_row();
             *pos = consumed_to;
         }
         Ok(())
-    }
-
-    /// Appends `pending[start..next]` to the text; false (and parsing stops) if it is not
-    /// UTF-8.
-    fn keep(&mut self, start: usize, next: usize) -> bool {
-        match std::str::from_utf8(&self.pending[start..next]) {
-            Ok(line) => {
-                self.text.push_str(line);
-                true
-            }
-            Err(_) => {
-                self.not_utf8 = true;
-                false
-            }
-        }
-    }
-
-    /// Fills in the new row's type and normalized state once, so that filters and rules
-    /// never re-parse them.
-    fn classify_last_row(&mut self) {
-        let table = self.table().expect("rows come after the header");
-        let row = table.row(table.len() - 1);
-        let kind = table
-            .columns
-            .kind
-            .and_then(|c| row.u64(c))
-            .and_then(ProxyType::from_code)
-            .unwrap_or_else(|| ProxyType::from_svname(row.name()));
-        let state = State::from_status(row.status());
-        let meta = self.rows.last_mut().expect("just pushed");
-        meta.kind = kind;
-        meta.state = state;
     }
 
     /// Reads the quoted row in `pending[start..record_end]`; returns its metadata (base in
@@ -438,14 +405,10 @@ impl StatParser {
         {
             return Err(ParseError::TrailingText { line: row_line });
         }
-        let (Ok(data), Ok(raw)) = (
-            std::str::from_utf8(record.data),
-            std::str::from_utf8(&self.pending[start..start + record.consumed]),
-        ) else {
+        let Ok(data) = std::str::from_utf8(record.data) else {
             return Ok(None);
         };
-        let at = self.text.len();
-        self.text.push_str(raw);
+        let at = self.text.len() + start;
         let offset = self.extra.len();
         let ends = self.ends.get_or_insert_with(|| Ends::Narrow(Vec::new()));
         self.scratch.clear();
@@ -458,17 +421,45 @@ impl StatParser {
         }
         ends.fit(self.extra.len() - offset);
         self.layout.store(&self.scratch, ends);
+        let (kind, state) = classify(
+            &header.columns,
+            &self.extra.as_bytes()[offset..],
+            &self.scratch,
+        );
         self.line_no += record.newlines + 1;
         let meta = RowMeta {
             line_start: at as u32,
             line_end: (at + record.line_len) as u32,
             base: offset as u32,
             in_extra: true,
-            kind: ProxyType::Frontend,
-            state: State::Unknown,
+            kind,
+            state,
         };
         Ok(Some((meta, start + record.consumed)))
     }
+}
+
+/// A row's type (the `type` column, or from `svname` in dumps without it) and normalized
+/// state, from its bytes and the ends of its columns; computed once, at parse time, so that
+/// filters and rules never re-parse them.
+fn classify(columns: &Columns, row: &[u8], column_ends: &[u32]) -> (ProxyType, State) {
+    let field = |col: usize| {
+        let start = if col == 0 {
+            0
+        } else {
+            column_ends[col - 1] as usize + 1
+        };
+        // A field that is not UTF-8 fails the text check of its line, and the repaired
+        // dump is parsed again.
+        std::str::from_utf8(&row[start..column_ends[col] as usize]).unwrap_or("")
+    };
+    let kind = columns
+        .kind
+        .and_then(|c| field(c).parse::<u64>().ok())
+        .and_then(ProxyType::from_code)
+        .unwrap_or_else(|| ProxyType::from_svname(field(columns.svname)));
+    let state = State::from_status(columns.status.map_or("", field));
+    (kind, state)
 }
 
 /// The header line: column names, and whether rows end with HAProxy's trailing comma.
@@ -526,6 +517,7 @@ impl Ends {
         }
     }
 
+    #[cfg(test)]
     fn push(&mut self, end: usize) {
         match self {
             Ends::Narrow(v) => v.push(end as u16),
@@ -533,17 +525,11 @@ impl Ends {
         }
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         match self {
             Ends::Narrow(v) => v.len(),
             Ends::Wide(v) => v.len(),
-        }
-    }
-
-    fn truncate(&mut self, len: usize) {
-        match self {
-            Ends::Narrow(v) => v.truncate(len),
-            Ends::Wide(v) => v.truncate(len),
         }
     }
 

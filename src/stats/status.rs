@@ -75,6 +75,11 @@ impl TypeMask {
     pub fn union(self, other: TypeMask) -> TypeMask {
         TypeMask(self.0 | other.0)
     }
+
+    /// True when rows of type `kind` are in the set.
+    pub fn contains(self, kind: ProxyType) -> bool {
+        self.0 & (1 << kind as u8) != 0
+    }
 }
 
 impl std::fmt::Display for ProxyType {
