@@ -346,8 +346,13 @@ impl<'a> Row<'a> {
         self.meta().state
     }
 
-    /// The row's line(s) exactly as received, for re-emitting a dump.
+    /// The row's line(s) exactly as received, for re-emitting a dump. Only a parse that
+    /// kept every column keeps the lines (it panics in debug builds, and is empty
+    /// otherwise).
     pub fn line(&self) -> &'a str {
+        if cfg!(debug_assertions) && matches!(self.table.layout, parse::Layout::Only { .. }) {
+            panic!("the parser kept only some columns, not the lines");
+        }
         let m = self.meta();
         &self.table.text[m.line_start as usize..m.line_end as usize]
     }

@@ -69,8 +69,15 @@ pub(super) fn parse_stat(dump: Vec<u8>, keep: Option<Vec<String>>) -> Result<Sta
 pub struct StatParser {
     /// Received bytes not parsed yet: the start of a line or quoted record still arriving.
     pending: Vec<u8>,
-    /// Every line parsed so far, exactly as received (checked to be UTF-8).
+    /// Every line parsed so far, exactly as received (checked to be UTF-8); when only
+    /// some columns are kept, the header line and then the kept fields of each row.
     text: String,
+    /// The last bytes parsed (up to 8), for [`StatParser::received_ends_with`].
+    parsed_tail: Vec<u8>,
+    /// A kept field was not UTF-8 and was stored repaired (U+FFFD).
+    repaired: bool,
+    /// A quoted row, unescaped, fields separated by `,`.
+    unquoted: Vec<u8>,
     line_no: usize,
     header: Option<Header>,
     rows: Vec<RowMeta>,
@@ -85,6 +92,8 @@ pub struct StatParser {
     layout: Layout,
     /// One row's column ends, before the kept ones are copied to `ends`.
     scratch: Vec<u32>,
+    /// One row's kept offsets, before they are copied to `ends`.
+    kept_offsets: Vec<u32>,
 }
 
 /// Which fields of a row have offsets in [`Ends`].
@@ -94,9 +103,9 @@ pub(super) enum Layout {
     /// the previous one.
     #[default]
     All,
-    /// Only some columns: a start and an end offset for each kept column. Rules read a
-    /// dozen of HAProxy's 100+ columns, and offsets for all of them are the largest
-    /// allocation of a run.
+    /// Only some columns: their fields are copied to the text, with a start and an end
+    /// offset each. Rules read a dozen of HAProxy's 100+ columns; the whole text and
+    /// offsets for every column were the largest allocations of a run.
     Only {
         /// Per header column, its position among the kept ones (`NOT_KEPT`: none).
         slot: Vec<u32>,
@@ -133,30 +142,49 @@ impl Layout {
         }
     }
 
-    /// Stores the offsets of one row given the ends of all its columns (`column_ends`,
-    /// relative to the row's base; `ends` must fit them already).
-    fn store(&self, column_ends: &[u32], ends: &mut Ends) {
-        fn copy<T: TryFrom<u32>>(layout: &Layout, column_ends: &[u32], ends: &mut Vec<T>) {
-            let narrow = |offset: u32| T::try_from(offset).ok().expect("offsets fit");
-            match layout {
-                Layout::All => ends.extend(column_ends.iter().map(|&end| narrow(end))),
-                Layout::Only { kept, .. } => {
-                    for &col in kept {
-                        let start = if col == 0 {
-                            0
-                        } else {
-                            column_ends[col - 1] + 1
-                        };
-                        ends.push(narrow(start));
-                        ends.push(narrow(column_ends[col]));
-                    }
+    /// Stores the offsets of one row of [`Layout::All`] given the ends of its columns
+    /// (relative to the row's base; `ends` must fit them already).
+    fn store_all(column_ends: &[u32], ends: &mut Ends) {
+        match ends {
+            Ends::Narrow(v) => v.extend(column_ends.iter().map(|&end| end as u16)),
+            Ends::Wide(v) => v.extend_from_slice(column_ends),
+        }
+    }
+
+    /// Copies the kept fields of `row` (whose column ends are `column_ends`) to `text`
+    /// and their offsets, relative to where the row starts in `text`, to `ends`. A field
+    /// that is not UTF-8 is stored repaired; returns whether one was.
+    fn store_kept(
+        kept: &[usize],
+        row: &[u8],
+        column_ends: &[u32],
+        text: &mut String,
+        offsets: &mut Vec<u32>,
+        ends: &mut Ends,
+    ) -> bool {
+        let base = text.len();
+        let mut repaired = false;
+        offsets.clear();
+        for &col in kept {
+            let start = if col == 0 {
+                0
+            } else {
+                column_ends[col - 1] as usize + 1
+            };
+            let field = &row[start..column_ends[col] as usize];
+            offsets.push((text.len() - base) as u32);
+            match std::str::from_utf8(field) {
+                Ok(field) => text.push_str(field),
+                Err(_) => {
+                    text.push_str(&String::from_utf8_lossy(field));
+                    repaired = true;
                 }
             }
+            offsets.push((text.len() - base) as u32);
         }
-        match ends {
-            Ends::Narrow(v) => copy(self, column_ends, v),
-            Ends::Wide(v) => copy(self, column_ends, v),
-        }
+        ends.fit(text.len() - base);
+        Layout::store_all(offsets, ends);
+        repaired
     }
 }
 
@@ -182,13 +210,13 @@ impl StatParser {
         &mut self.pending
     }
 
-    /// True when everything received so far ends with `suffix` (at most a line long).
+    /// True when everything received so far ends with `suffix` (at most 8 bytes).
     pub fn received_ends_with(&self, suffix: &[u8]) -> bool {
         if self.pending.len() >= suffix.len() {
             return self.pending.ends_with(suffix);
         }
         let (head, tail) = suffix.split_at(suffix.len() - self.pending.len());
-        self.pending == tail && self.text.as_bytes().ends_with(head)
+        self.pending == tail && self.parsed_tail.ends_with(head)
     }
 
     /// Parses every complete line received so far.
@@ -243,44 +271,58 @@ impl StatParser {
             layout: self.layout,
             rows: self.rows,
             ends: self.ends.unwrap_or(Ends::Narrow(Vec::new())),
-            repaired: false,
+            repaired: self.repaired,
         })
     }
 
     fn parse_lines(&mut self, complete: bool) -> Result<(), ParseError> {
         let mut pos = 0;
         let result = self.parse_lines_from(&mut pos, complete);
+        if self.not_utf8 {
+            // After a stop, every row parsed in this call stays unusable (`table` hides
+            // them) and `pending` keeps its bytes for the repaired parse in `finish`.
+            return result;
+        }
+        let parsed = &self.pending[..pos];
+        let keep_tail = parsed.len().min(8);
+        self.parsed_tail
+            .extend_from_slice(&parsed[parsed.len() - keep_tail..]);
+        let excess = self.parsed_tail.len().saturating_sub(8);
+        self.parsed_tail.drain(..excess);
+        if self.keep.is_some() {
+            // Only kept fields were copied to the text.
+            self.pending.drain(..pos);
+            return result;
+        }
         // The lines parsed join the text, checked once per call rather than per line. A
         // line break never splits a UTF-8 sequence, so whole lines are valid exactly when
         // their concatenation is.
-        if !self.not_utf8 {
-            if self.text.is_empty() && pos == self.pending.len() {
-                // The whole input at once (a file): no copy.
-                match String::from_utf8(std::mem::take(&mut self.pending)) {
-                    Ok(text) => self.text = text,
-                    Err(e) => {
-                        self.pending = e.into_bytes();
-                        self.not_utf8 = true;
-                    }
-                }
-            } else {
-                match std::str::from_utf8(&self.pending[..pos]) {
-                    Ok(lines) => {
-                        self.text.push_str(lines);
-                        self.pending.drain(..pos);
-                    }
-                    Err(_) => self.not_utf8 = true,
+        if self.text.is_empty() && pos == self.pending.len() {
+            // The whole input at once (a file): no copy.
+            match String::from_utf8(std::mem::take(&mut self.pending)) {
+                Ok(text) => self.text = text,
+                Err(e) => {
+                    self.pending = e.into_bytes();
+                    self.not_utf8 = true;
                 }
             }
+        } else {
+            match std::str::from_utf8(&self.pending[..pos]) {
+                Ok(lines) => {
+                    self.text.push_str(lines);
+                    self.pending.drain(..pos);
+                }
+                Err(_) => self.not_utf8 = true,
+            }
         }
-        // After a stop, every row parsed in this call stays unusable (`table` hides them)
-        // and `pending` keeps its bytes for the repaired parse in `finish`.
         result
     }
 
-    /// Parses complete lines from `pending[*pos..]`, advancing `*pos` past each. Offsets
-    /// count as if `pending[..*pos]` were already appended to the text.
+    /// Parses complete lines from `pending[*pos..]`, advancing `*pos` past each. With all
+    /// columns kept, offsets count as if `pending[..*pos]` were already appended to the
+    /// text; otherwise kept fields are copied to the text as rows are parsed.
     fn parse_lines_from(&mut self, pos: &mut usize, complete: bool) -> Result<(), ParseError> {
+        let compact = self.keep.is_some();
         while !self.not_utf8 {
             let start = *pos;
             if start >= self.pending.len() {
@@ -292,14 +334,20 @@ impl StatParser {
             }
             let (end, next) = line_at(&self.pending, start);
             let line = &self.pending[start..end];
-            let at = self.text.len() + start;
             if line.iter().all(u8::is_ascii_whitespace) {
                 self.line_no += 1;
                 *pos = next;
                 continue;
             }
             let Some(header) = &self.header else {
-                let header = parse_header(line, (at, at + end - start))?;
+                let header = if compact {
+                    let at = self.text.len();
+                    self.text.push_str(&String::from_utf8_lossy(line));
+                    parse_header(line, (at, self.text.len()))?
+                } else {
+                    let at = self.text.len() + start;
+                    parse_header(line, (at, at + line.len()))?
+                };
                 self.layout = Layout::new(&header.columns, self.keep.as_deref());
                 self.header = Some(header);
                 self.line_no += 1;
@@ -315,7 +363,48 @@ impl StatParser {
             let trailing_comma = header.trailing_comma;
             let expected_items = ncols + usize::from(trailing_comma);
             let row_line = self.line_no + 1;
-            let (meta, consumed_to) = if memchr(b'"', line).is_none() {
+            // The row's fields, separated by `,`, with the end of each column in `scratch`:
+            // the line itself, or (with quotes) its unescaped copy in `unquoted`.
+            let quoted = memchr(b'"', line).is_some();
+            let (line_len, consumed_to, newlines) = if quoted {
+                // A quoted field may hold line breaks: the record ends at the first line
+                // break outside quotes, which may not have arrived yet.
+                let record_end = match record_end(&self.pending, start) {
+                    Some(end) => end,
+                    // At the end of the input the record ends with it (or is unterminated,
+                    // which reading it reports).
+                    None if complete => self.pending.len(),
+                    None => return Ok(()),
+                };
+                let record = self
+                    .quoted
+                    .read(&self.pending[start..record_end], row_line)?;
+                if record.fields.len() != expected_items {
+                    return Err(ParseError::FieldCount {
+                        line: row_line,
+                        found: record.fields.len(),
+                        expected: expected_items,
+                    });
+                }
+                if trailing_comma
+                    && record.fields.len() >= 2
+                    && record.fields[record.fields.len() - 2]
+                        != record.fields[record.fields.len() - 1]
+                {
+                    return Err(ParseError::TrailingText { line: row_line });
+                }
+                self.unquoted.clear();
+                self.scratch.clear();
+                let mut field_start = 0;
+                for &field_end in record.fields.iter().take(ncols) {
+                    self.unquoted
+                        .extend_from_slice(&record.data[field_start..field_end]);
+                    self.scratch.push(self.unquoted.len() as u32);
+                    self.unquoted.push(b',');
+                    field_start = field_end;
+                }
+                (record.line_len, start + record.consumed, record.newlines)
+            } else {
                 let scratch = &mut self.scratch;
                 scratch.clear();
                 push_commas(line, |at| scratch.push(at as u32));
@@ -335,107 +424,63 @@ impl StatParser {
                 if trailing_comma && line.last() != Some(&b',') {
                     return Err(ParseError::TrailingText { line: row_line });
                 }
-                let per_row = self.layout.per_row(ncols);
-                let ends = self.ends.get_or_insert_with(|| {
-                    let approx_rows = memchr_iter(b'\n', &self.pending[start..]).count() + 1;
-                    Ends::Narrow(Vec::with_capacity(approx_rows * per_row))
-                });
-                ends.fit(line.len());
-                self.layout.store(scratch, ends);
-                let (kind, state) = classify(&header.columns, line, scratch);
-                self.line_no += 1;
-                let meta = RowMeta {
-                    line_start: at as u32,
-                    line_end: (at + end - start) as u32,
-                    base: at as u32,
-                    in_extra: false,
-                    kind,
-                    state,
-                };
-                (meta, next)
+                (line.len(), next, 0)
+            };
+            let row: &[u8] = if quoted {
+                &self.unquoted
             } else {
-                // A quoted field may hold line breaks: the record ends at the first line
-                // break outside quotes, which may not have arrived yet.
-                let record_end = match record_end(&self.pending, start) {
-                    Some(end) => end,
-                    // At the end of the input the record ends with it (or is unterminated,
-                    // which reading it reports).
-                    None if complete => self.pending.len(),
-                    None => return Ok(()),
-                };
-                match self.quoted_row(start, record_end, row_line)? {
-                    Some(row) => row,
-                    None => {
+                &self.pending[start..end]
+            };
+            let (kind, state) = classify(&header.columns, row, &self.scratch);
+            let per_row = self.layout.per_row(ncols);
+            let ends = self.ends.get_or_insert_with(|| {
+                let approx_rows = memchr_iter(b'\n', &self.pending[start..]).count() + 1;
+                Ends::Narrow(Vec::with_capacity(approx_rows * per_row))
+            });
+            let at = self.text.len() + start;
+            let (base, in_extra, line_range) = match &self.layout {
+                Layout::Only { kept, .. } => {
+                    let base = self.text.len();
+                    self.repaired |= Layout::store_kept(
+                        kept,
+                        row,
+                        &self.scratch,
+                        &mut self.text,
+                        &mut self.kept_offsets,
+                        ends,
+                    );
+                    // The line itself is not kept.
+                    (base, false, (base, base))
+                }
+                Layout::All if quoted => {
+                    let Ok(row) = std::str::from_utf8(row) else {
                         self.not_utf8 = true;
                         return Ok(());
-                    }
+                    };
+                    let base = self.extra.len();
+                    self.extra.push_str(row);
+                    ends.fit(row.len());
+                    Layout::store_all(&self.scratch, ends);
+                    (base, true, (at, at + line_len))
+                }
+                Layout::All => {
+                    ends.fit(row.len());
+                    Layout::store_all(&self.scratch, ends);
+                    (at, false, (at, at + line_len))
                 }
             };
-            self.rows.push(meta);
+            self.line_no += newlines + 1;
+            self.rows.push(RowMeta {
+                line_start: line_range.0 as u32,
+                line_end: line_range.1 as u32,
+                base: base as u32,
+                in_extra,
+                kind,
+                state,
+            });
             *pos = consumed_to;
         }
         Ok(())
-    }
-
-    /// Reads the quoted row in `pending[start..record_end]`; returns its metadata (base in
-    /// `extra`) and where the next row starts, or `None` if it is not UTF-8.
-    fn quoted_row(
-        &mut self,
-        start: usize,
-        record_end: usize,
-        row_line: usize,
-    ) -> Result<Option<(RowMeta, usize)>, ParseError> {
-        let header = self.header.as_ref().expect("rows come after the header");
-        let ncols = header.columns.len();
-        let trailing_comma = header.trailing_comma;
-        let expected_items = ncols + usize::from(trailing_comma);
-        let record = self
-            .quoted
-            .read(&self.pending[start..record_end], row_line)?;
-        if record.fields.len() != expected_items {
-            return Err(ParseError::FieldCount {
-                line: row_line,
-                found: record.fields.len(),
-                expected: expected_items,
-            });
-        }
-        if trailing_comma
-            && record.fields.len() >= 2
-            && record.fields[record.fields.len() - 2] != record.fields[record.fields.len() - 1]
-        {
-            return Err(ParseError::TrailingText { line: row_line });
-        }
-        let Ok(data) = std::str::from_utf8(record.data) else {
-            return Ok(None);
-        };
-        let at = self.text.len() + start;
-        let offset = self.extra.len();
-        let ends = self.ends.get_or_insert_with(|| Ends::Narrow(Vec::new()));
-        self.scratch.clear();
-        let mut field_start = 0;
-        for &field_end in record.fields.iter().take(ncols) {
-            self.extra.push_str(&data[field_start..field_end]);
-            self.scratch.push((self.extra.len() - offset) as u32);
-            self.extra.push(',');
-            field_start = field_end;
-        }
-        ends.fit(self.extra.len() - offset);
-        self.layout.store(&self.scratch, ends);
-        let (kind, state) = classify(
-            &header.columns,
-            &self.extra.as_bytes()[offset..],
-            &self.scratch,
-        );
-        self.line_no += record.newlines + 1;
-        let meta = RowMeta {
-            line_start: at as u32,
-            line_end: (at + record.line_len) as u32,
-            base: offset as u32,
-            in_extra: true,
-            kind,
-            state,
-        };
-        Ok(Some((meta, start + record.consumed)))
     }
 }
 
@@ -443,22 +488,23 @@ impl StatParser {
 /// state, from its bytes and the ends of its columns; computed once, at parse time, so that
 /// filters and rules never re-parse them.
 fn classify(columns: &Columns, row: &[u8], column_ends: &[u32]) -> (ProxyType, State) {
+    // Repaired like the stored text, if a field is not UTF-8.
     let field = |col: usize| {
         let start = if col == 0 {
             0
         } else {
             column_ends[col - 1] as usize + 1
         };
-        // A field that is not UTF-8 fails the text check of its line, and the repaired
-        // dump is parsed again.
-        std::str::from_utf8(&row[start..column_ends[col] as usize]).unwrap_or("")
+        String::from_utf8_lossy(&row[start..column_ends[col] as usize])
     };
     let kind = columns
         .kind
         .and_then(|c| field(c).parse::<u64>().ok())
         .and_then(ProxyType::from_code)
-        .unwrap_or_else(|| ProxyType::from_svname(field(columns.svname)));
-    let state = State::from_status(columns.status.map_or("", field));
+        .unwrap_or_else(|| ProxyType::from_svname(&field(columns.svname)));
+    let state = columns
+        .status
+        .map_or(State::Unknown, |c| State::from_status(&field(c)));
     (kind, state)
 }
 
