@@ -134,6 +134,14 @@ impl Layout {
         Layout::Only { slot, kept }
     }
 
+    /// How many columns, from the first, the parser needs the ends of.
+    fn columns_needed(&self, columns: usize) -> usize {
+        match self {
+            Layout::All => columns,
+            Layout::Only { kept, .. } => kept.last().map_or(0, |&last| last + 1),
+        }
+    }
+
     /// Offsets stored per row.
     fn per_row(&self, columns: usize) -> usize {
         match self {
@@ -151,37 +159,38 @@ impl Layout {
         }
     }
 
-    /// Copies the kept fields of `row` (whose column ends are `column_ends`) to `text`
-    /// and their offsets, relative to where the row starts in `text`, to `ends`. A field
-    /// that is not UTF-8 is stored repaired; returns whether one was.
+    /// Copies `row` up to the end of its last kept field to `text` (one copy, not one per
+    /// field), and the offsets of the kept fields, relative to where the row starts in
+    /// `text`, to `ends`. If that part of the row is not UTF-8, the kept fields are copied
+    /// one by one, repaired; returns whether they were.
     fn store_kept(
         kept: &[usize],
-        row: &[u8],
-        column_ends: &[u32],
+        row: &Fields<'_>,
         text: &mut String,
         offsets: &mut Vec<u32>,
         ends: &mut Ends,
     ) -> bool {
         let base = text.len();
-        let mut repaired = false;
         offsets.clear();
-        for &col in kept {
-            let start = if col == 0 {
-                0
-            } else {
-                column_ends[col - 1] as usize + 1
-            };
-            let field = &row[start..column_ends[col] as usize];
-            offsets.push((text.len() - base) as u32);
-            match std::str::from_utf8(field) {
-                Ok(field) => text.push_str(field),
-                Err(_) => {
-                    text.push_str(&String::from_utf8_lossy(field));
-                    repaired = true;
+        let used = kept.last().map_or(0, |&last| row.ends[last] as usize);
+        let repaired = match std::str::from_utf8(&row.bytes[..used]) {
+            Ok(part) => {
+                text.push_str(part);
+                for &col in kept {
+                    let (start, end) = row.range(col);
+                    offsets.extend([start as u32, end as u32]);
                 }
+                false
             }
-            offsets.push((text.len() - base) as u32);
-        }
+            Err(_) => {
+                for &col in kept {
+                    offsets.push((text.len() - base) as u32);
+                    text.push_str(&row.get(col));
+                    offsets.push((text.len() - base) as u32);
+                }
+                true
+            }
+        };
         ends.fit(text.len() - base);
         Layout::store_all(offsets, ends);
         repaired
@@ -405,15 +414,17 @@ impl StatParser {
                 }
                 (record.line_len, start + record.consumed, record.newlines)
             } else {
+                // Column ends up to the last column kept; past it, commas are only counted.
+                let needed = self.layout.columns_needed(ncols);
                 let scratch = &mut self.scratch;
                 scratch.clear();
-                push_commas(line, |at| scratch.push(at as u32));
+                let commas = push_commas(line, needed, |at| scratch.push(at as u32));
                 // With HAProxy's trailing comma, the commas are exactly the ends of the
                 // columns; without it, the end of the line closes the last one.
-                if !trailing_comma {
+                if !trailing_comma && scratch.len() < needed {
                     scratch.push(line.len() as u32);
                 }
-                let found = scratch.len() + usize::from(trailing_comma);
+                let found = commas + 1;
                 if found != expected_items {
                     return Err(ParseError::FieldCount {
                         line: row_line,
@@ -431,7 +442,8 @@ impl StatParser {
             } else {
                 &self.pending[start..end]
             };
-            let (kind, state) = classify(&header.columns, row, &self.scratch);
+            let fields = Fields::new(row, &self.scratch);
+            let (kind, state) = classify(&header.columns, &fields);
             let per_row = self.layout.per_row(ncols);
             let ends = self.ends.get_or_insert_with(|| {
                 let approx_rows = memchr_iter(b'\n', &self.pending[start..]).count() + 1;
@@ -443,8 +455,7 @@ impl StatParser {
                     let base = self.text.len();
                     self.repaired |= Layout::store_kept(
                         kept,
-                        row,
-                        &self.scratch,
+                        &fields,
                         &mut self.text,
                         &mut self.kept_offsets,
                         ends,
@@ -487,25 +498,45 @@ impl StatParser {
 /// A row's type (the `type` column, or from `svname` in dumps without it) and normalized
 /// state, from its bytes and the ends of its columns; computed once, at parse time, so that
 /// filters and rules never re-parse them.
-fn classify(columns: &Columns, row: &[u8], column_ends: &[u32]) -> (ProxyType, State) {
-    // Repaired like the stored text, if a field is not UTF-8.
-    let field = |col: usize| {
+fn classify(columns: &Columns, row: &Fields<'_>) -> (ProxyType, State) {
+    let kind = columns
+        .kind
+        .and_then(|c| row.get(c).parse::<u64>().ok())
+        .and_then(ProxyType::from_code)
+        .unwrap_or_else(|| ProxyType::from_svname(&row.get(columns.svname)));
+    let state = columns
+        .status
+        .map_or(State::Unknown, |c| State::from_status(&row.get(c)));
+    (kind, state)
+}
+
+/// One row's fields as text: `bytes` with the end of each column in `ends` (a field
+/// starts one byte after the previous one's end).
+struct Fields<'a> {
+    bytes: &'a [u8],
+    ends: &'a [u32],
+}
+
+impl<'a> Fields<'a> {
+    fn new(bytes: &'a [u8], ends: &'a [u32]) -> Self {
+        Fields { bytes, ends }
+    }
+
+    /// Byte range of column `col`.
+    fn range(&self, col: usize) -> (usize, usize) {
         let start = if col == 0 {
             0
         } else {
-            column_ends[col - 1] as usize + 1
+            self.ends[col - 1] as usize + 1
         };
-        String::from_utf8_lossy(&row[start..column_ends[col] as usize])
-    };
-    let kind = columns
-        .kind
-        .and_then(|c| field(c).parse::<u64>().ok())
-        .and_then(ProxyType::from_code)
-        .unwrap_or_else(|| ProxyType::from_svname(&field(columns.svname)));
-    let state = columns
-        .status
-        .map_or(State::Unknown, |c| State::from_status(&field(c)));
-    (kind, state)
+        (start, self.ends[col] as usize)
+    }
+
+    /// Column `col`; repaired (U+FFFD) if it is not UTF-8, as a full parse repairs it.
+    fn get(&self, col: usize) -> std::borrow::Cow<'a, str> {
+        let (start, end) = self.range(col);
+        String::from_utf8_lossy(&self.bytes[start..end])
+    }
 }
 
 /// The header line: column names, and whether rows end with HAProxy's trailing comma.
@@ -609,33 +640,46 @@ impl EndsRef<'_> {
     }
 }
 
-/// Calls `push` with the index of every `,` in `line`, in order.
+/// Calls `push` with the index of each of the first `limit` commas in `line`, in order;
+/// returns how many commas the line holds in all.
 ///
 /// Commas are dense in a dump (half the fields are empty), which defeats memchr's
 /// skip-ahead; eight bytes at a time with exact per-byte matching (SWAR) costs about a
-/// tenth of the instructions.
-fn push_commas(line: &[u8], mut push: impl FnMut(usize)) {
+/// tenth of the instructions. Past `limit`, commas are only counted, a word at a time.
+fn push_commas(line: &[u8], limit: usize, mut push: impl FnMut(usize)) -> usize {
     const COMMAS: u64 = 0x2c2c_2c2c_2c2c_2c2c;
     const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut chunks = line.chunks_exact(8);
     let mut offset = 0;
+    let mut count = 0;
     for chunk in &mut chunks {
         let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
         let diff = word ^ COMMAS;
         // The high bit of a byte ends up set exactly where that byte of `diff` is zero.
         let mut hits = !(((diff & LOW7) + LOW7) | diff) & HIGH;
-        while hits != 0 {
-            push(offset + hits.trailing_zeros() as usize / 8);
-            hits &= hits - 1;
+        if count >= limit {
+            count += hits.count_ones() as usize;
+        } else {
+            while hits != 0 {
+                if count < limit {
+                    push(offset + hits.trailing_zeros() as usize / 8);
+                }
+                count += 1;
+                hits &= hits - 1;
+            }
         }
         offset += 8;
     }
     for (i, &b) in chunks.remainder().iter().enumerate() {
         if b == b',' {
-            push(offset + i);
+            if count < limit {
+                push(offset + i);
+            }
+            count += 1;
         }
     }
+    count
 }
 
 /// The line starting at `pos`: its end without `\r\n`, and where the next begins.
@@ -756,7 +800,7 @@ mod tests {
     fn swar_finds_every_comma_and_nothing_else() {
         let line = b",a,,bc,\xac,\x2d,,,0123456789,x\xff,,";
         let mut ends = Ends::Narrow(Vec::new());
-        push_commas(line, |at| ends.push(at));
+        push_commas(line, usize::MAX, |at| ends.push(at));
         let want: Vec<usize> = line
             .iter()
             .enumerate()
@@ -772,12 +816,20 @@ mod tests {
                 .map(|i| if i % 3 == 0 { b',' } else { b'x' ^ (i as u8) })
                 .collect();
             let mut ends = Ends::Narrow(Vec::new());
-            push_commas(&line, |at| ends.push(at));
+            let count = push_commas(&line, usize::MAX, |at| ends.push(at));
+            let all = offsets(&ends);
+            assert_eq!(count, all.len());
             assert_eq!(
-                ends.len(),
+                count,
                 line.iter().filter(|b| **b == b',').count(),
                 "{line:?}"
             );
+            for limit in 0..=count + 1 {
+                let mut first = Vec::new();
+                let total = push_commas(&line, limit, |at| first.push(at));
+                assert_eq!(total, count, "limit {limit}: {line:?}");
+                assert_eq!(first, all[..limit.min(count)], "limit {limit}: {line:?}");
+            }
         }
     }
 
