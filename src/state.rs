@@ -16,8 +16,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The schema version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The schema version this build writes. It also reads version 1 (samples whose values
+/// are arrays instead of text).
+pub const VERSION: u32 = 2;
 
 /// Everything hapwatch remembers between runs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -305,9 +306,13 @@ fn remove_stale_temp_files(path: &Path) {
 /// Parses state JSON of the version this build reads.
 fn decode(bytes: &[u8]) -> Result<State, String> {
     match serde_json::from_slice::<State>(bytes) {
-        Ok(state) if state.version == VERSION => Ok(state),
+        // Version 1 differs only in how samples hold their values, which reading handles.
+        Ok(state) if state.version == VERSION || state.version == 1 => Ok(State {
+            version: VERSION,
+            ..state
+        }),
         Ok(state) => Err(format!(
-            "it has version {}, this hapwatch reads version {VERSION}",
+            "it has version {}, this hapwatch reads versions 1 to {VERSION}",
             state.version
         )),
         Err(e) => Err(format!("it is not valid state JSON ({e})")),
@@ -337,6 +342,45 @@ fn open_private(path: &Path, truncate: bool) -> std::io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A version 1 file (sample values as arrays) reads as the same counters, and is
+    /// written back as the current version with values as text.
+    #[test]
+    fn version_1_samples_are_read_and_rewritten() {
+        let v1 = r#"{"version":1,"last_run":1000.0,"alerts":{},"samples":{"lb1":{
+            "taken_at":1000.0,"pid":7,"columns":["stot","chkdown"],
+            "rows":"fe/FRONTEND\nbe/s1\nbe/BACKEND\n",
+            "values":[[5,null,18446744073709551615],[null,3,0]]}},
+            "silences":[],"next_silence_id":1,"outbox":[]}"#;
+        let state = decode(v1.as_bytes()).unwrap();
+        assert_eq!(state.version, VERSION);
+        let sample = &state.samples["lb1"];
+        assert_eq!(sample.values, ["5,,18446744073709551615", ",3,0"]);
+        let stot = sample.column("stot").unwrap();
+        let chkdown = sample.column("chkdown").unwrap();
+        assert_eq!(
+            (0..3)
+                .map(|row| sample.value(stot, row))
+                .collect::<Vec<_>>(),
+            [Some(5), None, Some(u64::MAX)]
+        );
+        assert_eq!(
+            (0..3)
+                .map(|row| sample.value(chkdown, row))
+                .collect::<Vec<_>>(),
+            [None, Some(3), Some(0)]
+        );
+        let written = serde_json::to_string(&state).unwrap();
+        assert!(
+            written.contains(r#""values":["5,,18446744073709551615",",3,0"]"#),
+            "{written}"
+        );
+        assert!(
+            written.starts_with(&format!(r#"{{"version":{VERSION},"#)),
+            "{written}"
+        );
+        assert_eq!(decode(written.as_bytes()).unwrap(), state);
+    }
 
     #[test]
     fn save_then_load_round_trips_with_private_mode() {

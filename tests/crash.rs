@@ -80,7 +80,7 @@ fn sigkill_at_random_points_never_tears_the_state_file() {
             let parsed: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 panic!("iteration {i}: torn state file after a kill at {delay:?}: {e}")
             });
-            assert_eq!(parsed["version"], 1, "iteration {i}");
+            assert_eq!(parsed["version"], hapwatch::state::VERSION, "iteration {i}");
         }
         let temps = std::fs::read_dir(dir.path())
             .unwrap()

@@ -456,7 +456,7 @@ fn a_corrupt_state_file_is_moved_aside_without_a_flood() {
     s.write("state.json", "{\"version\": 7}");
     s.run_at(240.0)
         .status(1)
-        .stderr_contains("it has version 7, this hapwatch reads version 1");
+        .stderr_contains("it has version 7, this hapwatch reads versions 1 to 2");
 }
 
 #[test]
@@ -499,7 +499,7 @@ fn state_show_and_reset() {
         .hapwatch()
         .args(["state", "show", "--format", "json"])
         .run();
-    assert_eq!(json.status(0).json()["version"], 1);
+    assert_eq!(json.status(0).json()["version"], hapwatch::state::VERSION);
     s.hapwatch().args(["state", "reset"]).run().status(0);
     s.hapwatch()
         .args(["state", "show"])
@@ -553,7 +553,7 @@ fn concurrent_runs_serialize_on_the_lock() {
             "round {round}: exactly one of the two runs announces"
         );
         let state = s.state();
-        assert_eq!(state["version"], 1);
+        assert_eq!(state["version"], hapwatch::state::VERSION);
         assert_eq!(state["alerts"].as_object().unwrap().len(), 1);
     }
 }

@@ -671,7 +671,7 @@ fn state_show(config: &Path) -> Value {
         .run();
     out.success();
     let state = out.json();
-    assert_eq!(state["version"], 1, "{out:?}");
+    assert_eq!(state["version"], hapwatch::state::VERSION, "{out:?}");
     state
 }
 
@@ -682,7 +682,7 @@ fn state_file(config: &Path) -> Value {
     let bytes = std::fs::read(&path).expect("the state file exists");
     let state: Value = serde_json::from_slice(&bytes)
         .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
-    assert_eq!(state["version"], 1, "{state}");
+    assert_eq!(state["version"], hapwatch::state::VERSION, "{state}");
     state
 }
 
@@ -707,7 +707,8 @@ fn sample_value(state: &Value, key: &str, column: &str) -> Option<u64> {
     let s = sample(state);
     let row = s["rows"].as_str()?.lines().position(|l| l == key)?;
     let col = s["columns"].as_array()?.iter().position(|c| c == column)?;
-    s["values"][col][row].as_u64()
+    // Each column's values are one text, one value per row, separated by `,`.
+    s["values"][col].as_str()?.split(',').nth(row)?.parse().ok()
 }
 
 /// The median of the last (up to) 5 of `values`.

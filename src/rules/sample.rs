@@ -30,8 +30,14 @@ pub struct Sample {
     /// `proxy/svname` of each row, one per line, in dump order (HAProxy names hold no
     /// `/` and no line break).
     pub rows: String,
-    /// Per kept column, one value per row (`None` when absent).
-    pub values: Vec<Vec<Option<u64>>>,
+    /// Per kept column, the value of each row in dump order as decimal text, separated by
+    /// `,` (empty: absent). Text copied from the dump is cheap to take, store and load;
+    /// it is parsed on the first lookup. State files of version 1 hold arrays instead.
+    #[serde(deserialize_with = "values_text_or_array")]
+    pub values: Vec<String>,
+    /// `values`, parsed.
+    #[serde(skip)]
+    parsed: OnceLock<Vec<Vec<Option<u64>>>>,
     /// Where each line of `rows` starts, computed on the first lookup.
     #[serde(skip)]
     starts: OnceLock<Vec<u32>>,
@@ -115,7 +121,13 @@ impl Sample {
 
     /// The value of kept column `column` (an index into `columns`) at row `row`.
     pub fn value(&self, column: usize, row: usize) -> Option<u64> {
-        self.values.get(column)?.get(row).copied().flatten()
+        let parsed = self.parsed.get_or_init(|| {
+            self.values
+                .iter()
+                .map(|text| text.split(',').map(|v| v.parse().ok()).collect())
+                .collect()
+        });
+        parsed.get(column)?.get(row).copied().flatten()
     }
 
     /// Index of `column` among the kept columns.
@@ -144,7 +156,7 @@ pub struct Capture {
     pid: Option<u64>,
     start_time: Option<u64>,
     rows: String,
-    values: Vec<Vec<Option<u64>>>,
+    values: Vec<String>,
     /// Rows captured so far.
     done: usize,
 }
@@ -159,7 +171,7 @@ impl Capture {
             pid: None,
             start_time: None,
             rows: String::new(),
-            values: vec![Vec::new(); columns.len()],
+            values: vec![String::new(); columns.len()],
             done: 0,
         }
     }
@@ -184,7 +196,14 @@ impl Capture {
             self.rows.push_str(row.name());
             self.rows.push('\n');
             for (column, values) in dump_columns.iter().zip(&mut self.values) {
-                values.push(column.and_then(|col| row.u64(col)));
+                if row.index() > 0 {
+                    values.push(',');
+                }
+                // Counters are plain decimal digits; anything else is no value.
+                let value = column.map_or("", |col| row.raw(col));
+                if value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit()) {
+                    values.push_str(value);
+                }
             }
         }
         self.done = table.len();
@@ -199,8 +218,68 @@ impl Capture {
             columns: self.columns,
             rows: self.rows,
             values: self.values,
+            parsed: OnceLock::new(),
             starts: OnceLock::new(),
             index: OnceLock::new(),
         }
     }
+}
+
+/// Reads [`Sample::values`]: per column a text, or (state version 1) an array of numbers
+/// and nulls.
+fn values_text_or_array<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct Column;
+    impl<'de> serde::de::Visitor<'de> for Column {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("values as text, or an array of numbers and nulls")
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<String, E> {
+            Ok(text.to_string())
+        }
+        fn visit_string<E: serde::de::Error>(self, text: String) -> Result<String, E> {
+            Ok(text)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<String, A::Error> {
+            let mut text = String::new();
+            let mut first = true;
+            while let Some(value) = seq.next_element::<Option<u64>>()? {
+                if !std::mem::take(&mut first) {
+                    text.push(',');
+                }
+                if let Some(value) = value {
+                    text.push_str(&value.to_string());
+                }
+            }
+            Ok(text)
+        }
+    }
+    struct Columns;
+    impl<'de> serde::de::Visitor<'de> for Columns {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array of value columns")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Vec<String>, A::Error> {
+            struct One;
+            impl<'de> serde::de::DeserializeSeed<'de> for One {
+                type Value = String;
+                fn deserialize<D: serde::Deserializer<'de>>(
+                    self,
+                    d: D,
+                ) -> Result<String, D::Error> {
+                    d.deserialize_any(Column)
+                }
+            }
+            let mut columns = Vec::new();
+            while let Some(column) = seq.next_element_seed(One)? {
+                columns.push(column);
+            }
+            Ok(columns)
+        }
+    }
+    d.deserialize_seq(Columns)
 }
