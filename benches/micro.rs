@@ -41,8 +41,12 @@ fn main() {
     let rows = Stats::parse(dump.stat.clone())
         .expect("the dump parses")
         .len();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state_bytes = std::fs::metadata(warm_state(dir.path()))
+        .expect("state file")
+        .len();
     println!(
-        "input: {}\nshow stat: {} bytes, {rows} rows",
+        "input: {}\nshow stat: {} bytes, {rows} rows; a warm state file for it: {state_bytes} bytes",
         dump.origin,
         dump.stat.len()
     );
@@ -158,17 +162,34 @@ fn parse(bencher: Bencher) {
         .bench_values(|bytes| Stats::parse(black_box(bytes)).expect("parses"));
 }
 
-/// The dump fed to the incremental parser 64 KiB at a time, as a runtime API reply is.
+/// `Stats::parse` keeping only the columns the default rules read, as `hapwatch run`
+/// does for a file source.
 #[divan::bench(max_time = 3)]
-fn parse_streamed(bencher: Bencher) {
-    bencher.bench(|| {
-        let mut parser = StatParser::default();
-        for chunk in DUMP.stat.chunks(CHUNK) {
-            parser.buffer().extend_from_slice(black_box(chunk));
-            parser.advance().expect("parses");
-        }
-        parser.finish().expect("parses")
-    });
+fn parse_run_columns(bencher: Bencher) {
+    let columns = CONFIG.rules.columns_read();
+    bencher
+        .with_inputs(|| (DUMP.stat.clone(), columns.clone()))
+        .bench_values(|(bytes, columns)| {
+            Stats::parse_keeping(black_box(bytes), Some(columns)).expect("parses")
+        });
+}
+
+/// The dump fed to the incremental parser 64 KiB at a time, keeping the columns the
+/// default rules read: what `hapwatch run` does with a runtime API reply (minus the
+/// rules, which it evaluates between reads).
+#[divan::bench(max_time = 3)]
+fn parse_streamed_run_columns(bencher: Bencher) {
+    let columns = CONFIG.rules.columns_read();
+    bencher
+        .with_inputs(|| columns.clone())
+        .bench_values(|columns| {
+            let mut parser = StatParser::keeping(Some(columns));
+            for chunk in DUMP.stat.chunks(CHUNK) {
+                parser.buffer().extend_from_slice(black_box(chunk));
+                parser.advance().expect("parses");
+            }
+            parser.finish().expect("parses")
+        });
 }
 
 /// Four fields of every row as `&str`: the cost of field access.
@@ -235,10 +256,6 @@ fn warm_state(dir: &Path) -> std::path::PathBuf {
 fn state_load(bencher: Bencher) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = warm_state(dir.path());
-    println!(
-        "state file: {} bytes",
-        std::fs::metadata(&path).expect("state file").len()
-    );
     bencher.bench(|| match state::peek(&path).expect("readable") {
         Loaded::Ok(state) => state,
         _ => panic!("the state file is valid"),
