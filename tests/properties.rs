@@ -1818,6 +1818,25 @@ fn parse_in_chunks_keeping(
     parser.finish()
 }
 
+/// `bytes` with each `(at, byte)` of `edits` written over it.
+fn edited(bytes: &[u8], edits: &[(Index, u8)]) -> Vec<u8> {
+    let mut bytes = bytes.to_vec();
+    for (at, byte) in edits {
+        if !bytes.is_empty() {
+            let i = at.index(bytes.len());
+            bytes[i] = *byte;
+        }
+    }
+    bytes
+}
+
+/// Sorted offsets at which to cut `len` bytes into chunks.
+fn cut_points(cuts: &[Index], len: usize) -> Vec<usize> {
+    let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(len + 1)).collect();
+    cuts.sort_unstable();
+    cuts
+}
+
 /// The rows of a parse, field by field, or its error, for comparing two parses.
 fn outcome(
     result: &Result<Stats, hapwatch::stats::ParseError>,
@@ -1867,15 +1886,8 @@ proptest! {
         cuts in prop::collection::vec(any::<Index>(), 0..12),
     ) {
         let fixture = which.get(fixtures());
-        let mut bytes = fixture.bytes.clone();
-        for (at, byte) in &edits {
-            if !bytes.is_empty() {
-                let i = at.index(bytes.len());
-                bytes[i] = *byte;
-            }
-        }
-        let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
-        cuts.sort_unstable();
+        let bytes = edited(&fixture.bytes, &edits);
+        let cuts = cut_points(&cuts, bytes.len());
         let whole = outcome(&Stats::parse(bytes.clone()));
         let chunked = outcome(&parse_in_chunks(&bytes, &cuts));
         prop_assert_eq!(chunked, whole, "{} with edits {:?}, cut at {:?}", fixture.name, edits, cuts);
@@ -1892,21 +1904,14 @@ proptest! {
         cuts in prop::collection::vec(any::<Index>(), 0..12),
     ) {
         let fixture = which.get(fixtures());
-        let mut bytes = fixture.bytes.clone();
-        for (at, byte) in &edits {
-            if !bytes.is_empty() {
-                let i = at.index(bytes.len());
-                bytes[i] = *byte;
-            }
-        }
+        let bytes = edited(&fixture.bytes, &edits);
         let Ok(full) = Stats::parse(fixture.bytes.clone()) else {
             return Ok(());
         };
         let names = full.columns().names();
         let mut keep: Vec<String> = picks.iter().map(|p| names[p.index(names.len())].clone()).collect();
         keep.push("no_such_column".to_string());
-        let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
-        cuts.sort_unstable();
+        let cuts = cut_points(&cuts, bytes.len());
         let whole = outcome_of(&Stats::parse(bytes.clone()), Some(&keep));
         let some = outcome_of(&parse_in_chunks_keeping(&bytes, &cuts, Some(keep.clone())), Some(&keep));
         prop_assert_eq!(some, whole, "{} keeping {:?}, edits {:?}, cut at {:?}", fixture.name, keep, edits, cuts);
