@@ -52,18 +52,17 @@
 
 mod common;
 
-use common::{find_program, free_ports, parse_show_stat, require, runtime_command, temp_dir};
+use common::{
+    find_program, free_ports, parse_show_stat, require, runtime_command, temp_dir, Backends,
+};
 use common::{wait_until, Hapwatch, Output};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tempfile::TempDir;
 
@@ -114,7 +113,7 @@ struct MasterWorker {
     layout: Layout,
     /// Holds web3's port (see [`closed_port`]).
     _dead: socket2::Socket,
-    web: Option<WebServers>,
+    web: Option<Backends>,
     // Declared last: removed once the processes are gone.
     dir: TempDir,
 }
@@ -171,7 +170,7 @@ impl MasterWorker {
     /// Starts HAProxy and waits until its worker has checked every server of `app`.
     fn start(layout: Layout) -> MasterWorker {
         let program = find_program("haproxy").expect("guarded by require(\"haproxy\")");
-        let web = WebServers::start(2);
+        let web = web_servers(2);
         let mut failures = String::new();
         for attempt in 1..=4 {
             let dir = temp_dir();
@@ -454,51 +453,10 @@ fn wait_gone(pid: u64, what: &str) {
 
 /// Loopback HTTP/1.1 servers answering `200 ok` to every request, keep-alive, one thread
 /// per connection (HAProxy reuses its server connections, so there are few).
-struct WebServers {
-    addrs: Vec<SocketAddr>,
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl WebServers {
-    fn start(count: usize) -> WebServers {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut addrs = Vec::new();
-        let mut threads = Vec::new();
-        for _ in 0..count {
-            let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a web server");
-            addrs.push(listener.local_addr().expect("web server address"));
-            let stop = Arc::clone(&stop);
-            threads.push(std::thread::spawn(move || {
-                for conn in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    if let Ok(conn) = conn {
-                        std::thread::spawn(move || serve(conn));
-                    }
-                }
-            }));
-        }
-        WebServers {
-            addrs,
-            stop,
-            threads,
-        }
-    }
-}
-
-impl Drop for WebServers {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for addr in &self.addrs {
-            // Wakes the blocked `accept` so that the thread sees the flag.
-            let _ = TcpStream::connect_timeout(addr, Duration::from_secs(1));
-        }
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
-    }
+fn web_servers(count: usize) -> Backends {
+    Backends::start_with(count, |conn| {
+        std::thread::spawn(move || serve(conn));
+    })
 }
 
 /// Answers each request on `conn` (GETs without a body) until the peer closes. A health

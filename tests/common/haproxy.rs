@@ -468,9 +468,10 @@ fn haproxy_version(program: &Path) -> String {
 }
 
 /// Loopback TCP servers standing in for web servers: each accepts connections and drops
-/// them at once, which is all an L4 health check needs.
-struct Backends {
-    addrs: Vec<SocketAddr>,
+/// them at once, which is all an L4 health check needs, or hands them to a handler.
+pub struct Backends {
+    /// Where each server listens.
+    pub addrs: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -485,6 +486,12 @@ impl Backends {
     }
 
     fn start(count: usize) -> Backends {
+        Backends::start_with(count, drop)
+    }
+
+    /// `count` servers, each calling `on_connection` with every connection it accepts
+    /// (in its accept thread: spawn for anything long).
+    pub fn start_with(count: usize, on_connection: fn(TcpStream)) -> Backends {
         let mut backends = Backends::empty();
         for _ in 0..count {
             let listener =
@@ -498,7 +505,9 @@ impl Backends {
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
-                    drop(conn);
+                    if let Ok(conn) = conn {
+                        on_connection(conn);
+                    }
                 }
             }));
         }

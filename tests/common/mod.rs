@@ -34,7 +34,7 @@ mod receivers;
 #[allow(unused_imports)]
 pub use fake::{FakeServer, Reply};
 #[allow(unused_imports)]
-pub use haproxy::{runtime_command, Access, Haproxy};
+pub use haproxy::{runtime_command, Access, Backends, Haproxy};
 #[allow(unused_imports)]
 pub use receivers::{
     http_request, parse_mail_headers, python3, require_python_module, Alertmanager,
