@@ -406,7 +406,6 @@ pub fn step(
     outcome
 }
 
-/// `(proxy, server)` of the servers whose first health check has not run yet.
 fn new_episode(alert: &Alert, now: f64) -> AlertState {
     AlertState {
         labels: alert.labels.clone(),

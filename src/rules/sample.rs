@@ -31,7 +31,7 @@ pub struct Sample {
     /// `/` and no line break).
     pub rows: String,
     /// Per kept column, the value of each row in dump order as decimal text, separated by
-    /// `,` (empty: absent). Text copied from the dump is cheap to take, store and load;
+    /// `,` (empty: absent; a sample of no rows reads as one absent value, never looked up). Text copied from the dump is cheap to take, store and load;
     /// it is parsed on the first lookup. State files of version 1 hold arrays instead.
     #[serde(deserialize_with = "values_text_or_array")]
     pub values: Vec<String>,

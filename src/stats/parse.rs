@@ -292,14 +292,13 @@ impl StatParser {
             // them) and `pending` keeps its bytes for the repaired parse in `finish`.
             return result;
         }
-        let parsed = &self.pending[..pos];
-        let keep_tail = parsed.len().min(8);
-        self.parsed_tail
-            .extend_from_slice(&parsed[parsed.len() - keep_tail..]);
-        let excess = self.parsed_tail.len().saturating_sub(8);
-        self.parsed_tail.drain(..excess);
+        // The last bytes of what leaves `pending` (once it does).
+        let mut tail = self.parsed_tail.clone();
+        tail.extend_from_slice(&self.pending[pos.saturating_sub(8)..pos]);
+        tail.drain(..tail.len().saturating_sub(8));
         if self.keep.is_some() {
             // Only kept fields were copied to the text.
+            self.parsed_tail = tail;
             self.pending.drain(..pos);
             return result;
         }
@@ -309,7 +308,10 @@ impl StatParser {
         if self.text.is_empty() && pos == self.pending.len() {
             // The whole input at once (a file): no copy.
             match String::from_utf8(std::mem::take(&mut self.pending)) {
-                Ok(text) => self.text = text,
+                Ok(text) => {
+                    self.text = text;
+                    self.parsed_tail = tail;
+                }
                 Err(e) => {
                     self.pending = e.into_bytes();
                     self.not_utf8 = true;
@@ -320,6 +322,7 @@ impl StatParser {
                 Ok(lines) => {
                     self.text.push_str(lines);
                     self.pending.drain(..pos);
+                    self.parsed_tail = tail;
                 }
                 Err(_) => self.not_utf8 = true,
             }
@@ -351,7 +354,9 @@ impl StatParser {
             let Some(header) = &self.header else {
                 let header = if compact {
                     let at = self.text.len();
-                    self.text.push_str(&String::from_utf8_lossy(line));
+                    let text = String::from_utf8_lossy(line);
+                    self.repaired |= matches!(text, std::borrow::Cow::Owned(_));
+                    self.text.push_str(&text);
                     parse_header(line, (at, self.text.len()))?
                 } else {
                     let at = self.text.len() + start;
