@@ -31,13 +31,7 @@ pub fn show(config_path: &Path, args: &ShowArgs) -> Result<Exit, Error> {
         )));
     }
     let scope = Scope {
-        types: TypeMask::of(
-            &args
-                .types
-                .iter()
-                .map(|&t| ProxyType::from(t))
-                .collect::<Vec<_>>(),
-        ),
+        types: args.types.iter().map(|&t| ProxyType::from(t)).collect(),
         proxies: Scope::globs(&args.proxy),
         ..Scope::default()
     };
@@ -358,17 +352,16 @@ pub fn run(config_path: &Path, state_path: Option<&Path>, args: &RunArgs) -> Res
         // Set in every case: the watches wait for it.
         let _ = samples.set(previous);
         drop(unblock);
-        let fetched: Vec<(source::Fetched, engine::Watch)> =
-            fetching.join().expect("the fetch thread panicked");
-        let fetched: Vec<(source::Fetched, engine::Evaluated)> = fetched
+        let fetched: (Vec<Fetched>, Vec<engine::Evaluated>) = fetching
+            .join()
+            .expect("the fetch thread panicked")
             .into_iter()
             .map(|(fetched, watch)| (fetched, watch.finish()))
-            .collect();
+            .unzip();
         (loaded, fetched)
     });
+    let (fetched, evaluated) = fetched;
     let samples = samples.into_inner().unwrap_or_default();
-    let (fetched, mut evaluated): (Vec<source::Fetched>, Vec<engine::Evaluated>) =
-        fetched.into_iter().unzip();
     let (mut current, mut quiet) = match loaded? {
         Loaded::Ok(mut s) => {
             s.samples = samples;
@@ -412,7 +405,7 @@ pub fn run(config_path: &Path, state_path: Option<&Path>, args: &RunArgs) -> Res
     let mut results: Vec<SourceResult<'_>> = fetched
         .iter()
         .zip(&errors)
-        .zip(evaluated.drain(..))
+        .zip(evaluated)
         .map(|((f, error), evaluated)| SourceResult {
             name: &f.name,
             result: f.result.as_ref().map_err(|_| error.clone()),

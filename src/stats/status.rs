@@ -65,10 +65,7 @@ impl TypeMask {
 
     /// The mask of `types`; an empty list means all.
     pub fn of(types: &[ProxyType]) -> TypeMask {
-        if types.is_empty() {
-            return TypeMask::ALL;
-        }
-        TypeMask(types.iter().fold(0, |mask, t| mask | (1 << *t as u8)))
+        types.iter().copied().collect()
     }
 
     /// The union of two masks.
@@ -79,6 +76,16 @@ impl TypeMask {
     /// True when rows of type `kind` are in the set.
     pub fn contains(self, kind: ProxyType) -> bool {
         self.0 & (1 << kind as u8) != 0
+    }
+}
+
+/// The mask of the types collected; none means all.
+impl FromIterator<ProxyType> for TypeMask {
+    fn from_iter<I: IntoIterator<Item = ProxyType>>(types: I) -> TypeMask {
+        match types.into_iter().fold(0, |mask, t| mask | (1 << t as u8)) {
+            0 => TypeMask::ALL,
+            mask => TypeMask(mask),
+        }
     }
 }
 
