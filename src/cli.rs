@@ -32,6 +32,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub state: Option<PathBuf>,
 
+    /// Use a state file recorded as another config's (after moving the config file):
+    /// its alerts and outbox become this config's.
+    #[arg(long, global = true)]
+    pub adopt_state: bool,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -305,7 +305,12 @@ fn succeeded(fetched: &[Fetched]) -> impl Iterator<Item = Named<'_>> {
 /// `hapwatch run`: lock the state, read every source, step the engine, deliver, save;
 /// then ping the heartbeat. Without notifiers, notifications are printed on stdout (cron
 /// mails them). With `--nagios`, one plugin status line instead.
-pub fn run(config_path: &Path, state_path: Option<&Path>, args: &RunArgs) -> Result<Exit, Error> {
+pub fn run(
+    config_path: &Path,
+    state_path: Option<&Path>,
+    adopt_state: bool,
+    args: &RunArgs,
+) -> Result<Exit, Error> {
     let started = std::time::Instant::now();
     let config = Config::load(config_path)?;
     config.require_sources()?;
@@ -346,7 +351,9 @@ pub fn run(config_path: &Path, state_path: Option<&Path>, args: &RunArgs) -> Res
             None => state::peek(path),
         };
         let previous = match &mut loaded {
-            Ok(Loaded::Ok(state)) => std::mem::take(&mut state.samples),
+            Ok(Loaded::Ok(state) | Loaded::Salvaged { state, .. }) => {
+                std::mem::take(&mut state.samples)
+            }
             _ => Default::default(),
         };
         // Set in every case: the watches wait for it.
@@ -368,6 +375,19 @@ pub fn run(config_path: &Path, state_path: Option<&Path>, args: &RunArgs) -> Res
             (s, false)
         }
         Loaded::Missing => (State::new(), false),
+        Loaded::Salvaged {
+            mut state,
+            moved_to,
+            lost,
+        } => {
+            report_salvaged(path, &moved_to, &lost, args.dry_run);
+            trouble = true;
+            state.samples = samples;
+            // Without its alerts, the run cannot tell a new problem from one announced
+            // before: as with an unusable file, nothing is announced this once.
+            let alerts_lost = lost.iter().any(|l| l.starts_with("alerts:"));
+            (state, alerts_lost)
+        }
         Loaded::Corrupt { moved_to, reason } => {
             log::error(format!(
                 "state file {} was unusable ({reason}); {} and starting from empty state without re-announcing alerts already firing",
@@ -378,6 +398,7 @@ pub fn run(config_path: &Path, state_path: Option<&Path>, args: &RunArgs) -> Res
             (State::new(), true)
         }
     };
+    current.claim(path, &config_id(&config), adopt_state)?;
     if let Some(guard) = &config.only_if {
         match guard.active() {
             Ok(true) => {}
@@ -544,30 +565,108 @@ fn describe_alert(labels: &crate::alert::Labels) -> String {
     crate::message::one_line(&format!("{}{row} ({})", get("alertname"), get("source")))
 }
 
+/// The identity a state file records for a config: its canonical path.
+fn config_id(config: &Config) -> String {
+    std::fs::canonicalize(&config.path)
+        .unwrap_or_else(|_| config.path.clone())
+        .display()
+        .to_string()
+}
+
+/// One stderr line for a state file that was read only in part.
+fn report_salvaged(path: &Path, moved_to: &Path, lost: &[String], dry_run: bool) {
+    const SHOWN: usize = 3;
+    let mut parts = lost
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if lost.len() > SHOWN {
+        parts.push_str(&format!("; and {} more", lost.len() - SHOWN));
+    }
+    log::error(crate::message::one_line(&format!(
+        "state file {} had unreadable parts, dropped: {parts}; kept everything else (outbox included){}",
+        path.display(),
+        if dry_run {
+            String::new()
+        } else {
+            format!("; the original is now {}", moved_to.display())
+        }
+    )));
+}
+
+/// The state for a command that changes it, or an error for one that is unusable (a
+/// silence edit never replaces what it cannot read: `hapwatch run` moves such a file
+/// aside).
+fn load_for_edit(lock: &Lock) -> Result<State, Error> {
+    match lock.load()? {
+        Loaded::Ok(s) => Ok(s),
+        Loaded::Missing => Ok(State::new()),
+        Loaded::Salvaged {
+            state,
+            moved_to,
+            lost,
+        } => {
+            report_salvaged(lock.path(), &moved_to, &lost, false);
+            Ok(state)
+        }
+        Loaded::Corrupt { moved_to, reason } => {
+            log::error(format!(
+                "state file {} was unusable ({reason}); moved it to {}",
+                lock.path().display(),
+                moved_to.display()
+            ));
+            Ok(State::new())
+        }
+    }
+}
+
+/// The state for a command that only reads it: never moved, locked or written.
+fn load_for_reading(path: &Path) -> Result<State, Error> {
+    match state::peek(path)? {
+        Loaded::Ok(s) => Ok(s),
+        Loaded::Missing => Ok(State::new()),
+        Loaded::Salvaged { state, lost, .. } => {
+            report_salvaged(path, path, &lost, true);
+            Ok(state)
+        }
+        Loaded::Corrupt { reason, .. } => Err(Error::Input(format!(
+            "state file {} is unusable: {reason}",
+            path.display()
+        ))),
+    }
+}
+
 /// `hapwatch silence add|list|remove`.
 pub fn silence(
     config_path: &Path,
     state_path: Option<&Path>,
+    adopt_state: bool,
     command: &SilenceCommand,
 ) -> Result<Exit, Error> {
     let config = Config::load(config_path)?;
     let path = state_path.unwrap_or(&config.state.file);
     let now = unix_now();
-    let lock = Lock::acquire(path, config.state.lock_timeout)?;
-    let mut current = match lock.load()? {
-        Loaded::Ok(s) => s,
-        Loaded::Missing => State::new(),
-        Loaded::Corrupt { moved_to, reason } => {
-            log::error(format!(
-                "state file {} was unusable ({reason}); moved it to {}",
-                path.display(),
-                moved_to.display()
-            ));
-            State::new()
-        }
-    };
-    current.silences.retain(|s| !s.expired(now));
     let mut out = std::io::stdout().lock();
+    if let SilenceCommand::List { format } = command {
+        // Read-only: expired silences are left for the next run to remove.
+        let mut current = load_for_reading(path)?;
+        current.silences.retain(|s| !s.expired(now));
+        match format {
+            EvalFormat::Table => report::silences(&mut out, &current.silences, now)?,
+            EvalFormat::Json => {
+                serde_json::to_writer_pretty(&mut out, &current.silences)
+                    .map_err(std::io::Error::from)?;
+                writeln!(out)?;
+            }
+        }
+        return Ok(Exit::Success);
+    }
+    let lock = Lock::acquire(path, config.state.lock_timeout)?;
+    let mut current = load_for_edit(&lock)?;
+    current.claim(path, &config_id(&config), adopt_state)?;
+    current.silences.retain(|s| !s.expired(now));
     match command {
         SilenceCommand::Add {
             matchers,
@@ -594,17 +693,7 @@ pub fn silence(
             lock.save(&current)?;
             writeln!(out, "{id}")?;
         }
-        SilenceCommand::List { format } => {
-            lock.save(&current)?;
-            match format {
-                EvalFormat::Table => report::silences(&mut out, &current.silences, now)?,
-                EvalFormat::Json => {
-                    serde_json::to_writer_pretty(&mut out, &current.silences)
-                        .map_err(std::io::Error::from)?;
-                    writeln!(out)?;
-                }
-            }
-        }
+        SilenceCommand::List { .. } => unreachable!("listed above"),
         SilenceCommand::Remove { id } => {
             let before = current.silences.len();
             current.silences.retain(|s| &s.id != id);
@@ -630,16 +719,7 @@ pub fn state(
     let mut out = std::io::stdout().lock();
     match command {
         StateCommand::Show { format } => {
-            let current = match state::peek(path)? {
-                Loaded::Ok(s) => s,
-                Loaded::Missing => State::new(),
-                Loaded::Corrupt { reason, .. } => {
-                    return Err(Error::Input(format!(
-                        "state file {} is unusable: {reason}",
-                        path.display()
-                    )))
-                }
-            };
+            let current = load_for_reading(path)?;
             match format {
                 EvalFormat::Table => report::state(&mut out, &current)?,
                 EvalFormat::Json => {

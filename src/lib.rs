@@ -35,8 +35,8 @@ pub fn run(cli: Cli) -> Exit {
     log::init(cli.verbose, cli.quiet, cli.log_format);
     let state = cli.state.as_deref();
     let result = match &cli.command {
-        Command::Run(args) => commands::run(&cli.config, state, args),
-        Command::Silence(cmd) => commands::silence(&cli.config, state, cmd),
+        Command::Run(args) => commands::run(&cli.config, state, cli.adopt_state, args),
+        Command::Silence(cmd) => commands::silence(&cli.config, state, cli.adopt_state, cmd),
         Command::State(cmd) => commands::state(&cli.config, state, cmd),
         Command::NotifyTest { name } => commands::notify_test(&cli.config, name),
         Command::Test { files } => commands::test(files),

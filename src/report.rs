@@ -383,6 +383,9 @@ pub fn silences(
 
 /// The alerts a state remembers, one line each.
 pub fn state(out: &mut impl Write, state: &crate::state::State) -> io::Result<()> {
+    if let Some(config) = &state.config {
+        writeln!(out, "config: {config}")?;
+    }
     if let Some(at) = state.last_run {
         writeln!(out, "last run: {}", crate::message::format_time(at))?;
     }

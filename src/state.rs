@@ -5,6 +5,13 @@
 //! Safety: a lock file serializes runs (and silence edits); saving writes a temp file in
 //! the same directory, fsyncs it, renames it over the old file and fsyncs the directory,
 //! so a crash at any point leaves either the old or the new state, never a torn file.
+//!
+//! hapwatch often runs as root, so the files it touches are treated as hostile until shown
+//! otherwise: it never opens the state, its lock or its temp file through a symbolic link
+//! (`O_NOFOLLOW`, `O_EXCL`), only reads, moves aside or replaces a regular file that is
+//! empty or looks like a hapwatch state (JSON starting with the `version` key), reads at
+//! most [`MAX_STATE_BYTES`], and refuses a directory that others may write to without the
+//! sticky bit or that another user owns (as ssh refuses an unsafe `authorized_keys`).
 
 use crate::alert::{Labels, Value};
 use crate::rules::sample::Sample;
@@ -12,7 +19,8 @@ use crate::silence::Silence;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -20,11 +28,20 @@ use std::time::{Duration, Instant};
 /// are arrays instead of text).
 pub const VERSION: u32 = 2;
 
+/// The largest state file hapwatch reads. A state for a 60,000-row HAProxy is a few MB;
+/// anything much larger is not one of ours (or a runaway), and reading it whole could
+/// exhaust memory.
+pub const MAX_STATE_BYTES: u64 = 128 << 20;
+
 /// Everything hapwatch remembers between runs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
     /// Schema version.
     pub version: u32,
+    /// The config this state belongs to (its canonical path): two configs sharing one
+    /// state file would resolve each other's alerts and drop each other's outbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
     /// Unix time of the last completed run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<f64>,
@@ -104,6 +121,25 @@ pub enum StateError {
         /// How long we waited.
         waited: Duration,
     },
+    /// The state file, its lock or its directory is not something hapwatch may read or
+    /// replace; nothing was changed.
+    #[error("state file {}: {reason}; nothing was changed", path.display())]
+    Unsafe {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// The state file belongs to another config.
+    #[error("state file {} belongs to config {owner}, not {config}: two configs sharing one state file resolve each other's alerts and drop each other's outbox; give this config its own [state] file (or --state), or pass --adopt-state if the config was moved", path.display())]
+    Foreign {
+        /// The state file.
+        path: PathBuf,
+        /// The config recorded in it.
+        owner: String,
+        /// The config of this run.
+        config: String,
+    },
     /// Reading, writing or locking failed.
     #[error("state file {}: {action}: {source}", path.display())]
     Io {
@@ -123,6 +159,16 @@ pub enum Loaded {
     Ok(State),
     /// No state file yet: a first run.
     Missing,
+    /// The file was valid JSON with some unreadable parts: what could be read is kept,
+    /// the original was moved aside to `moved_to` (or left in place by a read-only peek).
+    Salvaged {
+        /// What could be read.
+        state: State,
+        /// Where the original file now is.
+        moved_to: PathBuf,
+        /// The parts that were dropped, e.g. `alerts.0123abcd: missing field ...`.
+        lost: Vec<String>,
+    },
     /// The file was unreadable as state and was moved aside to `moved_to`.
     Corrupt {
         /// Where the bad file now is.
@@ -136,11 +182,17 @@ pub enum Loaded {
 #[derive(Debug)]
 pub struct Lock {
     path: PathBuf,
+    /// The directory is shared (writable by others, sticky): files must be ours.
+    shared: bool,
     _file: File,
 }
 
 impl Lock {
     /// Takes the lock of the state file at `path`, waiting up to `wait` for another run.
+    ///
+    /// Refuses (with nothing changed) a directory that others may write to without the
+    /// sticky bit or that another non-root user owns, and a lock file that is a symbolic
+    /// link, not a regular file, or (in a shared sticky directory) owned by another user.
     pub fn acquire(path: &Path, wait: Duration) -> Result<Lock, StateError> {
         let lock_path = lock_path(path);
         let io = |action, source| StateError::Io {
@@ -148,11 +200,17 @@ impl Lock {
             action,
             source,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| io("cannot create its directory", e))?;
-        }
-        let file =
-            open_private(&lock_path, false).map_err(|e| io("cannot open the lock file", e))?;
+        let dir = parent_dir(path);
+        std::fs::create_dir_all(dir).map_err(|e| io("cannot create its directory", e))?;
+        let shared = check_directory(path, dir)?;
+        let file = open_lock_file(&lock_path).map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => unsafe_file(path, &lock_path, "is a symbolic link"),
+            _ => io("cannot open the lock file", e),
+        })?;
+        let meta = file
+            .metadata()
+            .map_err(|e| io("cannot inspect the lock file", e))?;
+        check_file(path, &lock_path, &meta, shared)?;
         let start = Instant::now();
         loop {
             match file.try_lock() {
@@ -160,6 +218,7 @@ impl Lock {
                     remove_stale_temp_files(path);
                     return Ok(Lock {
                         path: path.to_path_buf(),
+                        shared,
                         _file: file,
                     });
                 }
@@ -178,65 +237,57 @@ impl Lock {
         }
     }
 
-    /// Reads the state. A missing file is a first run; a file that is not valid state of a
-    /// version this build understands is moved aside (`state.json.corrupt-<unix time>`)
-    /// so that nothing is lost and the run can go on from empty state.
+    /// Reads the state. A missing or empty file is a first run; a file that looks like a
+    /// hapwatch state but is not valid state of a version this build understands is moved
+    /// aside (`state.json.corrupt-<unix time>`) so that nothing is lost and the run can go
+    /// on: from what could be salvaged of it, or from empty state. Anything else at the
+    /// path (a link, a device, a FIFO, an unrelated file) is an error that changes nothing.
     pub fn load(&self) -> Result<Loaded, StateError> {
-        let bytes = match std::fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::Missing),
-            Err(e) => {
-                return Err(StateError::Io {
-                    path: self.path.clone(),
-                    action: "cannot read",
-                    source: e,
-                })
-            }
+        let Some(bytes) = read_state_file(&self.path, self.shared)? else {
+            return Ok(Loaded::Missing);
         };
-        let reason = match decode(&bytes) {
-            Ok(state) => return Ok(Loaded::Ok(state)),
-            Err(reason) => reason,
+        let loaded = interpret(&bytes, &self.path);
+        let (Loaded::Salvaged { moved_to, .. } | Loaded::Corrupt { moved_to, .. }) = &loaded else {
+            return Ok(loaded);
         };
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let mut moved_to = PathBuf::from(format!("{}.corrupt-{stamp}", self.path.display()));
-        let mut n = 1;
-        while moved_to.exists() {
-            moved_to = PathBuf::from(format!("{}.corrupt-{stamp}-{n}", self.path.display()));
-            n += 1;
-        }
-        std::fs::rename(&self.path, &moved_to).map_err(|e| StateError::Io {
+        let aside = move_aside(&self.path).map_err(|e| StateError::Io {
             path: self.path.clone(),
             action: "cannot move the unreadable file aside",
             source: e,
         })?;
-        Ok(Loaded::Corrupt { moved_to, reason })
+        debug_assert_eq!(moved_to, &self.path);
+        Ok(match loaded {
+            Loaded::Salvaged { state, lost, .. } => Loaded::Salvaged {
+                state,
+                moved_to: aside,
+                lost,
+            },
+            Loaded::Corrupt { reason, .. } => Loaded::Corrupt {
+                moved_to: aside,
+                reason,
+            },
+            other => other,
+        })
     }
 
-    /// Writes `state` atomically (temp file, fsync, rename, fsync of the directory),
-    /// readable by the owner only.
+    /// Writes `state` atomically (a new temp file created exclusively, fsync, rename,
+    /// fsync of the directory), readable by the owner only. Replaces only a regular file
+    /// that looks like a hapwatch state (or nothing).
     pub fn save(&self, state: &State) -> Result<(), StateError> {
         let io = |action, source| StateError::Io {
             path: self.path.clone(),
             action,
             source,
         };
+        check_replaceable(&self.path, self.shared)?;
         let json = serde_json::to_vec(state).map_err(|e| io("cannot encode", e.into()))?;
-        let tmp = PathBuf::from(format!(
-            "{}.tmp-{}",
-            self.path.display(),
-            std::process::id()
-        ));
+        let (mut file, tmp) = create_temp_file(&self.path).map_err(|e| io("cannot save", e))?;
         let result = (|| {
-            let mut file = open_private(&tmp, true)?;
             file.write_all(&json)?;
             file.write_all(b"\n")?;
             file.sync_all()?;
             std::fs::rename(&tmp, &self.path)?;
-            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                File::open(dir)?.sync_all()?;
-            }
+            File::open(parent_dir(&self.path))?.sync_all()?;
             Ok(())
         })();
         if result.is_err() {
@@ -260,46 +311,359 @@ impl State {
             ..State::default()
         }
     }
+
+    /// Records that the config `config` (its canonical path) uses this state, or refuses
+    /// when another config's alerts are in it, unless `adopt` says the operator moved the
+    /// config on purpose. A state without an owner (a new one, or one written before
+    /// owners were recorded) is taken over silently.
+    pub fn claim(&mut self, path: &Path, config: &str, adopt: bool) -> Result<(), StateError> {
+        match &self.config {
+            Some(owner) if owner != config && !adopt => Err(StateError::Foreign {
+                path: path.to_path_buf(),
+                owner: owner.clone(),
+                config: config.to_string(),
+            }),
+            _ => {
+                self.config = Some(config.to_string());
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Reads the state at `path` without locking it and without moving a bad file aside
-/// (for dry runs and `state show`).
+/// (for dry runs, `state show` and `silence list`): it never writes.
 pub fn peek(path: &Path) -> Result<Loaded, StateError> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(match decode(&bytes) {
-            Ok(state) => Loaded::Ok(state),
-            Err(reason) => Loaded::Corrupt {
-                moved_to: path.to_path_buf(),
-                reason,
-            },
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Loaded::Missing),
+    Ok(match read_state_file(path, false)? {
+        Some(bytes) => interpret(&bytes, path),
+        None => Loaded::Missing,
+    })
+}
+
+/// The directory a state file lives in (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// The effective user id of this process.
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Refuses a directory where someone other than this user (or root) could replace the
+/// state's files between runs. Returns whether it is a shared sticky directory (such as
+/// /tmp), where the files themselves must then be this user's.
+fn check_directory(path: &Path, dir: &Path) -> Result<bool, StateError> {
+    let meta = std::fs::metadata(dir).map_err(|e| StateError::Io {
+        path: path.to_path_buf(),
+        action: "cannot inspect its directory",
+        source: e,
+    })?;
+    let mode = meta.mode();
+    let refuse = |reason: String| {
+        Err(StateError::Unsafe {
+            path: path.to_path_buf(),
+            reason,
+        })
+    };
+    if meta.uid() != 0 && meta.uid() != euid() {
+        return refuse(format!(
+            "its directory {} is owned by uid {}, not by this user (uid {}) or root, who could then replace the state hapwatch reads and the files it writes; use a directory of this user's own (e.g. /var/lib/hapwatch) or chown it",
+            dir.display(),
+            meta.uid(),
+            euid()
+        ));
+    }
+    let writable_by_others = mode & 0o022 != 0;
+    let sticky = mode & 0o1000 != 0;
+    if writable_by_others && !sticky {
+        return refuse(format!(
+            "its directory {} is writable by {} (mode {:04o}) without the sticky bit: anyone who can write there could make hapwatch overwrite other files; run `chmod go-w {}` or use a directory of hapwatch's own",
+            dir.display(),
+            if mode & 0o002 != 0 { "everyone" } else { "its group" },
+            mode & 0o7777,
+            dir.display()
+        ));
+    }
+    Ok(writable_by_others)
+}
+
+/// An error about a file next to (or at) the state path that hapwatch will not touch.
+fn unsafe_file(path: &Path, file: &Path, what: &str) -> StateError {
+    let role = if file == path {
+        "the state file"
+    } else {
+        "its lock file"
+    };
+    StateError::Unsafe {
+        path: path.to_path_buf(),
+        reason: format!(
+            "{role} {} {what}; hapwatch only reads or replaces a regular file of its own and never follows a symbolic link: point [state] file (or --state) at a path of hapwatch's own, or remove what is there if it is safe to",
+            file.display()
+        ),
+    }
+}
+
+/// Checks an opened (or `lstat`ed) file at or next to the state path: a regular file,
+/// and in a shared sticky directory one owned by this user or root.
+fn check_file(
+    path: &Path,
+    file: &Path,
+    meta: &std::fs::Metadata,
+    shared: bool,
+) -> Result<(), StateError> {
+    let kind = meta.file_type();
+    use std::os::unix::fs::FileTypeExt;
+    let what = if kind.is_symlink() {
+        "is a symbolic link"
+    } else if kind.is_dir() {
+        "is a directory"
+    } else if kind.is_fifo() {
+        "is a FIFO"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "is a device"
+    } else if kind.is_socket() {
+        "is a socket"
+    } else if shared && meta.uid() != 0 && meta.uid() != euid() {
+        return Err(unsafe_file(
+            path,
+            file,
+            &format!(
+                "is owned by uid {} in a directory others can write to",
+                meta.uid()
+            ),
+        ));
+    } else {
+        return Ok(());
+    };
+    Err(unsafe_file(path, file, what))
+}
+
+/// Opens (creating, mode 0600) the lock file: never through a symbolic link, and without
+/// blocking if something else (a FIFO) is there.
+fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// Reads the state file: `None` if there is none. Never follows a symbolic link, never
+/// blocks on a FIFO, reads only a regular file of at most [`MAX_STATE_BYTES`], and only
+/// one that is empty or looks like a hapwatch state.
+fn read_state_file(path: &Path, shared: bool) -> Result<Option<Vec<u8>>, StateError> {
+    let io = |action, source| StateError::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    };
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(unsafe_file(path, path, "is a symbolic link"))
+        }
+        Err(e) => return Err(io("cannot read", e)),
+    };
+    let meta = file.metadata().map_err(|e| io("cannot inspect", e))?;
+    check_file(path, path, &meta, shared)?;
+    if meta.len() > MAX_STATE_BYTES {
+        return Err(StateError::Unsafe {
+            path: path.to_path_buf(),
+            reason: format!(
+                "it holds {} bytes, more than the {} MiB a hapwatch state may have; move it away (`hapwatch state reset` refuses it too)",
+                meta.len(),
+                MAX_STATE_BYTES >> 20
+            ),
+        });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // `take` bounds the read even if the file grows while it is read.
+    file.take(MAX_STATE_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io("cannot read", e))?;
+    if !looks_like_state(&bytes) {
+        return Err(not_ours(path));
+    }
+    Ok(Some(bytes))
+}
+
+fn not_ours(path: &Path) -> StateError {
+    StateError::Unsafe {
+        path: path.to_path_buf(),
+        reason: "it does not look like a hapwatch state (neither empty nor JSON starting with a \"version\" key), so hapwatch will not read, move or replace it; point [state] file (or --state) at a path of hapwatch's own".to_string(),
+    }
+}
+
+/// Empty, or JSON with a `version` key. hapwatch writes `version` first, which
+/// [`version_first`] sees without parsing (and which also holds for a state cut short, then moved
+/// aside rather than refused); a whole JSON object with a numeric `version` elsewhere (a
+/// state re-written by a tool that sorts keys) is recognised by parsing it.
+fn looks_like_state(bytes: &[u8]) -> bool {
+    bytes.trim_ascii().is_empty()
+        || version_first(bytes)
+        || serde_json::from_slice::<serde_json::Value>(bytes)
+            .is_ok_and(|v| v.get("version").is_some_and(serde_json::Value::is_u64))
+}
+
+/// `{ "version" :` at the start, as hapwatch writes it.
+fn version_first(bytes: &[u8]) -> bool {
+    let mut rest = bytes.trim_ascii_start();
+    for expected in [&b"{"[..], b"\"version\"", b":"] {
+        match rest.strip_prefix(expected) {
+            Some(after) => rest = after.trim_ascii_start(),
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Refuses to replace anything at the state path but a regular file that looks like a
+/// hapwatch state (`state reset` replaces without reading).
+fn check_replaceable(path: &Path, shared: bool) -> Result<(), StateError> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(StateError::Io {
             path: path.to_path_buf(),
-            action: "cannot read",
+            action: "cannot inspect",
             source: e,
         }),
+        Ok(meta) => {
+            check_file(path, path, &meta, shared)?;
+            // Usually a file hapwatch wrote: its first bytes tell, the rest is read only
+            // when they do not.
+            let mut head = Vec::with_capacity(64);
+            let file = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(path)
+                .and_then(|mut f| {
+                    (&mut f).take(64).read_to_end(&mut head)?;
+                    if !version_first(&head) {
+                        f.take(MAX_STATE_BYTES).read_to_end(&mut head)?;
+                    }
+                    Ok(())
+                });
+            match file {
+                Ok(()) if looks_like_state(&head) => Ok(()),
+                Ok(_) => Err(not_ours(path)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(StateError::Io {
+                    path: path.to_path_buf(),
+                    action: "cannot read",
+                    source: e,
+                }),
+            }
+        }
+    }
+}
+
+/// Creates `state.json.tmp-<pid>-<n>` exclusively (`O_EXCL`: never an existing file, never
+/// through a symbolic link), mode 0600.
+fn create_temp_file(path: &Path) -> std::io::Result<(File, PathBuf)> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut attempt = 0u32;
+    loop {
+        let tmp = PathBuf::from(format!(
+            "{}.tmp-{}-{nanos}-{attempt}",
+            path.display(),
+            std::process::id()
+        ));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+        {
+            Ok(file) => return Ok((file, tmp)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Moves the state file to `state.json.corrupt-<unix time>[-n]` without ever replacing an
+/// existing file (a hard link fails on an existing name, unlike a rename).
+fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut n = 0;
+    loop {
+        let moved_to = PathBuf::from(match n {
+            0 => format!("{}.corrupt-{stamp}", path.display()),
+            n => format!("{}.corrupt-{stamp}-{n}", path.display()),
+        });
+        match std::fs::hard_link(path, &moved_to) {
+            Ok(()) => {
+                std::fs::remove_file(path)?;
+                return Ok(moved_to);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+            // A file system without hard links: a rename, after checking the name is free
+            // (the directory is this user's, so nobody else can take it meanwhile).
+            Err(_) if !moved_to.exists() => {
+                std::fs::rename(path, &moved_to)?;
+                return Ok(moved_to);
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
 /// Removes `state.json.tmp-*` left by a run killed while saving. Only called with the
 /// lock held, so no other run is writing one.
 fn remove_stale_temp_files(path: &Path) {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+    let Some(name) = path.file_name() else {
         return;
     };
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
     let prefix = format!("{}.tmp-", name.to_string_lossy());
-    if let Ok(entries) = std::fs::read_dir(dir) {
+    if let Ok(entries) = std::fs::read_dir(parent_dir(path)) {
         for entry in entries.flatten() {
             if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                // Removes a link itself, never what it points to.
                 let _ = std::fs::remove_file(entry.path());
             }
         }
+    }
+}
+
+/// What the bytes of a state file (which looks like one) hold. `moved_to` is `path`: the
+/// caller moves the file aside when it may write.
+fn interpret(bytes: &[u8], path: &Path) -> Loaded {
+    if bytes.trim_ascii().is_empty() {
+        return Loaded::Missing;
+    }
+    match decode(bytes) {
+        Ok(state) => Loaded::Ok(state),
+        Err(reason) => match salvage(bytes) {
+            Some((state, lost)) => Loaded::Salvaged {
+                state,
+                moved_to: path.to_path_buf(),
+                lost,
+            },
+            None => Loaded::Corrupt {
+                moved_to: path.to_path_buf(),
+                reason,
+            },
+        },
     }
 }
 
@@ -307,7 +671,7 @@ fn remove_stale_temp_files(path: &Path) {
 fn decode(bytes: &[u8]) -> Result<State, String> {
     match serde_json::from_slice::<State>(bytes) {
         // Version 1 differs only in how samples hold their values, which reading handles.
-        Ok(state) if state.version == VERSION || state.version == 1 => Ok(State {
+        Ok(state) if readable_version(state.version) => Ok(State {
             version: VERSION,
             ..state
         }),
@@ -319,24 +683,94 @@ fn decode(bytes: &[u8]) -> Result<State, String> {
     }
 }
 
-fn lock_path(path: &Path) -> PathBuf {
-    PathBuf::from(format!("{}.lock", path.display()))
+fn readable_version(version: u32) -> bool {
+    version == VERSION || version == 1
 }
 
-/// Opens (creating, mode 0600) a file; `truncate` for a fresh write.
-fn open_private(path: &Path, truncate: bool) -> std::io::Result<File> {
-    let mut options = OpenOptions::new();
-    options
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(truncate);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+/// Reads what it can of a state that is valid JSON of a readable version but has bad
+/// parts (a field of the wrong type, a `null` where a number belongs): each alert, sample,
+/// silence and outbox item on its own, so that one bad entry never costs the outbox.
+/// `None` if the file is not JSON or not of a version this build reads.
+fn salvage(bytes: &[u8]) -> Option<(State, Vec<String>)> {
+    use serde::de::DeserializeOwned;
+    use serde_json::Value;
+    let Value::Object(mut top) = serde_json::from_slice::<Value>(bytes).ok()? else {
+        return None;
+    };
+    let version = top.get("version").and_then(Value::as_u64)?;
+    if !u32::try_from(version).is_ok_and(readable_version) {
+        return None;
     }
-    options.open(path)
+    let mut lost = Vec::new();
+    let mut state = State::new();
+    fn one<T: DeserializeOwned>(value: Value, name: &str, lost: &mut Vec<String>) -> Option<T> {
+        serde_json::from_value(value)
+            .map_err(|e| lost.push(format!("{name}: {e}")))
+            .ok()
+    }
+    fn map<T: DeserializeOwned>(
+        value: Option<Value>,
+        name: &str,
+        lost: &mut Vec<String>,
+    ) -> BTreeMap<String, T> {
+        match value {
+            None | Some(Value::Null) => BTreeMap::new(),
+            Some(Value::Object(entries)) => entries
+                .into_iter()
+                .filter_map(|(k, v)| Some((k.clone(), one(v, &format!("{name}.{k}"), lost)?)))
+                .collect(),
+            Some(_) => {
+                lost.push(format!("{name}: not an object"));
+                BTreeMap::new()
+            }
+        }
+    }
+    fn list<T: DeserializeOwned>(
+        value: Option<Value>,
+        name: &str,
+        lost: &mut Vec<String>,
+    ) -> Vec<T> {
+        match value {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, v)| one(v, &format!("{name}[{i}]"), lost))
+                .collect(),
+            Some(_) => {
+                lost.push(format!("{name}: not an array"));
+                Vec::new()
+            }
+        }
+    }
+    state.config = top
+        .remove("config")
+        .and_then(|v| one(v, "config", &mut lost));
+    state.last_run = top
+        .remove("last_run")
+        .and_then(|v| one::<Option<f64>>(v, "last_run", &mut lost))
+        .flatten();
+    state.alerts = map(top.remove("alerts"), "alerts", &mut lost);
+    // Version 1's sample format is read by `Sample`'s own deserializer.
+    state.samples = map(top.remove("samples"), "samples", &mut lost);
+    state.silences = list(top.remove("silences"), "silences", &mut lost);
+    state.outbox = list(top.remove("outbox"), "outbox", &mut lost);
+    let highest_silence = state
+        .silences
+        .iter()
+        .filter_map(|s| s.id.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    state.next_silence_id = top
+        .remove("next_silence_id")
+        .and_then(|v| one(v, "next_silence_id", &mut lost))
+        .unwrap_or(1)
+        .max(highest_silence + 1);
+    Some((state, lost))
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.lock", path.display()))
 }
 
 #[cfg(test)]
@@ -409,6 +843,75 @@ mod tests {
             !leftovers.iter().any(|n| n.contains(".tmp-")),
             "{leftovers:?}"
         );
+    }
+
+    /// The old temp name was `state.json.tmp-<pid>`, opened with create+truncate: a link
+    /// planted there after the lock was taken made a root run overwrite its target.
+    #[test]
+    fn a_link_planted_at_a_temp_name_is_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let lock = Lock::acquire(&path, Duration::ZERO).unwrap();
+        for name in [
+            format!("state.json.tmp-{}", std::process::id()),
+            format!("state.json.tmp-{}-0", std::process::id()),
+        ] {
+            std::os::unix::fs::symlink(&victim, dir.path().join(name)).unwrap();
+        }
+        lock.save(&State::new()).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert!(matches!(lock.load().unwrap(), Loaded::Ok(_)));
+        assert!(std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_file());
+    }
+
+    #[test]
+    fn looks_like_state_accepts_ours_and_refuses_the_rest() {
+        for ours in [
+            "",
+            "  \n",
+            "{\"version\":2}",
+            "{ \"version\" : 1, \"alerts\": [tru",
+            "{\"version\":99}",
+        ] {
+            assert!(looks_like_state(ours.as_bytes()), "{ours:?}");
+        }
+        for theirs in [
+            "root:x:0:0",
+            "{\"users\":[]}",
+            "[1,2]",
+            "\0\0\0",
+            "{\"versions\":2}",
+        ] {
+            assert!(!looks_like_state(theirs.as_bytes()), "{theirs:?}");
+        }
+    }
+
+    #[test]
+    fn salvage_keeps_every_readable_entry() {
+        let text = r#"{"version":2,"last_run":"soon","alerts":{"a":{"labels":{},"status":"firing","active_since":null,"last_seen":1.0,"runs":1}},
+            "silences":[{"id":"7","matchers":[],"starts_at":1.0,"ends_at":2.0,"comment":"","created_by":""},{"id":"8"}],
+            "next_silence_id":3,"outbox":[]}"#;
+        let Loaded::Salvaged { state, lost, .. } = interpret(text.as_bytes(), Path::new("s"))
+        else {
+            panic!("not salvaged")
+        };
+        assert_eq!(state.silences.len(), 1);
+        assert!(state.alerts.is_empty());
+        assert_eq!(state.last_run, None);
+        assert_eq!(state.next_silence_id, 8, "never reuses a kept silence's id");
+        assert_eq!(lost.len(), 3, "{lost:?}");
+        assert!(lost[0].starts_with("last_run: "), "{lost:?}");
+        assert!(lost[1].starts_with("alerts.a: "), "{lost:?}");
+        assert!(lost[2].starts_with("silences[1]: "), "{lost:?}");
+        assert!(matches!(
+            interpret(b"{\"version\":2,\"alerts\":{}} trailing", Path::new("s")),
+            Loaded::Corrupt { .. }
+        ));
     }
 
     #[test]

@@ -1278,8 +1278,12 @@ fn edit_json(bytes: &[u8], edits: &[JsonEdit]) -> Vec<u8> {
 
 /// Writes `bytes` as the state file of a fresh directory and loads it with the lock held.
 ///
-/// - never `Missing`, never an I/O error, never a panic;
-/// - `Ok`: the file was a version-1 state; saving it and loading it again gives it back;
+/// - never an I/O error, never a panic;
+/// - `Missing` only for an empty (or blank) file, which stays as it was;
+/// - an `Unsafe` error ("does not look like a hapwatch state") leaves the file byte for
+///   byte where it was, and nothing else in the directory but the lock;
+/// - `Ok`: the file was a readable state; saving it and loading it again gives it back;
+/// - `Salvaged`: like `Corrupt` for the file; what was kept saves and reloads unchanged;
 /// - `Corrupt`: the state path is gone and the moved file holds exactly the bytes written,
 ///   next to it, named `state.json.corrupt-…`; a second bad file in the same second is
 ///   moved aside under another name, not over the first.
@@ -1288,41 +1292,79 @@ fn check_load(bytes: &[u8]) -> Result<(), TestCaseError> {
     let path = dir.path().join("state.json");
     std::fs::write(&path, bytes).unwrap();
     let lock = Lock::acquire(&path, Duration::ZERO).unwrap();
-    match lock.load() {
-        Ok(Loaded::Ok(state)) => {
-            prop_assert_eq!(state.version, hapwatch::state::VERSION);
-            lock.save(&state).unwrap();
-            match lock.load() {
-                Ok(Loaded::Ok(again)) => prop_assert_eq!(again, state),
-                other => {
-                    return Err(TestCaseError::fail(format!(
-                        "saved state reloads as {other:?}"
-                    )))
-                }
+    let check_moved = |moved_to: &std::path::Path| -> Result<(), TestCaseError> {
+        prop_assert!(!path.exists(), "the bad file is still at the state path");
+        prop_assert_eq!(
+            std::fs::read(moved_to).unwrap(),
+            bytes,
+            "moved file differs"
+        );
+        prop_assert_eq!(moved_to.parent(), Some(dir.path()));
+        let name = moved_to.file_name().unwrap().to_string_lossy().into_owned();
+        prop_assert!(name.starts_with("state.json.corrupt-"), "{}", name);
+        std::fs::write(&path, bytes).unwrap();
+        match lock.load() {
+            Ok(Loaded::Corrupt {
+                moved_to: second, ..
+            })
+            | Ok(Loaded::Salvaged {
+                moved_to: second, ..
+            }) => {
+                prop_assert_ne!(&second, moved_to);
+                prop_assert_eq!(std::fs::read(moved_to).unwrap(), bytes);
+                prop_assert_eq!(std::fs::read(&second).unwrap(), bytes);
+            }
+            other => return Err(TestCaseError::fail(format!("second load: {other:?}"))),
+        }
+        Ok(())
+    };
+    let check_round_trip = |state: &hapwatch::state::State| -> Result<(), TestCaseError> {
+        prop_assert_eq!(state.version, hapwatch::state::VERSION);
+        let _ = std::fs::remove_file(&path);
+        lock.save(state).unwrap();
+        match lock.load() {
+            Ok(Loaded::Ok(again)) => prop_assert_eq!(&again, state),
+            other => {
+                return Err(TestCaseError::fail(format!(
+                    "saved state reloads as {other:?}"
+                )))
             }
         }
-        Ok(Loaded::Corrupt { moved_to, reason }) => {
-            prop_assert!(!path.exists(), "the bad file is still at the state path");
-            prop_assert_eq!(
-                std::fs::read(&moved_to).unwrap(),
-                bytes,
-                "moved file differs"
+        Ok(())
+    };
+    match lock.load() {
+        Ok(Loaded::Ok(state)) => check_round_trip(&state)?,
+        Ok(Loaded::Missing) => {
+            prop_assert!(
+                bytes.trim_ascii().is_empty(),
+                "Missing for a non-empty file"
             );
-            prop_assert_eq!(moved_to.parent(), Some(dir.path()));
-            let name = moved_to.file_name().unwrap().to_string_lossy().into_owned();
-            prop_assert!(name.starts_with("state.json.corrupt-"), "{}", name);
+            prop_assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        }
+        Err(e @ hapwatch::state::StateError::Unsafe { .. }) => {
+            prop_assert!(
+                e.to_string()
+                    .contains("does not look like a hapwatch state"),
+                "{}",
+                e
+            );
+            prop_assert_eq!(std::fs::read(&path).unwrap(), bytes, "the file was changed");
+            let mut names: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            prop_assert_eq!(names, ["state.json", "state.json.lock"]);
+        }
+        Ok(Loaded::Salvaged {
+            state, moved_to, ..
+        }) => {
+            check_moved(&moved_to)?;
+            check_round_trip(&state)?;
+        }
+        Ok(Loaded::Corrupt { moved_to, reason }) => {
             prop_assert!(!reason.is_empty());
-            std::fs::write(&path, bytes).unwrap();
-            match lock.load() {
-                Ok(Loaded::Corrupt {
-                    moved_to: second, ..
-                }) => {
-                    prop_assert_ne!(&second, &moved_to);
-                    prop_assert_eq!(std::fs::read(&moved_to).unwrap(), bytes);
-                    prop_assert_eq!(std::fs::read(&second).unwrap(), bytes);
-                }
-                other => return Err(TestCaseError::fail(format!("second load: {other:?}"))),
-            }
+            check_moved(&moved_to)?;
         }
         other => return Err(TestCaseError::fail(format!("load gave {other:?}"))),
     }
