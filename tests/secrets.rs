@@ -156,7 +156,7 @@ fn smtp_echo(conn: TcpStream, mechanism: &str) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut conn = conn;
     let mut line = String::new();
-    let mut read = |reader: &mut BufReader<TcpStream>, line: &mut String| {
+    let read = |reader: &mut BufReader<TcpStream>, line: &mut String| {
         line.clear();
         matches!(reader.read_line(line), Ok(n) if n > 0)
     };
