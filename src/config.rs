@@ -388,7 +388,7 @@ impl Config {
                     heartbeat.span().start,
                     format!(
                         "[heartbeat]: a url with a user name or password in it (`user:password@`) in a config \
-                         that group or others can read; `chmod 600 {}` (a token in the path or query is masked in output)",
+                         that group or others can read; `chmod 600 {}` (heartbeat URLs take no separate credentials)",
                         path.display()
                     ),
                 ));
