@@ -54,7 +54,7 @@ pub fn show(config_path: &Path, args: &ShowArgs) -> Result<Exit, Error> {
                         name: &f.name,
                         snapshot,
                     }),
-                    Err(e) => Err((f.name.as_str(), e.to_string())),
+                    Err(e) => Err((f.name.as_str(), crate::secret::redact(&e.to_string()))),
                 })
                 .collect();
             report::json(&mut out, &all, &scope)?;
@@ -157,7 +157,7 @@ pub fn check(config_path: &Path, args: &CheckArgs) -> Result<Exit, Error> {
                 f.result
                     .as_ref()
                     .err()
-                    .map(|e| format!("source {}: {e}", f.name))
+                    .map(|e| crate::secret::redact(&format!("source {}: {e}", f.name)))
             })
             .collect();
         let (status, summary) = if failed.is_empty() {
@@ -413,13 +413,15 @@ pub fn run(
     }
 
     trouble |= report_failures(&fetched);
+    // Masked here, once: these texts become the SourceUnreachable summary, so they reach
+    // every notifier, the state file and dry runs.
     let errors: Vec<String> = fetched
         .iter()
         .map(|f| {
             f.result
                 .as_ref()
                 .err()
-                .map(ToString::to_string)
+                .map(|e| crate::secret::redact(&e.to_string()))
                 .unwrap_or_default()
         })
         .collect();
@@ -720,14 +722,18 @@ pub fn state(
     match command {
         StateCommand::Show { format } => {
             let current = load_for_reading(path)?;
+            // A state file written before secrets were masked may still hold one (in an
+            // outbox error or a SourceUnreachable summary): mask what is shown.
+            let mut text = Vec::new();
             match format {
-                EvalFormat::Table => report::state(&mut out, &current)?,
+                EvalFormat::Table => report::state(&mut text, &current)?,
                 EvalFormat::Json => {
-                    serde_json::to_writer_pretty(&mut out, &current)
+                    serde_json::to_writer_pretty(&mut text, &current)
                         .map_err(std::io::Error::from)?;
-                    writeln!(out)?;
+                    writeln!(text)?;
                 }
             }
+            out.write_all(crate::secret::redact(&String::from_utf8_lossy(&text)).as_bytes())?;
         }
         StateCommand::Reset => {
             let lock = Lock::acquire(path, config.state.lock_timeout)?;

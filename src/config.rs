@@ -224,7 +224,34 @@ impl Config {
             source,
         })?;
         let private = is_private(path);
-        Config::parse(&text, path, private)
+        let config = Config::parse(&text, path, private)?;
+        // From here on every error text and log line masks this config's secrets.
+        crate::secret::install(&config.redactor());
+        Ok(config)
+    }
+
+    /// A redactor that knows every secret of this config (those that resolve now) and
+    /// every configured URL: see [`crate::secret::Redactor`].
+    pub fn redactor(&self) -> crate::secret::Redactor {
+        let mut redactor = crate::secret::Redactor::new();
+        for source in &self.sources {
+            if let Endpoint::Http(http) = &source.endpoint {
+                redactor.add_url(&http.url);
+                if let Some(Ok(password)) = http.password.as_ref().map(SecretRef::resolve) {
+                    let user = http.username.as_deref().unwrap_or_default();
+                    redactor.add_credentials(user, password.expose());
+                }
+            }
+        }
+        for notifier in &self.notifiers.list {
+            notifier.add_secrets(&mut redactor);
+        }
+        if let Some(heartbeat) = &self.heartbeat {
+            for url in std::iter::once(&heartbeat.url).chain(&heartbeat.fail_url) {
+                redactor.add_url(url);
+            }
+        }
+        redactor
     }
 
     /// Validates config `text` read from `path`. `private` says whether the file is
@@ -269,6 +296,17 @@ impl Config {
             let endpoint =
                 endpoint(&src, base).map_err(|m| at(offset, format!("source {name:?}: {m}")))?;
             if let Endpoint::Http(http) = &endpoint {
+                if crate::secret::url_has_userinfo(&http.url) && !private {
+                    return Err(at(
+                        offset,
+                        format!(
+                            "source {name:?}: a url with a user name or password in it (`user:password@`) in a config \
+                             that group or others can read; use username with password_file or password = \"env:NAME\", \
+                             or `chmod 600 {}`",
+                            path.display()
+                        ),
+                    ));
+                }
                 if matches!(http.password, Some(SecretRef::Inline(_))) && !private {
                     return Err(at(
                         offset,
@@ -340,6 +378,21 @@ impl Config {
                 .get_ref()
                 .validate()
                 .map_err(|m| at(heartbeat.span().start, m))?;
+            let hb = heartbeat.get_ref();
+            if !private
+                && std::iter::once(&hb.url)
+                    .chain(&hb.fail_url)
+                    .any(|u| crate::secret::url_has_userinfo(u))
+            {
+                return Err(at(
+                    heartbeat.span().start,
+                    format!(
+                        "[heartbeat]: a url with a user name or password in it (`user:password@`) in a config \
+                         that group or others can read; `chmod 600 {}` (heartbeat URLs take no separate credentials)",
+                        path.display()
+                    ),
+                ));
+            }
         }
         let mut state = raw.state;
         state.file = base.join(&state.file);
@@ -675,6 +728,60 @@ file = "-"
                 .starts_with("h.toml:1:1: no [[source]] defined"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn userinfo_in_a_url_needs_a_private_file() {
+        let configs = [
+            "[[source]]\nname = \"a\"\nurl = \"http://ops:hunter22@h/stats\"\n",
+            "[notifier.w]\ntype = \"webhook\"\nurl = \"https://ops:hunter22@h/hook\"\n",
+            "[notifier.am]\ntype = \"alertmanager\"\nurls = [\"http://h:9093\", \"http://ops:hunter22@h2:9093\"]\n",
+            "[heartbeat]\nurl = \"https://ops:hunter22@hc/ping\"\n",
+        ];
+        for text in configs {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains("user name or password"), "{err}");
+            assert!(err.contains("600"), "{err}");
+            assert!(!err.contains("hunter22"), "{err}");
+            assert!(
+                Config::parse(text, Path::new("h.toml"), true).is_ok(),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn webhook_header_values_are_secrets() {
+        let text = "[notifier.w]\ntype = \"webhook\"\nurl = \"https://h/hook\"\nheaders = { X-Api-Key = \"k-123456\" }\n";
+        let err = parse(text).unwrap_err();
+        assert!(
+            err.contains("header \"X-Api-Key\": an inline header value"),
+            "{err}"
+        );
+        assert!(err.contains("env:NAME"), "{err}");
+        assert!(!err.contains("k-123456"), "{err}");
+        assert!(Config::parse(text, Path::new("h.toml"), true).is_ok());
+        let by_ref = text.replace("k-123456", "env:HAPW_KEY");
+        assert!(parse(&by_ref).is_ok());
+    }
+
+    #[test]
+    fn alertmanager_takes_basic_auth_or_a_bearer_token_by_reference() {
+        let base = "[notifier.am]\ntype = \"alertmanager\"\nurl = \"http://h:9093\"\n";
+        assert!(parse(&format!(
+            "{base}username = \"hw\"\npassword_file = \"am.pw\"\n"
+        ))
+        .is_ok());
+        assert!(parse(&format!("{base}bearer_token = \"credential:am\"\n")).is_ok());
+        let err = parse(&format!("{base}bearer_token = \"t-123456\"\n")).unwrap_err();
+        assert!(err.contains("an inline bearer_token"), "{err}");
+        let err = parse(&format!("{base}password = \"env:X\"\n")).unwrap_err();
+        assert!(err.contains("needs both `username`"), "{err}");
+        let err = parse(&format!(
+            "{base}username = \"u\"\npassword = \"env:X\"\nbearer_token = \"env:Y\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("not both"), "{err}");
     }
 
     #[test]

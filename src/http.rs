@@ -48,8 +48,82 @@ pub fn load_roots(path: &Path) -> Result<RootCerts, String> {
     Ok(RootCerts::new_with_certs(&certs))
 }
 
-/// Up to `limit` bytes of a body, as one line of text for an error message.
+/// Up to `limit` bytes of a peer's body, as one line of text for an error message: cut at
+/// a character boundary, with every secret masked ([`crate::secret::redact`]: a peer may
+/// echo the request's credentials). A compressed or binary body is described, not
+/// quoted.
 pub fn excerpt(body: &[u8], limit: usize) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(limit)]);
-    crate::message::one_line(text.trim())
+    if body.starts_with(&[0x1f, 0x8b]) {
+        return format!("(gzip-compressed body, {} bytes)", body.len());
+    }
+    // Masked before the cut, with a margin, so that a secret straddling the cut is whole
+    // when it is masked.
+    let window = whole_chars(&body[..body.len().min(limit.saturating_add(1024))]);
+    let text = String::from_utf8_lossy(window);
+    let odd = text
+        .chars()
+        .filter(|&c| c == '\u{fffd}' || (c.is_control() && !matches!(c, '\n' | '\r' | '\t')))
+        .count();
+    if text.contains('\0') || odd * 10 > text.chars().count() {
+        return format!("(binary body, {} bytes, not shown)", body.len());
+    }
+    let text = crate::message::one_line(crate::secret::redact(&text).trim());
+    let mut cut = text.len().min(limit);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text[..cut].trim_end().to_string()
+}
+
+/// `bytes` without an incomplete UTF-8 sequence at its end (where a cut fell).
+fn whole_chars(bytes: &[u8]) -> &[u8] {
+    // The start of the last character is at most 3 bytes back.
+    for back in 1..=bytes.len().min(4) {
+        let b = bytes[bytes.len() - back];
+        if b & 0xc0 == 0x80 {
+            continue; // a continuation byte
+        }
+        let needed = match b {
+            0x00..=0x7f => 1,
+            0xc0..=0xdf => 2,
+            0xe0..=0xef => 3,
+            _ => 4,
+        };
+        return if needed > back {
+            &bytes[..bytes.len() - back]
+        } else {
+            bytes
+        };
+    }
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::excerpt;
+
+    #[test]
+    fn excerpts_cut_at_a_character_boundary() {
+        // 199 ASCII bytes, then a 2-byte character across the 200-byte limit.
+        let body = format!("{}é and more", "a".repeat(199));
+        let cut = excerpt(body.as_bytes(), 200);
+        assert_eq!(cut, "a".repeat(199));
+        assert!(!cut.contains('\u{fffd}'), "{cut}");
+        let body = format!("{}€", "a".repeat(198));
+        assert_eq!(excerpt(&body.as_bytes()[..200], 200), "a".repeat(198));
+        assert_eq!(excerpt("héllo\nwörld\n".as_bytes(), 200), "héllo wörld");
+    }
+
+    #[test]
+    fn compressed_and_binary_bodies_are_described() {
+        let gzip = [0x1f, 0x8b, 0x08, 0x00, 0xde, 0xad, 0xbe, 0xef, 0x00, 0x03];
+        assert_eq!(excerpt(&gzip, 200), "(gzip-compressed body, 10 bytes)");
+        let binary: Vec<u8> = (0u8..=255).collect();
+        assert_eq!(excerpt(&binary, 200), "(binary body, 256 bytes, not shown)");
+        // A stray Latin-1 byte in a text page is still text.
+        assert_eq!(
+            excerpt(b"Service unavailable: caf\xe9 closed", 200),
+            "Service unavailable: caf\u{fffd} closed"
+        );
+    }
 }

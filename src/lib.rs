@@ -71,7 +71,10 @@ pub fn run(cli: Cli) -> Exit {
         Ok(exit) => exit,
         // A plugin reports every failure on its status line, as UNKNOWN.
         Err(e) if nagios => {
-            println!("HAPWATCH UNKNOWN - {}", message::one_line(&e.to_string()));
+            println!(
+                "HAPWATCH UNKNOWN - {}",
+                message::one_line(&secret::redact(&e.to_string()))
+            );
             Exit::Nagios(error::Nagios::Unknown)
         }
         // `hapwatch show | head` closing the pipe early is not an error.

@@ -55,7 +55,8 @@ pub fn log(level: Level, message: impl Display) {
     if level > max {
         return;
     }
-    let message = crate::message::one_line(&message.to_string());
+    // Every line may quote a peer or a URL: secrets are masked here, whatever the caller.
+    let message = crate::message::one_line(&crate::secret::redact(&message.to_string()));
     let line = match format {
         Format::Text => match level {
             Level::Warn => format!("hapwatch: warning: {message}\n"),

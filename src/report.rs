@@ -305,7 +305,7 @@ pub fn dry_run(
                     out,
                     "--- notifier {notifier}: {} {}",
                     request.method,
-                    request.urls.join(" | ")
+                    crate::secret::redact(&request.urls.join(" | "))
                 )?;
                 for (name, value, secret) in &request.headers {
                     writeln!(
@@ -328,7 +328,11 @@ pub fn dry_run(
                 writeln!(out, "--- notifier {notifier}: stdout")?;
                 write!(out, "{text}")?;
             }
-            Err(e) => writeln!(out, "--- notifier {notifier}: cannot render: {e}")?,
+            Err(e) => writeln!(
+                out,
+                "--- notifier {notifier}: cannot render: {}",
+                crate::secret::redact(e)
+            )?,
         }
     }
     Ok(())

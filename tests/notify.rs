@@ -951,7 +951,7 @@ fn webhook_formats_headers_bearer_token_and_signature() {
         webhook_notifier(
             "hw",
             &hook.url_for("/hapwatch"),
-            "headers = { \"X-Team\" = \"web\", \"X-Env\" = \"prod\" }\n\
+            "headers = { \"X-Team\" = \"env:HAPW_TEAM\", \"X-Env\" = \"env:HAPW_ENV\" }\n\
              bearer_token_file = \"token\"\nsecret_file = \"hmac.key\""
         ),
         webhook_notifier(
@@ -976,6 +976,8 @@ fn webhook_formats_headers_bearer_token_and_signature() {
     let run = |at: f64| {
         lab.hapwatch()
             .env("HAPW_HOOK_SECRET", AM_HMAC_KEY)
+            .env("HAPW_TEAM", "web")
+            .env("HAPW_ENV", "prod")
             .args(["run", "--now", &lab.now(at)])
             .run()
     };

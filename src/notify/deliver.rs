@@ -211,7 +211,7 @@ pub fn render(
             )
         })),
         (Kind::Alertmanager(cfg), Payload::Alertmanager { alerts }) => {
-            alertmanager::render(cfg, alerts).map(Message::Http)
+            alertmanager::render(cfg, alerts, secrets).map(Message::Http)
         }
         _ => Err(format!(
             "notifier {} cannot send this kind of payload",
@@ -250,7 +250,9 @@ pub fn send(notifiers: &Notifiers, notifier: &Notifier, payload: &Payload) -> Re
         };
         match result {
             Ok(()) => return Ok(()),
-            Err(e) if attempt >= notifier.retries => return Err(e),
+            // The error may quote the peer, which may echo credentials: masked before it
+            // is printed or stored in the outbox (`last_error`).
+            Err(e) if attempt >= notifier.retries => return Err(crate::secret::redact(&e)),
             Err(_) => {
                 attempt += 1;
                 std::thread::sleep(Duration::from_millis(500 * u64::from(attempt)));

@@ -86,8 +86,51 @@ impl Notifier {
     pub fn secrets(&self) -> Vec<&SecretRef> {
         match &self.kind {
             Kind::Smtp(cfg) => cfg.password.iter().collect(),
-            Kind::Webhook(cfg) => cfg.bearer_token.iter().chain(&cfg.secret).collect(),
-            Kind::Alertmanager(_) | Kind::Stdout { .. } => Vec::new(),
+            Kind::Webhook(cfg) => cfg
+                .bearer_token
+                .iter()
+                .chain(&cfg.secret)
+                .chain(cfg.headers.values())
+                .collect(),
+            Kind::Alertmanager(cfg) => cfg.password.iter().chain(&cfg.bearer_token).collect(),
+            Kind::Stdout { .. } => Vec::new(),
+        }
+    }
+
+    /// Adds this notifier's secrets (those that resolve) and URLs to `redactor`.
+    pub fn add_secrets(&self, redactor: &mut crate::secret::Redactor) {
+        let resolved = |secret: &SecretRef| secret.resolve().ok();
+        match &self.kind {
+            Kind::Smtp(cfg) => {
+                if let Some(password) = cfg.password.as_ref().and_then(resolved) {
+                    let user = cfg.username.as_deref().unwrap_or_default();
+                    redactor.add_credentials(user, password.expose());
+                }
+            }
+            Kind::Webhook(cfg) => {
+                redactor.add_url(&cfg.url);
+                for secret in cfg.bearer_token.iter().chain(&cfg.secret) {
+                    if let Some(value) = resolved(secret) {
+                        redactor.add(value.expose());
+                    }
+                }
+                for value in cfg.headers.values().filter_map(resolved) {
+                    redactor.add(value.expose());
+                }
+            }
+            Kind::Alertmanager(cfg) => {
+                for url in &cfg.urls {
+                    redactor.add_url(url);
+                }
+                if let Some(password) = cfg.password.as_ref().and_then(resolved) {
+                    let user = cfg.username.as_deref().unwrap_or_default();
+                    redactor.add_credentials(user, password.expose());
+                }
+                if let Some(token) = cfg.bearer_token.as_ref().and_then(resolved) {
+                    redactor.add(token.expose());
+                }
+            }
+            Kind::Stdout { .. } => {}
         }
     }
 }
@@ -215,7 +258,20 @@ const TYPE_KEYS: &[(&str, &[&str])] = &[
             "insecure",
         ],
     ),
-    ("alertmanager", &["url", "urls", "ca_file", "insecure"]),
+    (
+        "alertmanager",
+        &[
+            "url",
+            "urls",
+            "username",
+            "password",
+            "password_file",
+            "bearer_token",
+            "bearer_token_file",
+            "ca_file",
+            "insecure",
+        ],
+    ),
 ];
 
 impl RawNotifier {
@@ -295,6 +351,19 @@ impl RawNotifier {
                 (None, None) => Ok(None),
             }
         };
+        // A user name or password in a URL is a secret written inline.
+        for url in self.url.iter().chain(self.urls.iter().flatten()) {
+            if crate::secret::url_has_userinfo(url) && !private {
+                return Err(format!(
+                    "a URL with a user name or password in it (`user:password@`) in a config that group or others can read; {}, or make the config mode 600",
+                    if self.kind == "alertmanager" {
+                        "give them as username and password_file (or password = \"env:NAME\"), or use bearer_token_file"
+                    } else {
+                        "use bearer_token_file or headers = { Authorization = \"env:NAME\" }"
+                    }
+                ));
+            }
+        }
         let ca_file: Option<PathBuf> = self.ca_file.as_ref().map(path);
         for (which, source) in [
             ("subject", &self.subject),
@@ -319,6 +388,7 @@ impl RawNotifier {
                 secret(&self.secret, &self.secret_file, "secret")?,
                 ca_file,
                 insecure,
+                private,
             )?),
             _ => {
                 let mut urls = self.urls.clone().unwrap_or_default();
@@ -329,8 +399,22 @@ impl RawNotifier {
                 for url in &urls {
                     check_url(url)?;
                 }
+                let password = secret(&self.password, &self.password_file, "password")?;
+                let bearer_token =
+                    secret(&self.bearer_token, &self.bearer_token_file, "bearer_token")?;
+                if self.username.is_some() != password.is_some() {
+                    return Err("basic auth needs both `username` and a password (password_file or password = \"env:NAME\")".into());
+                }
+                if password.is_some() && bearer_token.is_some() {
+                    return Err(
+                        "give basic auth (username, password) or bearer_token, not both".into(),
+                    );
+                }
                 Kind::Alertmanager(AmConfig {
                     urls,
+                    username: self.username.clone(),
+                    password,
+                    bearer_token,
                     ca_file,
                     insecure,
                 })

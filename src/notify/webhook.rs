@@ -30,8 +30,9 @@ pub struct WebhookConfig {
     pub url: String,
     /// `POST` (default) or `PUT`.
     pub method: String,
-    /// Extra headers.
-    pub headers: BTreeMap<String, String>,
+    /// Extra headers. Their values are secrets (an API key, an `Authorization`): a
+    /// secret reference, or inline in a private config only; dry runs redact them.
+    pub headers: BTreeMap<String, SecretRef>,
     /// `Authorization: Bearer …`.
     pub bearer_token: Option<SecretRef>,
     /// HMAC-SHA256 key for the signature header.
@@ -57,6 +58,7 @@ impl WebhookConfig {
         secret: Option<SecretRef>,
         ca_file: Option<PathBuf>,
         insecure: bool,
+        private: bool,
     ) -> Result<WebhookConfig, String> {
         let url = raw.url.clone().ok_or("needs `url`")?;
         check_url(&url)?;
@@ -92,10 +94,22 @@ impl WebhookConfig {
                 return Err(format!("header {name:?}: a name is letters, digits and dashes, and a value is one line"));
             }
         }
+        let mut headers = BTreeMap::new();
+        for (name, value) in raw.headers.iter().flatten() {
+            let value = SecretRef::from_value(value);
+            if matches!(value, SecretRef::Inline(_)) && !private {
+                return Err(format!(
+                    "header {name:?}: an inline header value in a config that group or others can read \
+                     (header values are treated as secrets); use {name:?} = \"env:NAME\" or \"credential:NAME\", \
+                     or make the config mode 600"
+                ));
+            }
+            headers.insert(name.clone(), value);
+        }
         Ok(WebhookConfig {
             url,
             method,
-            headers: raw.headers.clone().unwrap_or_default(),
+            headers,
             bearer_token,
             secret,
             signature_header: raw
@@ -134,11 +148,6 @@ pub(super) fn render(
     .map_err(|e| format!("cannot encode the body: {e}"))?;
     let mut headers: Vec<(String, String, bool)> =
         vec![("Content-Type".into(), cfg.content_type.clone(), false)];
-    headers.extend(
-        cfg.headers
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone(), false)),
-    );
     let reveal = |secret: &SecretRef| -> Result<String, String> {
         if secrets {
             secret
@@ -149,6 +158,9 @@ pub(super) fn render(
             Ok(String::new())
         }
     };
+    for (name, value) in &cfg.headers {
+        headers.push((name.clone(), reveal(value)?, true));
+    }
     if let Some(token) = &cfg.bearer_token {
         headers.push((
             "Authorization".into(),
