@@ -260,4 +260,9 @@ pub struct InitArgs {
     /// Overwrite existing files.
     #[arg(long)]
     pub force: bool,
+    /// Write the config readable by its owner only (mode 600), for inline secrets. The
+    /// default (644) lets the systemd unit's DynamicUser and a cron user read it; secrets
+    /// then come from `*_file`, `env:NAME` or `credential:NAME`.
+    #[arg(long)]
+    pub private: bool,
 }

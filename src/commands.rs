@@ -72,7 +72,11 @@ pub fn show(config_path: &Path, args: &ShowArgs) -> Result<Exit, Error> {
 /// `hapwatch check`: validate the config (rules compile, secrets resolve); with
 /// `--connect`, read every source and summarize it. Captured `file` sources are always
 /// read, to warn about rules that use columns a source does not report.
-pub fn check(config_path: &Path, args: &CheckArgs) -> Result<Exit, Error> {
+pub fn check(
+    config_path: &Path,
+    state_path: Option<&Path>,
+    args: &CheckArgs,
+) -> Result<Exit, Error> {
     let started = std::time::Instant::now();
     let config = Config::load(config_path)?;
     let connect = args.connect || args.nagios;
@@ -96,13 +100,21 @@ pub fn check(config_path: &Path, args: &CheckArgs) -> Result<Exit, Error> {
             }
         }
     }
+    let secrets_missing = trouble;
+    if connect {
+        // The run would fail on it: say so now, while the operator is at the terminal.
+        if let Err(e) = state::check_usable(state_path.unwrap_or(&config.state.file)) {
+            log::error(e.to_string());
+            trouble = true;
+        }
+    }
     let mut out = std::io::stdout().lock();
     if !args.nagios {
         writeln!(
             out,
             "{}: {} ({}, {})",
             config.path.display(),
-            if trouble {
+            if secrets_missing {
                 "valid, but secrets are missing"
             } else {
                 "OK"
@@ -640,6 +652,59 @@ fn load_for_reading(path: &Path) -> Result<State, Error> {
     }
 }
 
+/// A silence on a label no alert carries (`srever=web1`), or on a rule that does not
+/// exist, matches nothing: say so (the silence is still added: a rule may come later).
+fn warn_about_unknown_labels(config: &Config, matchers: &[Matcher]) {
+    let names = config.rules.label_names();
+    for m in matchers {
+        if !names.contains(m.label.as_str()) {
+            log::warn(format!(
+                "silence matcher on `{}`: no rule or source produces that label{}, so it matches nothing (labels: {})",
+                m.label,
+                crate::rules::expr::suggest(&m.label, names.iter().copied()),
+                names.iter().copied().collect::<Vec<_>>().join(", ")
+            ));
+        } else if m.label == "alertname" && m.op == crate::silence::MatchOp::Equal {
+            let rules = config
+                .rules
+                .rules
+                .iter()
+                .map(|r| r.name.as_str())
+                .chain([crate::rules::SOURCE_UNREACHABLE]);
+            if !rules.clone().any(|r| r == m.value) {
+                log::warn(format!(
+                    "silence matcher alertname={}: no rule has that name{}, so it matches nothing",
+                    m.value,
+                    crate::rules::expr::suggest(&m.value, rules)
+                ));
+            }
+        }
+    }
+}
+
+/// Who adds a silence: the user behind `sudo`, else this user's name (cron and systemd
+/// set no `USER`), else the uid.
+fn who_am_i() -> String {
+    if let Some(name) = ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|n| !n.is_empty()))
+    {
+        return name;
+    }
+    // SAFETY: geteuid cannot fail; getpwuid returns null or a pointer to a static entry
+    // that stays valid until the next getpw* call, and this process is single-threaded here.
+    unsafe {
+        let uid = libc::geteuid();
+        let entry = libc::getpwuid(uid);
+        if !entry.is_null() && !(*entry).pw_name.is_null() {
+            return std::ffi::CStr::from_ptr((*entry).pw_name)
+                .to_string_lossy()
+                .into_owned();
+        }
+        format!("uid {uid}")
+    }
+}
+
 /// `hapwatch silence add|list|remove`.
 pub fn silence(
     config_path: &Path,
@@ -680,6 +745,7 @@ pub fn silence(
                 .map(|m| Matcher::parse(m))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(Error::Usage)?;
+            warn_about_unknown_labels(&config, &matchers);
             let id = current.next_silence_id.to_string();
             current.next_silence_id += 1;
             current.silences.push(Silence {
@@ -688,9 +754,7 @@ pub fn silence(
                 starts_at: now,
                 ends_at: now + duration.as_secs_f64(),
                 comment: comment.clone(),
-                created_by: std::env::var("SUDO_USER")
-                    .or_else(|_| std::env::var("USER"))
-                    .unwrap_or_default(),
+                created_by: who_am_i(),
             });
             lock.save(&current)?;
             writeln!(out, "{id}")?;
@@ -726,7 +790,7 @@ pub fn state(
             // outbox error or a SourceUnreachable summary): mask what is shown.
             let mut text = Vec::new();
             match format {
-                EvalFormat::Table => report::state(&mut text, &current)?,
+                EvalFormat::Table => report::state(&mut text, &current, unix_now())?,
                 EvalFormat::Json => {
                     serde_json::to_writer_pretty(&mut text, &current)
                         .map_err(std::io::Error::from)?;
@@ -780,7 +844,8 @@ pub fn test(files: &[std::path::PathBuf]) -> Result<Exit, Error> {
     })
 }
 
-/// `hapwatch init`: writes the config (mode 600: it may later hold secrets) and
+/// `hapwatch init`: writes the config (mode 644 so that the systemd unit's DynamicUser
+/// and a cron user can read it, or 600 with `--private` for inline secrets) and
 /// `rules.toml` beside it.
 pub fn init(config_path: &Path, args: &crate::cli::InitArgs) -> Result<Exit, Error> {
     use crate::init::{detect_socket, starter_config, write_new, Found, DEFAULT_RULES};
@@ -789,7 +854,7 @@ pub fn init(config_path: &Path, args: &crate::cli::InitArgs) -> Result<Exit, Err
     write_new(
         config_path,
         &starter_config(&socket, &state_file),
-        0o600,
+        if args.private { 0o600 } else { 0o644 },
         args.force,
     )
     .map_err(Error::Usage)?;

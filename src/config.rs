@@ -163,7 +163,10 @@ pub enum ConfigError {
 fn read_hint(err: &std::io::Error) -> &'static str {
     match err.kind() {
         std::io::ErrorKind::NotFound => {
-            " (pass -c PATH or set HAPWATCH_CONFIG; examples/demo/hapwatch.toml is a start)"
+            " (pass -c PATH or set HAPWATCH_CONFIG; `hapwatch init` writes a starter config)"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            " (this user cannot read it: make it readable, e.g. `chmod 644`, and keep secrets in password_file / env:NAME / credential:NAME references, which the systemd unit's LoadCredential= hands over)"
         }
         _ => "",
     }

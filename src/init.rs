@@ -60,6 +60,10 @@ pub fn starter_config(socket: &Path, state_file: &Path) -> String {
     format!(
         r#"# hapwatch configuration, written by `hapwatch init`. Reference: the README.
 # Check it with `hapwatch check --connect`, try it with `hapwatch run --dry-run`.
+# Readable by every user (mode 644), so that the systemd unit's DynamicUser or a cron user
+# can read it: keep secrets out of this file (`password_file = "…"`, `password =
+# "env:NAME"` or `"credential:NAME"`); hapwatch refuses inline secrets in a config that
+# others can read (`hapwatch init --private` writes it with mode 600 instead).
 
 # The default rules (server down, backend down, frontend not open, sessions near the
 # limit, queueing, session rate, 5xx ratio, flaps); edit rules.toml or add your own below.
@@ -101,13 +105,17 @@ file = {state_file:?}
 /// unless `force`.
 pub fn write_new(path: &Path, contents: &str, mode: u32, force: bool) -> Result<(), String> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).mode(mode);
+    // Never write through a symbolic link (init often runs as root).
+    options
+        .write(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW);
     if force {
         options.create(true).truncate(true);
     } else {
@@ -118,8 +126,15 @@ pub fn write_new(path: &Path, contents: &str, mode: u32, force: bool) -> Result<
             "{} already exists; use --force to overwrite it",
             path.display()
         ),
+        _ if e.raw_os_error() == Some(libc::ELOOP) => format!(
+            "{} is a symbolic link; hapwatch does not write through one: remove it or give the real path",
+            path.display()
+        ),
         _ => format!("cannot write {}: {e}", path.display()),
     })?;
+    // `mode` applies to a new file only; an overwritten one gets it too.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
     file.write_all(contents.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

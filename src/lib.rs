@@ -30,6 +30,63 @@ pub mod stats;
 use cli::{Cli, Command};
 use error::{Error, Exit};
 
+/// Parses the command line. `--help` and `--version` print as usual (`Err(Exit::Success)`);
+/// a usage error is one stderr line like every other error (cron mails stay short), with
+/// the usage of the command it concerns, and exit code 2.
+pub fn parse_args<I, T>(args: I) -> Result<Cli, Exit>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::error::ErrorKind;
+    use clap::Parser;
+    match Cli::try_parse_from(args) {
+        Ok(cli) => Ok(cli),
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            let _ = e.print();
+            Err(
+                if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    Exit::Usage
+                } else {
+                    Exit::Success
+                },
+            )
+        }
+        Err(e) => {
+            eprintln!("hapwatch: {}", usage_line(&e.render().to_string()));
+            Err(Exit::Usage)
+        }
+    }
+}
+
+/// clap's several-line usage error as one line: `unexpected argument 'x' found (usage:
+/// hapwatch silence add [OPTIONS] --match <MATCHER> --for <DURATION>; see --help)`.
+fn usage_line(rendered: &str) -> String {
+    let mut what = Vec::new();
+    let mut usage = None;
+    for line in rendered.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(u) = line.strip_prefix("Usage: ") {
+            usage = Some(u);
+        } else if line.starts_with("For more information") {
+            continue;
+        } else {
+            what.push(line.strip_prefix("error: ").unwrap_or(line));
+        }
+    }
+    let what = what.join("; ");
+    match usage {
+        Some(usage) => format!("{what} (usage: {usage}; see --help)"),
+        None => what,
+    }
+}
+
 /// Runs one command and reports its failure, if any, as one line on stderr.
 pub fn run(cli: Cli) -> Exit {
     log::init(cli.verbose, cli.quiet, cli.log_format);
@@ -59,7 +116,7 @@ pub fn run(cli: Cli) -> Exit {
                 .map_err(Error::Output)
         }
         Command::Show(args) => commands::show(&cli.config, args),
-        Command::Check(args) => commands::check(&cli.config, args),
+        Command::Check(args) => commands::check(&cli.config, state, args),
         Command::Eval(args) => commands::eval(&cli.config, args),
     };
     let nagios = match &cli.command {

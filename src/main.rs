@@ -1,5 +1,6 @@
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    hapwatch::run(hapwatch::cli::Cli::parse()).into()
+    match hapwatch::parse_args(std::env::args_os()) {
+        Ok(cli) => hapwatch::run(cli).into(),
+        Err(exit) => exit.into(),
+    }
 }

@@ -382,11 +382,20 @@ pub fn silences(
             s.comment.clone(),
         ]);
     }
+    // Silences made before `created_by` was always filled have none: no empty column.
+    if silences.iter().all(|s| s.created_by.is_empty()) {
+        let lines: Vec<[String; 4]> = lines
+            .into_iter()
+            .map(|[id, m, ends, _, comment]| [id, m, ends, comment])
+            .collect();
+        return write_aligned(out, &lines, 0);
+    }
     write_aligned(out, &lines, 0)
 }
 
-/// The alerts a state remembers, one line each.
-pub fn state(out: &mut impl Write, state: &crate::state::State) -> io::Result<()> {
+/// The alerts a state remembers, one line each (a firing or pending one under an active
+/// silence says `silenced (ID)`), then the notifications waiting in the outbox.
+pub fn state(out: &mut impl Write, state: &crate::state::State, now: f64) -> io::Result<()> {
     if let Some(config) = &state.config {
         writeln!(out, "config: {config}")?;
     }
@@ -394,23 +403,74 @@ pub fn state(out: &mut impl Write, state: &crate::state::State) -> io::Result<()
         writeln!(out, "last run: {}", crate::message::format_time(at))?;
     }
     if state.alerts.is_empty() {
-        return writeln!(out, "no alerts remembered");
+        writeln!(out, "no alerts remembered")?;
+    } else {
+        let mut lines: Vec<[String; 5]> =
+            vec![["FINGERPRINT", "STATUS", "SINCE", "ALERT", "LABELS"].map(String::from)];
+        for (fingerprint, a) in &state.alerts {
+            let others: crate::alert::Labels = a
+                .labels
+                .iter()
+                .filter(|(k, _)| k.as_str() != "alertname")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let mut status = format!("{:?}", a.status).to_lowercase();
+            if a.status != crate::state::Status::Resolved {
+                if let Some(silence) = state.silences.iter().find(|s| s.silences(&a.labels, now)) {
+                    status.push_str(&format!(", silenced ({})", silence.id));
+                }
+            }
+            lines.push([
+                fingerprint.clone(),
+                status,
+                crate::message::format_time(
+                    a.resolved_at.or(a.firing_since).unwrap_or(a.active_since),
+                ),
+                a.labels.get("alertname").cloned().unwrap_or_default(),
+                crate::engine::format_labels(&others),
+            ]);
+        }
+        write_aligned(out, &lines, 0)?;
     }
-    let mut lines: Vec<[String; 5]> =
-        vec![["FINGERPRINT", "STATUS", "SINCE", "ALERT", "LABELS"].map(String::from)];
-    for (fingerprint, a) in &state.alerts {
-        let others: crate::alert::Labels = a
-            .labels
-            .iter()
-            .filter(|(k, _)| k.as_str() != "alertname")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+    if state.outbox.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\noutbox: {} waiting", state.outbox.len())?;
+    let mut lines: Vec<[String; 6]> = vec![[
+        "NOTIFIER",
+        "QUEUED",
+        "ATTEMPTS",
+        "NEXT",
+        "WHAT",
+        "LAST ERROR",
+    ]
+    .map(String::from)];
+    for item in &state.outbox {
+        let what = match &item.payload {
+            crate::notify::Payload::Notification(n) => format!(
+                "{} firing, {} resolved {}",
+                n.firing.len(),
+                n.resolved.len(),
+                n.group_key
+            ),
+            crate::notify::Payload::Alertmanager { alerts, .. } => {
+                format!("{} alerts for Alertmanager", alerts.len())
+            }
+        };
         lines.push([
-            fingerprint.clone(),
-            format!("{:?}", a.status).to_lowercase(),
-            crate::message::format_time(a.resolved_at.or(a.firing_since).unwrap_or(a.active_since)),
-            a.labels.get("alertname").cloned().unwrap_or_default(),
-            crate::engine::format_labels(&others),
+            item.notifier.clone(),
+            format!(
+                "{} ago",
+                format_secs((now - item.created_at).max(0.0) as u64)
+            ),
+            item.attempts.to_string(),
+            if item.next_attempt <= now {
+                "now".to_string()
+            } else {
+                format!("in {}", format_secs((item.next_attempt - now) as u64))
+            },
+            what,
+            crate::message::one_line(&item.last_error),
         ]);
     }
     write_aligned(out, &lines, 0)

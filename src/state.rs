@@ -112,12 +112,12 @@ pub struct AlertState {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// Another run holds the lock for longer than the configured wait.
-    #[error("state file {} is locked by another hapwatch run (waited {}s); if none is running, check {}", path.display(), waited.as_secs(), lock.display())]
+    #[error("state file {} is locked by another hapwatch run ({holder}; waited {}s); if it hangs, look at that process (the lock is released when it exits)", path.display(), waited.as_secs())]
     Locked {
         /// The state file.
         path: PathBuf,
-        /// The lock file.
-        lock: PathBuf,
+        /// Who holds it, from the lock file: `PID 1234 since 2026-12-03 09:30:00 UTC, 41 s ago`.
+        holder: String,
         /// How long we waited.
         waited: Duration,
     },
@@ -215,6 +215,7 @@ impl Lock {
         loop {
             match file.try_lock() {
                 Ok(()) => {
+                    record_holder(&file);
                     remove_stale_temp_files(path);
                     return Ok(Lock {
                         path: path.to_path_buf(),
@@ -228,7 +229,7 @@ impl Lock {
                 Err(std::fs::TryLockError::WouldBlock) => {
                     return Err(StateError::Locked {
                         path: path.to_path_buf(),
-                        lock: lock_path,
+                        holder: describe_holder(&file, &lock_path),
                         waited: wait,
                     })
                 }
@@ -329,6 +330,58 @@ impl State {
             }
         }
     }
+}
+
+/// Checks, without changing anything, that this user could run with the state at `path`:
+/// its directory exists (or can be created), is safe and writable, and what is at the path
+/// (if anything) is a state hapwatch may read and replace. For `check --connect`.
+pub fn check_usable(path: &Path) -> Result<(), StateError> {
+    let dir = parent_dir(path);
+    let cannot_write = |what: &Path, verb: &str| {
+        StateError::Unsafe {
+        path: path.to_path_buf(),
+        reason: format!(
+            "this user (uid {}) cannot {verb} {}: run hapwatch as the user that owns it, or give that user a state directory of its own (e.g. `install -d -o USER -m 700 {}`)",
+            euid(),
+            what.display(),
+            dir.display()
+        ),
+    }
+    };
+    if !dir.exists() {
+        let mut ancestor = dir;
+        while !ancestor.exists() {
+            ancestor = ancestor.parent().unwrap_or(Path::new("/"));
+        }
+        if !writable(ancestor) {
+            return Err(cannot_write(ancestor, "create the state directory in"));
+        }
+        return Ok(());
+    }
+    check_directory(path, dir)?;
+    if !writable(dir) {
+        return Err(cannot_write(dir, "write to"));
+    }
+    match read_state_file(path, false)? {
+        Some(bytes) => match interpret(&bytes, path) {
+            Loaded::Corrupt { reason, .. } => Err(StateError::Unsafe {
+                path: path.to_path_buf(),
+                reason: format!("it is unusable ({reason}); the next run will move it aside"),
+            }),
+            _ => Ok(()),
+        },
+        None => Ok(()),
+    }
+}
+
+/// Whether this process may write to (create files in) `dir`.
+fn writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid NUL-terminated path; access() only reads it.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
 }
 
 /// Reads the state at `path` without locking it and without moving a bad file aside
@@ -441,6 +494,50 @@ fn check_file(
         return Ok(());
     };
     Err(unsafe_file(path, file, what))
+}
+
+/// Writes `<pid> <unix time>` into the lock file just taken, so that a run that waits in
+/// vain can say who holds it (the file's existence alone means nothing: it stays).
+fn record_holder(mut file: &File) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // Best effort: the lock itself is the flock, not this text.
+    let _ = file
+        .set_len(0)
+        .and_then(|()| file.write_all(format!("{} {now}\n", std::process::id()).as_bytes()));
+}
+
+/// `PID 1234 since 2026-12-03 09:30:00 UTC, 41 s ago`, from a lock file another run holds.
+fn describe_holder(file: &File, lock_path: &Path) -> String {
+    use std::io::{Seek, SeekFrom};
+    let mut text = String::new();
+    let mut reader = file;
+    let read = reader
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| reader.take(64).read_to_string(&mut text));
+    let mut fields = text.split_whitespace();
+    match (
+        read.ok()
+            .and(fields.next())
+            .and_then(|p| p.parse::<u32>().ok()),
+        fields.next().and_then(|t| t.parse::<i64>().ok()),
+    ) {
+        (Some(pid), Some(since)) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let at = chrono::DateTime::from_timestamp(since, 0).map_or_else(
+                || since.to_string(),
+                |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            );
+            format!("PID {pid} since {at}, {} s ago", now - since)
+        }
+        _ => format!(
+            "by a process that did not record itself in {}",
+            lock_path.display()
+        ),
+    }
 }
 
 /// Opens (creating, mode 0600) the lock file: never through a symbolic link, and without
@@ -923,10 +1020,13 @@ mod tests {
         let err = Lock::acquire(&path, Duration::from_millis(200)).unwrap_err();
         assert!(start.elapsed() >= Duration::from_millis(200));
         assert!(
-            err.to_string()
-                .contains("is locked by another hapwatch run"),
+            err.to_string().contains(&format!(
+                "is locked by another hapwatch run (PID {} since ",
+                std::process::id()
+            )),
             "{err}"
         );
+        assert!(err.to_string().contains(" s ago; waited 0s)"), "{err}");
     }
 
     #[test]

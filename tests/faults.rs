@@ -646,7 +646,7 @@ fn a_missing_config_file_is_a_usage_error() {
         .status(2)
         .stderr_is(&format!(
             "hapwatch: cannot read config {}: No such file or directory (os error 2) \
-         (pass -c PATH or set HAPWATCH_CONFIG; examples/demo/hapwatch.toml is a start)\n",
+         (pass -c PATH or set HAPWATCH_CONFIG; `hapwatch init` writes a starter config)\n",
             path.display()
         ));
 }

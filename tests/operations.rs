@@ -54,9 +54,12 @@ fn init_writes_a_working_config_and_never_overwrites_without_force() {
         "{text}"
     );
     use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     assert_eq!(
-        std::fs::metadata(&config).unwrap().permissions().mode() & 0o777,
-        0o600
+        mode(&config),
+        0o644,
+        "readable by the systemd unit's DynamicUser and a cron user"
     );
     Hapwatch::new()
         .config_path(&config)
@@ -82,6 +85,58 @@ fn init_writes_a_working_config_and_never_overwrites_without_force() {
     assert!(std::fs::read_to_string(&config)
         .unwrap()
         .contains("socket = \"/x.sock\""));
+    Hapwatch::new()
+        .config_path(&config)
+        .args(["init", "--force", "--private"])
+        .run()
+        .status(0);
+    assert_eq!(mode(&config), 0o600, "--private, also when overwriting");
+    // Never through a link, even with --force.
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let link = dir.join("link.toml");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    Hapwatch::new()
+        .config_path(&link)
+        .args(["init", "--force"])
+        .run()
+        .status(2)
+        .stderr_contains("is a symbolic link; hapwatch does not write through one");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+}
+
+/// The shipped unit's DynamicUser is not root: a config it cannot read says what to do.
+#[test]
+fn an_unreadable_config_says_how_to_fix_it() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // Root reads any file: run the check as nobody.
+        let run = Hapwatch::new();
+        let config = run.dir().join("hapwatch.toml");
+        std::fs::write(&config, "[[source]]\nname = \"a\"\nfile = \"x.csv\"\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(run.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let Some(setpriv) = common::find_program("setpriv") else {
+            eprintln!("SKIPPED: setpriv not found");
+            return;
+        };
+        let out = std::process::Command::new(setpriv)
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_hapwatch"))
+            .args(["-c", config.to_str().unwrap(), "check"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("Permission denied"), "{stderr}");
+        assert!(
+            stderr.contains("this user cannot read it: make it readable, e.g. `chmod 644`"),
+            "{stderr}"
+        );
+    } else {
+        eprintln!("SKIPPED: needs root to run as another user");
+    }
 }
 
 #[test]
@@ -377,8 +432,19 @@ fn systemd_units_verify() {
     let mut units = Vec::new();
     for unit in ["hapwatch.service", "hapwatch.timer", "hapwatch-15s.timer"] {
         let text = std::fs::read_to_string(repo(&format!("examples/systemd/{unit}"))).unwrap();
-        // The installed binary's path, here the one under test.
-        let text = text.replace("/usr/bin/hapwatch", env!("CARGO_BIN_EXE_hapwatch"));
+        // The unit names the binary bare (systemd finds it in /usr/local/bin or /usr/bin,
+        // so it fits a source install and the .deb alike); here, the one under test.
+        if unit.ends_with(".service") {
+            assert!(text.contains("\nExecStart=hapwatch "), "{text}");
+            assert!(
+                !text.contains("\nLoadCredential="),
+                "an active LoadCredential= stops the unit when its file is missing"
+            );
+        }
+        let text = text.replace(
+            "ExecStart=hapwatch ",
+            &format!("ExecStart={} ", env!("CARGO_BIN_EXE_hapwatch")),
+        );
         let path = dir.path().join(unit);
         std::fs::write(&path, text).unwrap();
         units.push(path);
@@ -395,4 +461,27 @@ fn systemd_units_verify() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Cron mails stderr: a usage error is one line, like every other error.
+#[test]
+fn usage_errors_are_one_line_with_the_commands_usage() {
+    Hapwatch::new()
+        .args(["silence", "add", "--for", "1h", "srever=web1"])
+        .run()
+        .status(2)
+        .stderr_is("hapwatch: unexpected argument 'srever=web1' found (usage: hapwatch silence add [OPTIONS] --match <MATCHER> --for <DURATION>; see --help)\n");
+    Hapwatch::new()
+        .args(["run", "--dry-rn"])
+        .run()
+        .status(2)
+        .stderr_line_count(1)
+        .stderr_contains(
+            "unexpected argument '--dry-rn' found; tip: a similar argument exists: '--dry-run'",
+        );
+    Hapwatch::new()
+        .args(["--version"])
+        .run()
+        .status(0)
+        .stdout_contains("hapwatch ");
 }

@@ -409,3 +409,121 @@ fn a_bad_field_costs_only_that_entry_never_the_outbox() {
         "the undelivered notification is still queued: {after}"
     );
 }
+
+#[test]
+fn check_connect_reports_a_state_the_run_could_not_use() {
+    let s = Setup::new();
+    s.hapwatch().args(["check", "--connect"]).run().status(0);
+    std::fs::set_permissions(s.path("state"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    s.hapwatch()
+        .args(["check", "--connect"])
+        .run()
+        .status(1)
+        .stdout_contains(": OK (1 source, 1 rule)")
+        .stderr_contains("without the sticky bit");
+    std::fs::set_permissions(s.path("state"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(s.state(), "not ours").unwrap();
+    s.hapwatch()
+        .args(["check", "--connect"])
+        .run()
+        .status(1)
+        .stderr_contains("does not look like a hapwatch state");
+    assert!(
+        names(&s.path("state")) == ["state.json"],
+        "check changes nothing"
+    );
+    if is_root() {
+        // The unit's DynamicUser or a cron user that cannot write the directory.
+        std::fs::remove_file(s.state()).unwrap();
+        for dir in [s.dir.path(), &s.path("state")] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::set_permissions(&s.config, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(s.path("lb1.csv"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let Some(setpriv) = common::find_program("setpriv") else {
+            eprintln!("SKIPPED: setpriv not found");
+            return;
+        };
+        let out = std::process::Command::new(setpriv)
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_hapwatch"))
+            .args(["-c", s.config.to_str().unwrap(), "check", "--connect"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("this user (uid 65534) cannot write to"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_silence_on_a_label_no_alert_carries_is_warned_about() {
+    let s = Setup::new();
+    s.hapwatch()
+        .args(["silence", "add", "--for", "1h", "--match", "srever=web1"])
+        .run()
+        .status(0)
+        .stdout_is("1\n")
+        .stderr_is("hapwatch: warning: silence matcher on `srever`: no rule or source produces that label (did you mean `server`?), so it matches nothing (labels: alertname, proxy, server, severity, source, type)\n");
+    s.hapwatch()
+        .args(["silence", "add", "--for", "1h", "--match", "alertname=Dwn"])
+        .run()
+        .status(0)
+        .stderr_is("hapwatch: warning: silence matcher alertname=Dwn: no rule has that name (did you mean `Down`?), so it matches nothing\n");
+    s.hapwatch()
+        .args([
+            "silence",
+            "add",
+            "--for",
+            "1h",
+            "--match",
+            "server=web1",
+            "--match",
+            "alertname=Down",
+        ])
+        .run()
+        .status(0)
+        .stderr_empty();
+}
+
+#[test]
+fn state_show_lists_silenced_alerts_and_the_outbox() {
+    let closed = common::closed_addr();
+    let s = Setup::with_notifier(&format!(
+        "[notifier.hook]\ntype = \"webhook\"\nurl = \"http://{closed}/hook\"\nretries = 0\ntimeout = \"2s\"\n"
+    ));
+    s.run().status(1);
+    s.hapwatch()
+        .env_remove("SUDO_USER")
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .args(["silence", "add", "--for", "1h", "--match", "server=web3"])
+        .run()
+        .status(0);
+    let out = s.hapwatch().args(["state", "show"]).run();
+    out.status(0)
+        .stdout_contains("firing, silenced (1)")
+        .stdout_contains("\noutbox: 1 waiting\n")
+        .stdout_contains("1 firing, 0 resolved {alertname=\"Down\"");
+    let row = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("hook "))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(row.contains(&closed.to_string()), "{row}");
+    // Who added the silence, even without USER (cron, systemd).
+    let list = s.hapwatch().args(["silence", "list"]).run();
+    list.status(0).stdout_contains(" BY ");
+    assert!(
+        list.stdout
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.split_whitespace().count() >= 4),
+        "{}",
+        list.stdout
+    );
+}

@@ -389,6 +389,19 @@ impl RuleSet {
         evaluation.finish()
     }
 
+    /// Every label name an alert of these rules can carry: the built-in ones (see
+    /// [`RuleSet::alert`] and [`source_unreachable`]) and each rule's static labels.
+    pub fn label_names(&self) -> std::collections::BTreeSet<&str> {
+        ["alertname", "source", "proxy", "type", "server", "severity"]
+            .into_iter()
+            .chain(
+                self.rules
+                    .iter()
+                    .flat_map(|r| r.labels.keys().map(String::as_str)),
+            )
+            .collect()
+    }
+
     fn alert(&self, rule: &Rule, row: &Row<'_>, env: &Env<'_>) -> Alert {
         let mut labels = Labels::new();
         labels.insert("alertname".into(), rule.name.clone());
