@@ -9,8 +9,8 @@
 
 mod common;
 
-use common::{closed_addr, fixture_bytes, temp_dir, Alertmanager, Hapwatch, HttpReceiver};
-use common::{Output, Respond, SmtpServer};
+use common::{closed_addr, fixture_bytes, temp_dir, Alertmanager, FakeServer, Hapwatch};
+use common::{HttpReceiver, Output, Reply, Respond, SmtpServer};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -183,6 +183,41 @@ fn a_redirect_is_a_failure_naming_the_location_and_nothing_reaches_the_other_ori
         names,
         ["hook", "am"],
         "not delivered: kept for the next runs"
+    );
+}
+
+/// The stats page is a GET and may sit behind a redirect (followed), but its basic-auth
+/// credentials never go along.
+#[test]
+fn the_stats_page_follows_a_redirect_without_its_credentials() {
+    let other = HttpReceiver::builder()
+        .default_response(Respond::text(
+            200,
+            "# pxname,svname,status,\napp,web1,UP,\n",
+        ))
+        .start();
+    let stats = HttpReceiver::builder()
+        .default_response(Respond::status(302).header("location", &other.url_for("/elsewhere")))
+        .start();
+    let out = Hapwatch::new()
+        .config_text(format!(
+            "[[source]]\nname = \"lb1\"\nurl = \"{}\"\nusername = \"monitor\"\npassword = \"env:HAPW_STATS_PW\"\n",
+            stats.url_for("/stats")
+        ))
+        .env("HAPW_STATS_PW", "pw-77c1")
+        .args(["show", "--format", "csv"])
+        .run();
+    out.success().stdout_contains("app,web1,UP,");
+    let to_stats = stats.requests();
+    assert!(to_stats[0].header("authorization").is_some());
+    let to_other = other.requests();
+    assert_eq!(to_other.len(), 1);
+    assert_eq!(to_other[0].method, "GET");
+    assert_eq!(
+        to_other[0].header("authorization"),
+        None,
+        "{:?}",
+        to_other[0]
     );
 }
 
@@ -498,6 +533,36 @@ fn an_smtp_server_silent_after_data_times_out_at_the_deadline() {
             "hapwatch: notifier mail: SMTP 127.0.0.1:{}: timed out after 3 s (the whole session: \
              connect, TLS, AUTH and the mail) (kept in the outbox for the next runs)\n",
             smtp.port
+        ));
+    assert_eq!(lab.outbox().len(), 1);
+}
+
+/// A webhook answering one byte every 300 ms: each read is quick, the whole answer would
+/// take a minute; `timeout = "2s"` bounds the whole exchange.
+#[test]
+fn a_trickling_webhook_times_out_as_a_whole() {
+    let body = "x".repeat(200);
+    let response = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let hook = FakeServer::http(Reply::Trickle {
+        bytes: response.into_bytes(),
+        chunk: 1,
+        pause: Duration::from_millis(300),
+    });
+    let lab = Lab::new(&webhook(
+        "hook",
+        &hook.url("/hook"),
+        "retries = 0\ntimeout = \"2s\"",
+    ));
+    lab.run_at(0.0)
+        .status(1)
+        .finished_within(Duration::from_secs(20))
+        .stderr_is(&format!(
+            "hapwatch: notifier hook: {}: timed out after 2 s (kept in the outbox for the next \
+             runs)\n",
+            hook.url("/hook")
         ));
     assert_eq!(lab.outbox().len(), 1);
 }
