@@ -57,7 +57,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    /// A failure that a later attempt may not meet (timeouts, refused connections, 5xx).
+    /// A failure that a later attempt may get past (timeouts, refused connections, 5xx).
     pub fn transient(message: impl Into<String>) -> Failure {
         Failure {
             message: message.into(),
@@ -114,8 +114,8 @@ pub struct OutboxItem {
     pub next_attempt: f64,
     /// The last failure.
     pub last_error: String,
-    /// Updated by this run (an Alertmanager push merged into a pending one): reported
-    /// like a new item if it cannot go out now. Not saved.
+    /// Updated by this run (its Alertmanager push merged into this pending one): if it
+    /// still waits for its backoff, the run says so. Not saved.
     #[serde(skip)]
     pub refreshed: bool,
 }

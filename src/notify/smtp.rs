@@ -176,8 +176,9 @@ pub(super) fn render(
 /// `timeout` bounds the whole session (connect, TLS, AUTH, the mail), not each read:
 /// lettre only has a per-operation timeout, which a server sending one byte at a time
 /// (or a silent one after DATA) can stretch far beyond it. The session runs on its own
-/// thread, and is abandoned at the deadline (it ends by itself within another `timeout`,
-/// or with the process).
+/// thread, and is abandoned at the deadline: a silent server ends it within another
+/// `timeout` (lettre's per-operation timeout is set too), a trickling one with the
+/// process. Should it still complete, the mail arrives twice at worst (at least once).
 pub(super) fn send(
     cfg: &SmtpConfig,
     mail: &Mail,
