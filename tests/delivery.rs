@@ -642,6 +642,59 @@ fn a_fifo_file_source_times_out() {
         ));
 }
 
+/// `file = "-"` with a standard input that stays open and silent (a stuck producer in a
+/// pipe): the source's `timeout` bounds it.
+#[test]
+fn a_stdin_file_source_that_never_ends_times_out() {
+    use std::process::{Command, Stdio};
+    let lab = Lab::with_source("timeout = \"1s\"", "");
+    std::fs::write(
+        &lab.config,
+        std::fs::read_to_string(&lab.config)
+            .unwrap()
+            .replace("file = \"lb1.csv\"", "file = \"-\""),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hapwatch"))
+        .arg("-c")
+        .arg(&lab.config)
+        .args(["run", "--now", &BASE.to_string()])
+        .env_remove("HAPWATCH_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Held open, nothing written, until the end of the test.
+    let _stdin = child.stdin.take();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("hapwatch did not end within 20 s with a 1 s source timeout (killed)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "hapwatch: source lb1: no complete reply from standard input within 1000ms (timeout)"
+        ),
+        "{stderr}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // The clock stepping back
 // ---------------------------------------------------------------------------------------
