@@ -481,7 +481,7 @@ pub fn run(
                 let notifier = config.notifiers.get(name)?;
                 Some((
                     name.clone(),
-                    notify::render(&config.notifiers, notifier, payload, false),
+                    notify::render(&config.notifiers, notifier, payload, false, now),
                 ))
             })
             .collect();
@@ -498,8 +498,16 @@ pub fn run(
             notify::enqueue(&mut current, planned, now);
             lock.save(&current)?;
         }
-        let delivered =
-            notify::deliver(notifiers, &mut current, config.alerting.outbox_max_age, now);
+        // The run's time budget counts from its start: whatever it spent waiting for the
+        // lock and reading the sources is not left for delivering.
+        let budget = notify::Budget::new(started, config.alerting.run_timeout);
+        let delivered = notify::deliver(
+            notifiers,
+            &mut current,
+            config.alerting.outbox_max_age,
+            now,
+            &budget,
+        );
         for line in delivered.failed.iter().chain(&delivered.expired) {
             log::error(line);
         }

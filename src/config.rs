@@ -77,6 +77,10 @@ pub struct Alerting {
     /// (default 24h).
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub outbox_max_age: Duration,
+    /// How long a run may take, from its start, before it stops delivering: what is not
+    /// sent by then stays in the outbox, and the run ends with exit 1 (default 40s).
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub run_timeout: Duration,
 }
 
 impl Default for Alerting {
@@ -88,6 +92,7 @@ impl Default for Alerting {
             max_notifications_per_run: 20,
             retention: Duration::from_secs(24 * 3600),
             outbox_max_age: Duration::from_secs(24 * 3600),
+            run_timeout: Duration::from_secs(40),
         }
     }
 }
@@ -399,6 +404,12 @@ impl Config {
         }
         let mut state = raw.state;
         state.file = base.join(&state.file);
+        if raw.alerting.run_timeout.is_zero() {
+            return Err(at(
+                0,
+                "[alerting] run_timeout must be more than 0s (e.g. \"40s\")".into(),
+            ));
+        }
         if raw.alerting.max_notifications_per_run == 0 {
             return Err(at(
                 0,

@@ -10,11 +10,41 @@ use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig};
 
 /// Builds a client with one timeout for connecting and for the whole exchange. Non-2xx
 /// statuses are returned, not turned into errors, so callers can quote them.
+///
+/// GET redirects are followed (a stats page behind a redirect still works); ureq never
+/// carries the `Authorization` header over a redirect (`RedirectAuthHeaders::Never`, its
+/// default, set here explicitly), so basic-auth credentials stay with the first origin.
 pub fn agent(
     timeout: Duration,
     ca_file: Option<&Path>,
     insecure: bool,
 ) -> Result<ureq::Agent, String> {
+    Ok(builder(timeout, ca_file, insecure)?
+        .redirect_auth_headers(ureq::config::RedirectAuthHeaders::Never)
+        .build()
+        .into())
+}
+
+/// [`agent`] for notifiers (webhooks, Alertmanager): redirects are **not** followed. A
+/// followed 301/302 would turn the POST into a GET without a body (counted as delivered,
+/// the notification lost) and carry custom headers and the HMAC signature to another
+/// origin; the 3xx is returned instead, for the caller to report as a failure.
+pub fn notifier_agent(
+    timeout: Duration,
+    ca_file: Option<&Path>,
+    insecure: bool,
+) -> Result<ureq::Agent, String> {
+    Ok(builder(timeout, ca_file, insecure)?
+        .max_redirects(0)
+        .build()
+        .into())
+}
+
+fn builder(
+    timeout: Duration,
+    ca_file: Option<&Path>,
+    insecure: bool,
+) -> Result<ureq::config::ConfigBuilder<ureq::typestate::AgentScope>, String> {
     let mut tls = TlsConfig::builder().disable_verification(insecure);
     if let Some(path) = ca_file {
         tls = tls.root_certs(load_roots(path)?);
@@ -24,9 +54,7 @@ pub fn agent(
         .timeout_connect(Some(timeout))
         .http_status_as_error(false)
         .tls_config(tls.build())
-        .user_agent(concat!("hapwatch/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into())
+        .user_agent(concat!("hapwatch/", env!("CARGO_PKG_VERSION"))))
 }
 
 /// The certificates of a PEM bundle, as the only trusted roots.

@@ -211,10 +211,9 @@ fn run_case(config: &Config, case: &Case, base: &Path) -> Result<(), String> {
             .into_iter()
             .map(|(name, payload)| match payload {
                 Payload::Notification(n) => (name, labels_of(&n.firing), labels_of(&n.resolved)),
-                Payload::Alertmanager { alerts } => {
-                    let resolved_at = crate::message::rfc3339(now);
+                Payload::Alertmanager { alerts, .. } => {
                     let (resolved, firing): (Vec<_>, Vec<_>) =
-                        alerts.into_iter().partition(|a| a.ends_at == resolved_at);
+                        alerts.into_iter().partition(|a| a.resolved_at.is_some());
                     (
                         name,
                         firing.into_iter().map(|a| a.labels).collect(),

@@ -4,6 +4,11 @@
 //! fails goes to the outbox (in the same save) and is retried by later runs with backoff
 //! until it succeeds or is older than `outbox_max_age`, which is reported on stderr. A run
 //! killed between sending and saving sends that notification again on the next run.
+//!
+//! A receiver that refuses a delivery for good (HTTP 4xx other than 408 and 429, an SMTP
+//! 5xx reply) gets it once: it is reported and dropped, so that it never blocks the
+//! notifications behind it. Every attempt is bounded by the notifier's `timeout` and by
+//! what is left of the run's `run_timeout`.
 
 use super::{
     alertmanager, smtp, webhook, AmAlert, HttpRequest, Kind, Message, Notifier, Notifiers,
@@ -17,7 +22,7 @@ use crate::rules::RuleSet;
 use crate::state::{State, Status};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What a delivery carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,11 +30,82 @@ use std::time::Duration;
 pub enum Payload {
     /// A grouped notification (mail, webhook).
     Notification(Notification),
-    /// Alerts for Alertmanager's API.
+    /// Alerts for Alertmanager's API: one entry per alert, the latest state of each.
     Alertmanager {
         /// The alerts.
         alerts: Vec<AmAlert>,
+        /// How far after the time it is sent a firing alert's `endsAt` lies (four run
+        /// intervals), in seconds.
+        #[serde(default = "default_ends_ahead")]
+        ends_ahead: f64,
     },
+}
+
+fn default_ends_ahead() -> f64 {
+    240.0
+}
+
+/// Why a delivery failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    /// What went wrong, where (one line).
+    pub message: String,
+    /// The receiver refused it for good (HTTP 4xx other than 408 and 429, an SMTP 5xx
+    /// reply): sending the same thing again cannot succeed.
+    pub permanent: bool,
+}
+
+impl Failure {
+    /// The same failure with every configured secret masked in its message (the peer's
+    /// reply it may quote can echo credentials).
+    pub fn redacted(self) -> Failure {
+        Failure {
+            message: crate::secret::redact(&self.message),
+            ..self
+        }
+    }
+
+    /// A failure that a later attempt may get past (timeouts, refused connections, 5xx).
+    pub fn transient(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            permanent: false,
+        }
+    }
+}
+
+/// What a run may still spend on delivering: `[alerting] run_timeout`, counted from the
+/// start of the run. Each attempt gets the notifier's `timeout` or what is left,
+/// whichever is less; once nothing is left, the rest stays in the outbox.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// When the run's time is up.
+    pub deadline: Instant,
+    /// The configured budget, for messages.
+    pub run_timeout: Duration,
+}
+
+impl Budget {
+    /// The budget of a run that started at `started`.
+    pub fn new(started: Instant, run_timeout: Duration) -> Budget {
+        Budget {
+            deadline: started + run_timeout,
+            run_timeout,
+        }
+    }
+
+    /// The time one attempt may take: `timeout`, or less when the run is nearly out of
+    /// time; `None` once it is.
+    pub fn limit(&self, timeout: Duration) -> Option<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then(|| timeout.min(left))
+    }
+}
+
+/// `3 s`, `0.5 s`: a duration in messages.
+pub fn seconds(d: Duration) -> String {
+    format!("{} s", (d.as_secs_f64() * 1000.0).round() / 1000.0)
 }
 
 /// A delivery that failed, kept in the state file until it succeeds or expires.
@@ -47,6 +123,10 @@ pub struct OutboxItem {
     pub next_attempt: f64,
     /// The last failure.
     pub last_error: String,
+    /// Updated by this run (its Alertmanager push merged into this pending one): if it
+    /// still waits for its backoff, the run says so. Not saved.
+    #[serde(skip)]
+    pub refreshed: bool,
 }
 
 /// What delivery did, for the run's report and exit code.
@@ -54,7 +134,8 @@ pub struct OutboxItem {
 pub struct Delivered {
     /// Deliveries that succeeded (`notifier: subject`).
     pub sent: Vec<String>,
-    /// One line per failed delivery (now in the outbox).
+    /// One line per failed delivery (now in the outbox, or dropped when refused for
+    /// good).
     pub failed: Vec<String>,
     /// One line per outbox item dropped for being older than `outbox_max_age`.
     pub expired: Vec<String>,
@@ -165,31 +246,38 @@ pub fn plan(
                 .silences
                 .iter()
                 .any(|s| s.silences(&alert.labels, now));
-            let ends_at = match alert.status {
-                Status::Firing if !silenced => now + ends_ahead,
-                Status::Resolved if alert.resolved_at == Some(now) && notifier.send_resolved => now,
+            let resolved_at = match alert.status {
+                Status::Firing if !silenced => None,
+                Status::Resolved if alert.resolved_at == Some(now) && notifier.send_resolved => {
+                    Some(now)
+                }
                 _ => continue,
             };
             alerts.push(AmAlert {
                 labels: alert.labels.clone(),
                 annotations: alert.annotations.clone(),
-                starts_at: rfc3339(alert.firing_since.unwrap_or(alert.active_since)),
-                ends_at: rfc3339(ends_at),
+                starts_at: alert.firing_since.unwrap_or(alert.active_since),
+                resolved_at,
             });
         }
         if !alerts.is_empty() {
-            out.push((notifier.name.clone(), Payload::Alertmanager { alerts }));
+            out.push((
+                notifier.name.clone(),
+                Payload::Alertmanager { alerts, ends_ahead },
+            ));
         }
     }
     out
 }
 
-/// Renders `payload` for `notifier`. Without `secrets`, secret values are left out (dry runs).
+/// Renders `payload` for `notifier` as sent at `now`. Without `secrets`, secret values are
+/// left out (dry runs).
 pub fn render(
     notifiers: &Notifiers,
     notifier: &Notifier,
     payload: &Payload,
     secrets: bool,
+    now: f64,
 ) -> Result<Message, String> {
     match (&notifier.kind, payload) {
         (Kind::Smtp(cfg), Payload::Notification(n)) => Ok(Message::Mail(smtp::render(
@@ -210,8 +298,8 @@ pub fn render(
                 crate::message::body(n)
             )
         })),
-        (Kind::Alertmanager(cfg), Payload::Alertmanager { alerts }) => {
-            alertmanager::render(cfg, alerts, secrets).map(Message::Http)
+        (Kind::Alertmanager(cfg), Payload::Alertmanager { alerts, ends_ahead }) => {
+            alertmanager::render(cfg, alerts, *ends_ahead, now, secrets).map(Message::Http)
         }
         _ => Err(format!(
             "notifier {} cannot send this kind of payload",
@@ -220,56 +308,84 @@ pub fn render(
     }
 }
 
-/// Sends `payload` through `notifier`, with its retries.
-pub fn send(notifiers: &Notifiers, notifier: &Notifier, payload: &Payload) -> Result<(), String> {
-    let message = render(notifiers, notifier, payload, true)?;
+/// Sends `payload` through `notifier` at `now`, with its retries, within `budget`. A
+/// permanent refusal is not retried.
+pub fn send(
+    notifiers: &Notifiers,
+    notifier: &Notifier,
+    payload: &Payload,
+    now: f64,
+    budget: &Budget,
+) -> Result<(), Failure> {
+    let message = render(notifiers, notifier, payload, true, now).map_err(Failure::transient)?;
     let mut attempt = 0;
     loop {
+        let Some(limit) = budget.limit(notifier.timeout) else {
+            return Err(out_of_time(budget));
+        };
         let result = match (&message, &notifier.kind) {
-            (Message::Mail(mail), Kind::Smtp(cfg)) => smtp::send(cfg, mail, notifier.timeout),
+            (Message::Mail(mail), Kind::Smtp(cfg)) => smtp::send(cfg, mail, limit),
             (Message::Text(text), Kind::Stdout { .. }) => {
                 use std::io::Write;
                 let mut out = std::io::stdout().lock();
                 out.write_all(text.as_bytes())
                     .and_then(|()| out.flush())
-                    .map_err(|e| format!("cannot write to stdout: {e}"))
+                    .map_err(|e| Failure::transient(format!("cannot write to stdout: {e}")))
             }
-            (Message::Http(request), Kind::Webhook(cfg)) => post(
-                request,
-                notifier.timeout,
-                cfg.ca_file.as_deref(),
-                cfg.insecure,
-            ),
-            (Message::Http(request), Kind::Alertmanager(cfg)) => post(
-                request,
-                notifier.timeout,
-                cfg.ca_file.as_deref(),
-                cfg.insecure,
-            ),
-            _ => Err("message and notifier do not match".into()),
+            (Message::Http(request), Kind::Webhook(cfg)) => {
+                post(request, limit, cfg.ca_file.as_deref(), cfg.insecure)
+            }
+            (Message::Http(request), Kind::Alertmanager(cfg)) => {
+                post(request, limit, cfg.ca_file.as_deref(), cfg.insecure)
+            }
+            _ => Err(Failure::transient("message and notifier do not match")),
         };
         match result {
             Ok(()) => return Ok(()),
             // The error may quote the peer, which may echo credentials: masked before it
             // is printed or stored in the outbox (`last_error`).
-            Err(e) if attempt >= notifier.retries => return Err(crate::secret::redact(&e)),
-            Err(_) => {
+            Err(e) if e.permanent || attempt >= notifier.retries => return Err(e.redacted()),
+            Err(e) => {
                 attempt += 1;
-                std::thread::sleep(Duration::from_millis(500 * u64::from(attempt)));
+                let pause = Duration::from_millis(500 * u64::from(attempt));
+                if budget
+                    .limit(notifier.timeout)
+                    .is_none_or(|left| left <= pause)
+                {
+                    return Err(e.redacted());
+                }
+                std::thread::sleep(pause);
             }
         }
     }
 }
 
-/// Sends an HTTP request to its URLs until one accepts it (2xx).
+fn out_of_time(budget: &Budget) -> Failure {
+    Failure::transient(format!(
+        "not attempted: the run's time budget ([alerting] run_timeout = {}) is spent",
+        seconds(budget.run_timeout)
+    ))
+}
+
+/// Whether an HTTP status is a refusal for good: 4xx except 408 (request timeout) and 429
+/// (too many requests), which say "later".
+fn permanent_status(status: u16) -> bool {
+    (400..500).contains(&status) && status != 408 && status != 429
+}
+
+/// Sends an HTTP request to its URLs until one accepts it (2xx). Redirects are not
+/// followed: a 3xx is a (transient) failure that names its `Location`. The failure is
+/// permanent only when every URL refused for good.
 fn post(
     request: &HttpRequest,
     timeout: Duration,
     ca_file: Option<&std::path::Path>,
     insecure: bool,
-) -> Result<(), String> {
-    let agent = crate::http::agent(timeout, ca_file, insecure)?;
+) -> Result<(), Failure> {
+    let agent =
+        crate::http::notifier_agent(timeout, ca_file, insecure).map_err(Failure::transient)?;
     let mut errors = Vec::new();
+    let mut permanent = true;
     for url in &request.urls {
         let mut builder = ureq::http::Request::builder()
             .method(request.method.as_str())
@@ -282,17 +398,37 @@ fn post(
             .map_err(|e| format!("{url}: {e}"))
             .and_then(|req| {
                 agent.run(req).map_err(|e| match e {
-                    ureq::Error::Timeout(_) => format!(
-                        "{url}: no answer within {}s (timeout)",
-                        timeout.as_secs_f64()
-                    ),
+                    ureq::Error::Timeout(_) => {
+                        format!("{url}: timed out after {}", seconds(timeout))
+                    }
+                    ureq::Error::Io(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                        ) =>
+                    {
+                        format!("{url}: timed out after {}", seconds(timeout))
+                    }
                     e => format!("{url}: {e}"),
                 })
             });
         match outcome {
             Ok(response) if response.status().is_success() => return Ok(()),
+            Ok(response) if response.status().is_redirection() => {
+                permanent = false;
+                let location = response
+                    .headers()
+                    .get("location")
+                    .map(|l| crate::http::excerpt(l.as_bytes(), 200))
+                    .unwrap_or_else(|| "nowhere (no Location header)".into());
+                errors.push(format!(
+                    "HTTP {} from {url}: redirects to {location}, which hapwatch does not follow for notifications (set the notifier's url to the final address)",
+                    response.status().as_u16()
+                ));
+            }
             Ok(mut response) => {
                 let status = response.status().as_u16();
+                permanent &= permanent_status(status);
                 let body = response
                     .body_mut()
                     .with_config()
@@ -304,44 +440,106 @@ fn post(
                     crate::http::excerpt(&body, 200)
                 ));
             }
-            Err(e) => errors.push(e),
+            Err(e) => {
+                permanent = false;
+                errors.push(e);
+            }
         }
     }
-    Err(errors.join("; "))
+    Err(Failure {
+        message: errors.join("; "),
+        permanent: permanent && !errors.is_empty(),
+    })
 }
 
 /// Queues this run's `planned` deliveries in the outbox. The caller saves the state
 /// before delivering: whatever is sent has been recorded first, so a run killed at any
 /// point neither loses a notification nor sends one for a change it did not record.
+///
+/// An Alertmanager push is merged into the one still pending for that notifier (latest
+/// state of each alert wins, see [`alertmanager::merge`]), so the outbox holds at most one
+/// push per Alertmanager notifier, whatever the length of an outage.
 pub fn enqueue(state: &mut State, planned: Vec<(String, Payload)>, now: f64) {
-    state
-        .outbox
-        .extend(planned.into_iter().map(|(notifier, payload)| OutboxItem {
-            notifier,
-            payload,
-            created_at: now,
-            attempts: 0,
-            next_attempt: now,
-            last_error: String::new(),
-        }));
+    for (notifier, payload) in planned {
+        if let Payload::Alertmanager { alerts, ends_ahead } = payload {
+            let pending: Vec<usize> = (0..state.outbox.len())
+                .filter(|&k| {
+                    state.outbox[k].notifier == notifier
+                        && matches!(state.outbox[k].payload, Payload::Alertmanager { .. })
+                })
+                .collect();
+            if let Some(&first) = pending.first() {
+                // Earlier versions queued one push per run: fold them all into the first.
+                let mut merged = Vec::new();
+                for &k in &pending {
+                    if let Payload::Alertmanager { alerts, .. } = &mut state.outbox[k].payload {
+                        merged = alertmanager::merge(merged, std::mem::take(alerts));
+                    }
+                }
+                let item = &mut state.outbox[first];
+                item.payload = Payload::Alertmanager {
+                    alerts: alertmanager::merge(merged, alerts),
+                    ends_ahead,
+                };
+                item.refreshed = true;
+                for &k in pending[1..].iter().rev() {
+                    state.outbox.remove(k);
+                }
+                continue;
+            }
+            state.outbox.push(new_item(
+                notifier,
+                Payload::Alertmanager { alerts, ends_ahead },
+                now,
+            ));
+        } else {
+            state.outbox.push(new_item(notifier, payload, now));
+        }
+    }
+}
+
+fn new_item(notifier: String, payload: Payload, now: f64) -> OutboxItem {
+    OutboxItem {
+        notifier,
+        payload,
+        created_at: now,
+        attempts: 0,
+        next_attempt: now,
+        last_error: String::new(),
+        refreshed: false,
+    }
 }
 
 /// Delivers the outbox: this run's new items and earlier ones that are due. Failures stay
-/// in the outbox with backoff; items older than `max_age` are dropped and reported.
+/// in the outbox with backoff; refusals for good are reported and dropped; items older
+/// than `max_age` are dropped and reported; once `budget` is spent, what is left stays.
 ///
 /// Each notifier's queue is first in, first out: while an older item waits for its
 /// backoff or fails again, newer ones queue behind it, so that a recovery never arrives
 /// before the problem it resolves. Once a notifier accepts something in a run, everything
-/// queued behind it goes out in the same run.
-pub fn deliver(notifiers: &Notifiers, state: &mut State, max_age: Duration, now: f64) -> Delivered {
+/// queued behind it goes out in the same run. An item refused for good does not hold up
+/// the ones behind it.
+///
+/// A clock that stepped back (an NTP step, a VM restored from a snapshot) leaves items
+/// created "in the future" or due further ahead than the longest backoff: they are due
+/// now, and their age counts from now, so that they are neither stuck nor expired early.
+pub fn deliver(
+    notifiers: &Notifiers,
+    state: &mut State,
+    max_age: Duration,
+    now: f64,
+    budget: &Budget,
+) -> Delivered {
     let max_age = max_age.as_secs_f64();
     let mut done = Delivered::default();
     let mut keep: Vec<OutboxItem> = Vec::new();
     let mut blocked: HashSet<String> = HashSet::new();
     let mut working: HashSet<String> = HashSet::new();
+    let mut out_of_time = 0;
     let queued = std::mem::take(&mut state.outbox);
     for mut item in queued {
         // Never tried, and not queued behind another: planned by this run.
+        let refreshed = std::mem::take(&mut item.refreshed);
         let is_new = item.attempts == 0 && item.last_error.is_empty();
         let Some(notifier) = notifiers.get(&item.notifier) else {
             done.expired.push(format!(
@@ -351,6 +549,12 @@ pub fn deliver(notifiers: &Notifiers, state: &mut State, max_age: Duration, now:
             ));
             continue;
         };
+        if item.created_at > now {
+            item.created_at = now;
+        }
+        if item.next_attempt > now + MAX_BACKOFF {
+            item.next_attempt = now;
+        }
         if now - item.created_at > max_age {
             done.expired.push(format!(
                 "outbox: gave up on a notification for {} after {} attempts since {} (outbox_max_age): {}",
@@ -365,20 +569,46 @@ pub fn deliver(notifiers: &Notifiers, state: &mut State, max_age: Duration, now:
         let waiting =
             blocked.contains(&name) || (item.next_attempt > now && !working.contains(&name));
         if waiting {
-            if is_new {
+            if refreshed && !blocked.contains(&name) {
+                // This run's Alertmanager push, merged into one that waits for its
+                // backoff: say so, keeping the reason it waits.
+                done.failed.push(format!(
+                    "notifier {name}: the pending push (now {}) waits for its next attempt at {} after: {} (kept in the outbox)",
+                    what(&item.payload),
+                    rfc3339(item.next_attempt),
+                    item.last_error
+                ));
+            } else if is_new {
                 item.last_error =
                     "queued behind an earlier notification that is not delivered yet".into();
                 done.failed.push(format!("notifier {name}: queued behind an earlier notification (kept in the outbox for the next runs)"));
-                try_fallback(notifiers, notifier, &item.payload, &mut done);
+                try_fallback(notifiers, notifier, &item.payload, &mut done, now, budget);
             }
             blocked.insert(name);
             keep.push(item);
             continue;
         }
-        match send(notifiers, notifier, &item.payload) {
+        if budget.limit(notifier.timeout).is_none() {
+            out_of_time += 1;
+            blocked.insert(name);
+            keep.push(item);
+            continue;
+        }
+        match send(notifiers, notifier, &item.payload, now, budget) {
             Ok(()) => {
                 working.insert(name.clone());
                 done.sent.push(describe(&name, &item.payload));
+            }
+            Err(e) if e.permanent => {
+                // Sending it again cannot help, and keeping it would hold up every later
+                // notification to this notifier: say so once, and move on.
+                done.failed.push(format!(
+                    "notifier {name}: {e} (refused for good: dropped, not retried: {})",
+                    what(&item.payload)
+                ));
+                if is_new {
+                    try_fallback(notifiers, notifier, &item.payload, &mut done, now, budget);
+                }
             }
             Err(e) => {
                 item.attempts += 1;
@@ -387,18 +617,25 @@ pub fn deliver(notifiers: &Notifiers, state: &mut State, max_age: Duration, now:
                     done.failed.push(format!(
                         "notifier {name}: {e} (kept in the outbox for the next runs)"
                     ));
-                    try_fallback(notifiers, notifier, &item.payload, &mut done);
+                    try_fallback(notifiers, notifier, &item.payload, &mut done, now, budget);
                 } else {
                     done.failed.push(format!(
                         "notifier {name}: {e} (kept in the outbox, attempt {})",
                         item.attempts
                     ));
                 }
-                item.last_error = e;
+                item.last_error = e.message;
                 blocked.insert(name);
                 keep.push(item);
             }
         }
+    }
+    if out_of_time > 0 {
+        done.failed.push(format!(
+            "the run's time budget ([alerting] run_timeout = {}) is spent: {out_of_time} notification{} not attempted, kept in the outbox for the next runs",
+            seconds(budget.run_timeout),
+            if out_of_time == 1 { "" } else { "s" }
+        ));
     }
     state.outbox = keep;
     done
@@ -410,11 +647,13 @@ fn try_fallback(
     notifier: &Notifier,
     payload: &Payload,
     done: &mut Delivered,
+    now: f64,
+    budget: &Budget,
 ) {
     let Some(fallback) = notifier.fallback.as_deref().and_then(|f| notifiers.get(f)) else {
         return;
     };
-    match send(notifiers, fallback, payload) {
+    match send(notifiers, fallback, payload, now, budget) {
         Ok(()) => done.sent.push(describe(&fallback.name, payload)),
         Err(e) => done.failed.push(format!(
             "notifier {} (fallback of {}): {e}",
@@ -423,22 +662,28 @@ fn try_fallback(
     }
 }
 
+/// The longest wait between two attempts, in seconds.
+const MAX_BACKOFF: f64 = 1800.0;
+
 /// Seconds to wait after `attempts` failures: 1 min, 2, 4, … up to 30 min. A per-minute
 /// run retries soon, a long outage is not hammered.
 fn backoff(attempts: u32) -> f64 {
-    (60.0 * 2f64.powi(attempts.saturating_sub(1).min(10) as i32)).min(1800.0)
+    (60.0 * 2f64.powi(attempts.saturating_sub(1).min(10) as i32)).min(MAX_BACKOFF)
 }
 
 fn describe(notifier: &str, payload: &Payload) -> String {
+    format!("{notifier}: {}", what(payload))
+}
+
+/// `[FIRING:2] ServerDown app-main (lb1)`, `3 alerts`.
+fn what(payload: &Payload) -> String {
     match payload {
-        Payload::Notification(n) => format!("{notifier}: {}", crate::message::subject(n)),
-        Payload::Alertmanager { alerts } => {
-            format!(
-                "{notifier}: {} alert{}",
-                alerts.len(),
-                if alerts.len() == 1 { "" } else { "s" }
-            )
-        }
+        Payload::Notification(n) => crate::message::subject(n),
+        Payload::Alertmanager { alerts, .. } => format!(
+            "{} alert{}",
+            alerts.len(),
+            if alerts.len() == 1 { "" } else { "s" }
+        ),
     }
 }
 
@@ -479,9 +724,10 @@ pub fn notify_test(config: &Config, name: &str, now: f64) -> Result<String, Stri
             alerts: vec![AmAlert {
                 labels,
                 annotations,
-                starts_at: rfc3339(now),
-                ends_at: rfc3339(now + 300.0),
+                starts_at: now,
+                resolved_at: None,
             }],
+            ends_ahead: 300.0,
         },
         _ => {
             let fingerprint = crate::alert::Fingerprint::of(&labels).to_string();
@@ -508,6 +754,73 @@ pub fn notify_test(config: &Config, name: &str, now: f64) -> Result<String, Stri
         retries: 0,
         ..notifier.clone()
     };
-    send(&config.notifiers, &single_try, &payload)?;
+    let budget = Budget::new(Instant::now(), config.alerting.run_timeout);
+    send(&config.notifiers, &single_try, &payload, now, &budget).map_err(|e| e.message)?;
     Ok(describe(name, &payload))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An outbox written by an earlier version: one Alertmanager push per run, times as
+    /// RFC 3339 text. It still loads, and the next push folds them all into one.
+    #[test]
+    fn legacy_alertmanager_pushes_load_and_fold_into_one() {
+        let legacy = |at: &str, ends: &str| {
+            format!(
+                r#"{{"notifier":"am","payload":{{"kind":"alertmanager","alerts":[{{"labels":{{"server":"a"}},"annotations":{{}},"startsAt":"{at}","endsAt":"{ends}"}}]}},"created_at":1800000000.0,"attempts":1,"next_attempt":1800000060.0,"last_error":"refused"}}"#
+            )
+        };
+        let items: Vec<OutboxItem> = serde_json::from_str(&format!(
+            "[{},{}]",
+            legacy("2027-01-15T08:00:00.000Z", "2027-01-15T08:04:00.000Z"),
+            legacy("2027-01-15T08:00:00.000Z", "2027-01-15T08:05:00.000Z")
+        ))
+        .unwrap();
+        let mut state = State {
+            outbox: items,
+            ..State::default()
+        };
+        let b = AmAlert {
+            labels: [("server".to_string(), "b".to_string())].into(),
+            annotations: BTreeMap::new(),
+            starts_at: 1_800_000_060.0,
+            resolved_at: None,
+        };
+        enqueue(
+            &mut state,
+            vec![(
+                "am".into(),
+                Payload::Alertmanager {
+                    alerts: vec![b.clone()],
+                    ends_ahead: 240.0,
+                },
+            )],
+            1_800_000_120.0,
+        );
+        assert_eq!(state.outbox.len(), 1);
+        let item = &state.outbox[0];
+        assert_eq!((item.attempts, item.next_attempt), (1, 1_800_000_060.0));
+        let Payload::Alertmanager { alerts, .. } = &item.payload else {
+            panic!("{item:?}")
+        };
+        assert_eq!(alerts.len(), 2);
+        assert_eq!(
+            alerts[0].resolved_at,
+            Some(1_800_000_300.0),
+            "the newer one"
+        );
+        assert_eq!(alerts[1], b);
+    }
+
+    #[test]
+    fn only_4xx_other_than_408_and_429_refuse_for_good() {
+        for status in [400, 401, 403, 404, 410, 413, 422] {
+            assert!(permanent_status(status), "{status}");
+        }
+        for status in [301, 302, 307, 408, 429, 500, 502, 503] {
+            assert!(!permanent_status(status), "{status}");
+        }
+    }
 }

@@ -9,7 +9,8 @@ mod webhook;
 
 pub use alertmanager::{AmAlert, AmConfig};
 pub use deliver::{
-    deliver, enqueue, notify_test, plan, render, Delivered, NotifierTemplates, OutboxItem, Payload,
+    deliver, enqueue, notify_test, plan, render, Budget, Delivered, Failure, NotifierTemplates,
+    OutboxItem, Payload,
 };
 pub use smtp::{SmtpConfig, TlsMode};
 pub use webhook::{WebhookConfig, WebhookFormat};
@@ -24,6 +25,10 @@ use toml::Spanned;
 
 /// Default budget of one delivery attempt.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most `retries` a notifier may have: each retry costs up to its `timeout` plus a pause,
+/// and the run's `run_timeout` bounds them all anyway.
+pub const MAX_RETRIES: u32 = 10;
 
 /// Every configured notifier, the routes, and the notifiers' templates.
 #[derive(Debug, Default)]
@@ -77,7 +82,7 @@ pub struct Notifier {
     pub fallback: Option<String>,
     /// Budget of one attempt.
     pub timeout: Duration,
-    /// Extra attempts within a run after a failure (default 1).
+    /// Extra attempts within a run after a failure (default 1, at most [`MAX_RETRIES`]).
     pub retries: u32,
 }
 
@@ -373,6 +378,11 @@ impl RawNotifier {
             if let Some(source) = source {
                 templates.add(name, which, source)?;
             }
+        }
+        if let Some(retries) = self.retries.filter(|&r| r > MAX_RETRIES) {
+            return Err(format!(
+                "retries = {retries}: at most {MAX_RETRIES} (retries within one run; later runs retry from the outbox)"
+            ));
         }
         let insecure = self.insecure.unwrap_or(false);
         let kind = match self.kind.as_str() {

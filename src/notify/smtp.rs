@@ -1,7 +1,7 @@
 //! Mail with lettre: STARTTLS (default), implicit TLS or plain; AUTH only over TLS unless
 //! explicitly allowed.
 
-use super::{Notifier, RawNotifier};
+use super::{Failure, Notifier, RawNotifier};
 use crate::engine::Notification;
 use crate::secret::SecretRef;
 use lettre::message::header::{Header, HeaderName, HeaderValue};
@@ -172,11 +172,19 @@ pub(super) fn render(
 }
 
 /// Sends `mail`; the error quotes the server's reply (code and text) when there is one.
+///
+/// `timeout` bounds the whole session (connect, TLS, AUTH, the mail), not each read:
+/// lettre only has a per-operation timeout, which a server sending one byte at a time
+/// (or a silent one after DATA) can stretch far beyond it. The session runs on its own
+/// thread, and is abandoned at the deadline: a silent server ends it within another
+/// `timeout` (lettre's per-operation timeout is set too), a trickling one with the
+/// process. Should it still complete, the mail arrives twice at worst (at least once).
 pub(super) fn send(
     cfg: &SmtpConfig,
     mail: &Mail,
     timeout: std::time::Duration,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
+    let fail = Failure::transient;
     let mut builder = Message::builder()
         .from(cfg.from.clone())
         .subject(mail.subject.clone())
@@ -193,7 +201,7 @@ pub(super) fn send(
     }
     let message = builder
         .body(mail.body.clone())
-        .map_err(|e| format!("cannot build the message: {e}"))?;
+        .map_err(|e| fail(format!("cannot build the message: {e}")))?;
     let tls = match cfg.tls {
         TlsMode::None => Tls::None,
         mode => {
@@ -201,14 +209,14 @@ pub(super) fn send(
                 .dangerous_accept_invalid_certs(cfg.insecure);
             if let Some(path) = &cfg.ca_file {
                 let pem = std::fs::read(path)
-                    .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+                    .map_err(|e| fail(format!("cannot read ca_file {}: {e}", path.display())))?;
                 let cert = Certificate::from_pem(&pem)
-                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                    .map_err(|e| fail(format!("ca_file {}: {e}", path.display())))?;
                 params = params.add_root_certificate(cert);
             }
             let params = params
                 .build_rustls()
-                .map_err(|e| format!("TLS set-up: {e}"))?;
+                .map_err(|e| fail(format!("TLS set-up: {e}")))?;
             if mode == TlsMode::Tls {
                 Tls::Wrapper(params)
             } else {
@@ -221,17 +229,54 @@ pub(super) fn send(
         .tls(tls)
         .timeout(Some(timeout));
     if let (Some(user), Some(password)) = (&cfg.username, &cfg.password) {
-        let password = password.resolve().map_err(|e| e.to_string())?;
+        let password = password.resolve().map_err(|e| fail(e.to_string()))?;
         transport = transport.credentials(Credentials::new(
             user.clone(),
             password.expose().to_string(),
         ));
     }
-    transport
-        .build()
-        .send(&message)
-        .map(|_| ())
-        .map_err(|e| describe(&e, &cfg.host, cfg.port))
+    let transport = transport.build();
+    let timed_out = || {
+        fail(format!(
+            "SMTP {}:{}: timed out after {} (the whole session: connect, TLS, AUTH and the mail)",
+            cfg.host,
+            cfg.port,
+            super::deliver::seconds(timeout)
+        ))
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("smtp".into())
+        .spawn(move || {
+            let _ = tx.send(transport.send(&message));
+        })
+        .map_err(|e| fail(format!("cannot start the SMTP session: {e}")))?;
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(_)) => Ok(()),
+        // lettre's own per-read timeout fired (EAGAIN or ETIMEDOUT): the same deadline.
+        Ok(Err(e)) if is_timeout(&e) => Err(timed_out()),
+        Ok(Err(e)) => Err(Failure {
+            message: describe(&e, &cfg.host, cfg.port),
+            // A 5xx reply refuses for good; a 4xx one says "later".
+            permanent: e.is_permanent(),
+        }),
+        Err(_) => Err(timed_out()),
+    }
+}
+
+/// Whether an SMTP error is a socket timeout (a read or write that waited too long).
+fn is_timeout(err: &lettre::transport::smtp::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(inner) = source {
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            );
+        }
+        source = inner.source();
+    }
+    false
 }
 
 fn describe(err: &lettre::transport::smtp::Error, host: &str, port: u16) -> String {

@@ -3,9 +3,40 @@
 use super::{split_reply, RawReply, SourceError, MAX_REPLY_BYTES};
 use std::io::Read;
 use std::path::Path;
+use std::time::Duration;
+
+/// Reads a capture of `show stat`, or of `show info;show stat`, from `path` or stdin,
+/// within `timeout`. A regular file is read at once; standard input, a FIFO or a device
+/// can block for ever (opening a FIFO waits for a writer), so they are opened and read
+/// on a thread that is abandoned at the deadline (it ends with the process).
+pub(super) fn read_within(path: Option<&Path>, timeout: Duration) -> Result<RawReply, SourceError> {
+    if path.is_some_and(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file())) {
+        return read(path);
+    }
+    let owned = path.map(Path::to_path_buf);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("file source".into())
+        .spawn(move || {
+            let _ = tx.send(read(owned.as_deref()));
+        });
+    let target = || path.map_or("standard input".into(), |p| p.display().to_string());
+    if let Err(source) = spawned {
+        return Err(SourceError::Io {
+            target: target(),
+            source,
+        });
+    }
+    rx.recv_timeout(timeout).unwrap_or_else(|_| {
+        Err(SourceError::Timeout {
+            target: target(),
+            timeout,
+        })
+    })
+}
 
 /// Reads a capture of `show stat`, or of `show info;show stat`, from `path` or stdin.
-pub(super) fn read(path: Option<&Path>) -> Result<RawReply, SourceError> {
+fn read(path: Option<&Path>) -> Result<RawReply, SourceError> {
     let target = path.map_or("standard input".into(), |p| p.display().to_string());
     let io_err = |source| SourceError::Io {
         target: target.clone(),

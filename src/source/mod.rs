@@ -163,8 +163,14 @@ pub fn fetch_types(
         Endpoint::Socket(path) => return runtime::query_unix(path, source.timeout, types, sink),
         Endpoint::Tcp(addr) => return runtime::query_tcp(addr, source.timeout, types, sink),
         Endpoint::Http(http) => (http.url.clone(), http::fetch(http, source.timeout)?),
-        Endpoint::File(path) => (path.display().to_string(), file::read(Some(path))?),
-        Endpoint::Stdin => ("standard input".to_string(), file::read(None)?),
+        Endpoint::File(path) => (
+            path.display().to_string(),
+            file::read_within(Some(path), source.timeout)?,
+        ),
+        Endpoint::Stdin => (
+            "standard input".to_string(),
+            file::read_within(None, source.timeout)?,
+        ),
     };
     let stats = Stats::parse_keeping(raw.stat, sink.columns())
         .map_err(|source| SourceError::Parse { target, source })?;
