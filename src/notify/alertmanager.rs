@@ -244,6 +244,9 @@ mod tests {
     fn times_are_computed_at_send_time_and_never_after_now() {
         let cfg = AmConfig {
             urls: vec!["http://127.0.0.1:9".into()],
+            username: None,
+            password: None,
+            bearer_token: None,
             ca_file: None,
             insecure: false,
         };
@@ -254,7 +257,7 @@ mod tests {
             alert("a", now + day, None),
             alert("b", now + day, Some(now + day + 60.0)),
         ];
-        let request = render(&cfg, &alerts, 240.0, now).unwrap();
+        let request = render(&cfg, &alerts, 240.0, now, true).unwrap();
         let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
         assert_eq!(body[0]["startsAt"], rfc3339(now));
         assert_eq!(body[0]["endsAt"], rfc3339(now + 240.0));
