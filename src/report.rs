@@ -432,6 +432,24 @@ pub fn state(out: &mut impl Write, state: &crate::state::State, now: f64) -> io:
         }
         write_aligned(out, &lines, 0)?;
     }
+    if !state.refused.is_empty() {
+        writeln!(
+            out,
+            "\nrefused for good (dropped, not retried; the last {}):",
+            state.refused.len()
+        )?;
+        let mut lines: Vec<[String; 4]> =
+            vec![["NOTIFIER", "WHEN", "WHAT", "ANSWER"].map(String::from)];
+        for r in &state.refused {
+            lines.push([
+                r.notifier.clone(),
+                crate::message::format_time(r.at),
+                crate::message::one_line(&r.what),
+                crate::message::one_line(&r.error),
+            ]);
+        }
+        write_aligned(out, &lines, 0)?;
+    }
     if state.outbox.is_empty() {
         return Ok(());
     }

@@ -60,6 +60,26 @@ pub struct State {
     /// Deliveries that failed, retried by later runs.
     #[serde(default)]
     pub outbox: Vec<crate::notify::OutboxItem>,
+    /// The last notifications a receiver refused for good (dropped, not retried), newest
+    /// last, at most [`REFUSED_KEPT`]: `state show` lists them after the run's stderr line.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<Refused>,
+}
+
+/// How many refused notifications the state remembers.
+pub const REFUSED_KEPT: usize = 20;
+
+/// A notification a receiver refused for good.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refused {
+    /// Notifier name.
+    pub notifier: String,
+    /// Unix time of the refusal.
+    pub at: f64,
+    /// What it was (`[FIRING:2] ServerDown app-main (lb1)`).
+    pub what: String,
+    /// The receiver's answer (secrets masked).
+    pub error: String,
 }
 
 fn first_id() -> u64 {
@@ -852,6 +872,7 @@ fn salvage(bytes: &[u8]) -> Option<(State, Vec<String>)> {
     state.samples = map(top.remove("samples"), "samples", &mut lost);
     state.silences = list(top.remove("silences"), "silences", &mut lost);
     state.outbox = list(top.remove("outbox"), "outbox", &mut lost);
+    state.refused = list(top.remove("refused"), "refused", &mut lost);
     let highest_silence = state
         .silences
         .iter()

@@ -147,13 +147,14 @@ fn a_redirect_is_a_failure_naming_the_location_and_nothing_reaches_the_other_ori
         webhook(
             "hook",
             &hook.url_for("/hook"),
-            "retries = 0\nsecret = \"env:HAPW_HOOK_KEY\"\nheaders = { X-Team = \"blue-7\" }"
+            "retries = 0\nsecret = \"env:HAPW_HOOK_KEY\"\nheaders = { X-Team = \"env:HAPW_TEAM\" }"
         ),
         am.url()
     ));
     let out = lab
         .hapwatch()
         .env("HAPW_HOOK_KEY", "k-2f9a")
+        .env("HAPW_TEAM", "blue-7")
         .args(["run", "--now", &BASE.to_string()])
         .run();
     out.status(1)
@@ -251,13 +252,28 @@ fn a_permanent_refusal_is_reported_once_and_does_not_block_later_notifications()
     let outbox = lab.outbox();
     assert_eq!(outbox.len(), 1, "{outbox:?}");
     assert_eq!(outbox[0]["notifier"], "busy");
+    // Remembered for `state show`, not only said once on stderr.
+    let state: Value = serde_json::from_str(&lab.state_text()).unwrap();
+    assert_eq!(state["refused"][0]["notifier"], "gone");
+    assert_eq!(state["refused"][0]["what"], SUBJECT_FIRING);
+    lab.hapwatch()
+        .args(["state", "show"])
+        .run()
+        .success()
+        .stdout_contains("refused for good (dropped, not retried; the last 1):")
+        .stdout_contains(&format!(
+            "HTTP 404 from {}: no such hook",
+            gone.url_for("/hook")
+        ));
 
     // web3 recovers: `gone` gets the recovery at once; `busy` keeps it behind the problem.
     lab.capture(WEB3_BACK);
-    lab.run_at(30.0).status(1).stderr_is(
-        "hapwatch: notifier busy: queued behind an earlier notification (kept in the outbox \
+    lab.run_at(30.0).status(1).stderr_is(&format!(
+        "hapwatch: notifier busy: [RESOLVED:1] ServerDown app-main (lb1) queued behind \
+         {SUBJECT_FIRING} (queued 30s ago: HTTP 429 from {}: slow down) (kept in the outbox \
          for the next runs)\n",
-    );
+        busy.url_for("/hook")
+    ));
     let to_gone = gone.requests();
     assert_eq!(to_gone.len(), 2);
     assert_eq!(to_gone[1].json()["status"], "resolved");

@@ -21,7 +21,7 @@ use crate::rules::template::Templates;
 use crate::rules::RuleSet;
 use crate::state::{State, Status};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// What a delivery carries.
@@ -534,6 +534,9 @@ pub fn deliver(
     let mut done = Delivered::default();
     let mut keep: Vec<OutboxItem> = Vec::new();
     let mut blocked: HashSet<String> = HashSet::new();
+    // For each blocked notifier, the item at the head of its queue, as `what (queued 5m ago:
+    // last error)`, so that what queues behind it can name it.
+    let mut blockers: HashMap<String, String> = HashMap::new();
     let mut working: HashSet<String> = HashSet::new();
     let mut out_of_time = 0;
     let queued = std::mem::take(&mut state.outbox);
@@ -579,11 +582,20 @@ pub fn deliver(
                     item.last_error
                 ));
             } else if is_new {
-                item.last_error =
-                    "queued behind an earlier notification that is not delivered yet".into();
-                done.failed.push(format!("notifier {name}: queued behind an earlier notification (kept in the outbox for the next runs)"));
+                let ahead = blockers
+                    .get(&name)
+                    .cloned()
+                    .unwrap_or_else(|| describe_blocker(&item, now));
+                item.last_error = format!("queued behind {ahead}");
+                done.failed.push(format!(
+                    "notifier {name}: {} queued behind {ahead} (kept in the outbox for the next runs)",
+                    what(&item.payload)
+                ));
                 try_fallback(notifiers, notifier, &item.payload, &mut done, now, budget);
             }
+            blockers
+                .entry(name.clone())
+                .or_insert_with(|| describe_blocker(&item, now));
             blocked.insert(name);
             keep.push(item);
             continue;
@@ -601,11 +613,23 @@ pub fn deliver(
             }
             Err(e) if e.permanent => {
                 // Sending it again cannot help, and keeping it would hold up every later
-                // notification to this notifier: say so once, and move on.
+                // notification to this notifier: say so once, remember it for `state
+                // show`, and move on.
                 done.failed.push(format!(
                     "notifier {name}: {e} (refused for good: dropped, not retried: {})",
                     what(&item.payload)
                 ));
+                state.refused.push(crate::state::Refused {
+                    notifier: name.clone(),
+                    at: now,
+                    what: what(&item.payload),
+                    error: e.message.clone(),
+                });
+                let excess = state
+                    .refused
+                    .len()
+                    .saturating_sub(crate::state::REFUSED_KEPT);
+                state.refused.drain(..excess);
                 if is_new {
                     try_fallback(notifiers, notifier, &item.payload, &mut done, now, budget);
                 }
@@ -625,6 +649,9 @@ pub fn deliver(
                     ));
                 }
                 item.last_error = e.message;
+                blockers
+                    .entry(name.clone())
+                    .or_insert_with(|| describe_blocker(&item, now));
                 blocked.insert(name);
                 keep.push(item);
             }
@@ -639,6 +666,21 @@ pub fn deliver(
     }
     state.outbox = keep;
     done
+}
+
+/// `[FIRING:1] ServerDown app-main (lb1) (queued 5m ago: HTTP 500 …)`: the item at the
+/// head of a notifier's queue, for the ones that wait behind it.
+fn describe_blocker(item: &OutboxItem, now: f64) -> String {
+    let age = crate::duration::format_secs((now - item.created_at).max(0.0) as u64);
+    if item.last_error.is_empty() {
+        format!("{} (queued {age} ago)", what(&item.payload))
+    } else {
+        format!(
+            "{} (queued {age} ago: {})",
+            what(&item.payload),
+            crate::message::one_line(&item.last_error)
+        )
+    }
 }
 
 /// Sends a notification `notifier` could not deliver now through its fallback, once.
