@@ -306,7 +306,7 @@ impl Config {
             if let Endpoint::Http(http) = &endpoint {
                 if crate::secret::url_has_userinfo(&http.url) && !private {
                     return Err(at(
-                        offset,
+                        key_offset(text, offset, "url").unwrap_or(offset),
                         format!(
                             "source {name:?}: a url with a user name or password in it (`user:password@`) in a config \
                              that group or others can read; use username with password_file or password = \"env:NAME\", \
@@ -317,7 +317,7 @@ impl Config {
                 }
                 if matches!(http.password, Some(SecretRef::Inline(_))) && !private {
                     return Err(at(
-                        offset,
+                        key_offset(text, offset, "password").unwrap_or(offset),
                         format!(
                             "source {name:?}: an inline password in a config that group or others can read; \
                              use password_file or password = \"env:NAME\", or `chmod 600 {}`",
@@ -630,6 +630,29 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
     (line, column)
+}
+
+/// Where `key = …` is written in the table that starts at `table` (a `[[source]]` line):
+/// an error about one key points at its line, not at the table's. `None` if it is written
+/// in another form (an inline table, a dotted key), where the table's line is the best guess.
+fn key_offset(text: &str, table: usize, key: &str) -> Option<usize> {
+    let mut at = table;
+    let mut lines = text[table..].split_inclusive('\n');
+    // The table's own header line.
+    at += lines.next()?.len();
+    for line in lines {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            return None;
+        }
+        if let Some(rest) = trimmed.strip_prefix(key) {
+            if rest.trim_start().starts_with('=') {
+                return Some(at + (line.len() - trimmed.len()));
+            }
+        }
+        at += line.len();
+    }
+    None
 }
 
 #[cfg(unix)]

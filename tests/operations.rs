@@ -148,6 +148,11 @@ fn an_inline_secret_needs_a_private_config() {
         .arg("check")
         .run();
     out.status(2).stderr_contains("an inline password in a config that group or others can read; use password_file or password = \"env:NAME\", or `chmod 600 ");
+    // It points at the password's line, not the [[source]] line.
+    out.stderr_contains(&format!(
+        "{}:5:1: source \"s\": an inline password",
+        out.config_display()
+    ));
     assert!(!out.stderr.contains("INLINE-S3CRET"));
     Hapwatch::new()
         .config_text(text)
