@@ -447,6 +447,37 @@ fn a_stats_page_answering_500_is_reported_with_its_status_and_body() {
         ));
 }
 
+/// `https://` on a plain-HTTP stats page: rustls reads the HTTP answer as a TLS record,
+/// whose own error says nothing to an operator.
+#[test]
+fn https_on_a_plain_http_page_says_the_server_does_not_speak_tls() {
+    // A plain HTTP server (as HAProxy's stats listener) answers the TLS hello with a 400.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut hello = [0u8; 512];
+        let _ = conn.read(&mut hello);
+        let _ = conn.write_all(
+            b"HTTP/1.1 400 Bad request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        );
+    });
+    Hapwatch::new()
+        .config_text(config_toml(&[Source::new("web")
+            .set("url", format!("https://{addr}/stats"))
+            .set("timeout", "5s")]))
+        .arg("show")
+        .run()
+        .status(1)
+        .stderr_line_count(1)
+        .stderr_contains("hapwatch: source web: ")
+        .stderr_contains(
+            "the server does not speak TLS here (is it http:// rather than https://?)",
+        );
+    server.join().unwrap();
+}
+
 #[test]
 fn a_real_haproxy_401_is_an_authentication_failure_and_credentials_were_sent() {
     let fake = FakeServer::http(Reply::Bytes(fixture_bytes(

@@ -409,7 +409,7 @@ fn post(
                     {
                         format!("{url}: timed out after {}", seconds(timeout))
                     }
-                    e => format!("{url}: {e}"),
+                    e => format!("{url}: {}", crate::http::describe_error(&e)),
                 })
             });
         match outcome {
