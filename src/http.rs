@@ -126,6 +126,19 @@ fn whole_chars(bytes: &[u8]) -> &[u8] {
     bytes
 }
 
+/// A transport error as text, with what to do when its cause is a common mistake: an
+/// `https://` URL pointing at a plain-HTTP port makes rustls read HTTP text as a TLS record
+/// (`received corrupt message of type InvalidContentType`), which says nothing to an
+/// operator.
+pub fn describe_error(err: &ureq::Error) -> String {
+    let text = err.to_string();
+    if text.contains("InvalidContentType") || text.contains("corrupt message") {
+        format!("{text}: the server does not speak TLS here (is it http:// rather than https://?)")
+    } else {
+        text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::excerpt;
@@ -153,18 +166,5 @@ mod tests {
             excerpt(b"Service unavailable: caf\xe9 closed", 200),
             "Service unavailable: caf\u{fffd} closed"
         );
-    }
-}
-
-/// A transport error as text, with what to do when its cause is a common mistake: an
-/// `https://` URL pointing at a plain-HTTP port makes rustls read HTTP text as a TLS record
-/// (`received corrupt message of type InvalidContentType`), which says nothing to an
-/// operator.
-pub fn describe_error(err: &ureq::Error) -> String {
-    let text = err.to_string();
-    if text.contains("InvalidContentType") || text.contains("corrupt message") {
-        format!("{text}: the server does not speak TLS here (is it http:// rather than https://?)")
-    } else {
-        text
     }
 }
