@@ -108,35 +108,22 @@ fn init_writes_a_working_config_and_never_overwrites_without_force() {
 /// The shipped unit's DynamicUser is not root: a config it cannot read says what to do.
 #[test]
 fn an_unreadable_config_says_how_to_fix_it() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        // Root reads any file: run the check as nobody.
-        let run = Hapwatch::new();
-        let config = run.dir().join("hapwatch.toml");
-        std::fs::write(&config, "[[source]]\nname = \"a\"\nfile = \"x.csv\"\n").unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(run.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let Some(setpriv) = common::find_program("setpriv") else {
-            eprintln!("SKIPPED: setpriv not found");
-            return;
-        };
-        let out = std::process::Command::new(setpriv)
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_hapwatch"))
-            .args(["-c", config.to_str().unwrap(), "check"])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{stderr}");
-        assert!(stderr.contains("Permission denied"), "{stderr}");
-        assert!(
-            stderr.contains("this user cannot read it: make it readable, e.g. `chmod 644`"),
-            "{stderr}"
-        );
-    } else {
-        eprintln!("SKIPPED: needs root to run as another user");
-    }
+    let run = Hapwatch::new();
+    let config = run.dir().join("hapwatch.toml");
+    std::fs::write(&config, "[[source]]\nname = \"a\"\nfile = \"x.csv\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(run.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let Some(out) = common::run_as_nobody(&["-c", config.to_str().unwrap(), "check"]) else {
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    assert!(
+        stderr.contains("this user cannot read it: make it readable, e.g. `chmod 644`"),
+        "{stderr}"
+    );
 }
 
 #[test]

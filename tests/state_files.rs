@@ -432,32 +432,25 @@ fn check_connect_reports_a_state_the_run_could_not_use() {
         names(&s.path("state")) == ["state.json"],
         "check changes nothing"
     );
-    if is_root() {
-        // The unit's DynamicUser or a cron user that cannot write the directory.
-        std::fs::remove_file(s.state()).unwrap();
-        for dir in [s.dir.path(), &s.path("state")] {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        std::fs::set_permissions(&s.config, std::fs::Permissions::from_mode(0o644)).unwrap();
-        std::fs::set_permissions(s.path("lb1.csv"), std::fs::Permissions::from_mode(0o644))
-            .unwrap();
-        let Some(setpriv) = common::find_program("setpriv") else {
-            eprintln!("SKIPPED: setpriv not found");
-            return;
-        };
-        let out = std::process::Command::new(setpriv)
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_hapwatch"))
-            .args(["-c", s.config.to_str().unwrap(), "check", "--connect"])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{stderr}");
-        assert!(
-            stderr.contains("this user (uid 65534) cannot write to"),
-            "{stderr}"
-        );
+    // The unit's DynamicUser or a cron user that cannot write the directory.
+    std::fs::remove_file(s.state()).unwrap();
+    for dir in [s.dir.path(), &s.path("state")] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
+    for file in [&s.config, &s.path("lb1.csv")] {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let Some(out) =
+        common::run_as_nobody(&["-c", s.config.to_str().unwrap(), "check", "--connect"])
+    else {
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("this user (uid 65534) cannot write to"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -119,6 +119,32 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
         .find(|candidate| is_executable(candidate))
 }
 
+/// Runs the hapwatch binary with `args` as user and group 65534 (nobody), as the systemd
+/// unit's DynamicUser or a cron user would: `None` (and a `SKIPPED` line) unless this test
+/// runs as root with `setpriv` (util-linux) at hand.
+pub fn run_as_nobody(args: &[&str]) -> Option<std::process::Output> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "SKIPPED: {}: needs root to run as another user",
+            test_name()
+        );
+        return None;
+    }
+    if !require("setpriv") {
+        return None;
+    }
+    let setpriv = find_program("setpriv")?;
+    Some(
+        Command::new(setpriv)
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_hapwatch"))
+            .args(args)
+            .output()
+            .expect("cannot run setpriv"),
+    )
+}
+
 fn env_suffix(name: &str) -> String {
     name.to_ascii_uppercase().replace(['-', '.'], "_")
 }
