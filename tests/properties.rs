@@ -1792,6 +1792,53 @@ fn a_deeply_nested_expression_is_a_config_error_not_a_stack_overflow() {
     }
 }
 
+/// A long flat chain of operators builds a tree as deep as the chain is long: 11,000 `or`
+/// passed `check` and then aborted `run` with a stack overflow (exit 134) while evaluating,
+/// and 100,000 `+` aborted `check` itself (dropping the tree). Both are now config errors
+/// at the first operator past the limit; a chain at the limit checks and runs.
+#[test]
+fn a_long_operator_chain_is_a_config_error_not_a_stack_overflow() {
+    let capture = common::fixture("haproxy-2.6/backend-down.csv");
+    let config = |when: &str| {
+        format!(
+            "[[source]]\nname = \"lb1\"\nfile = {:?}\n\n[[rule]]\nname = \"Long\"\nwhen = '{when}'\n",
+            capture.display().to_string()
+        )
+    };
+    let ors = |n: usize| vec!["scur > 100000"; n].join(" or ");
+    let pluses = |n: usize| format!("{}1 > 0", "scur + ".repeat(n));
+    // The error points at the first operator past the limit; the expression starts in
+    // column 9 (after `when = '`). In the `or` chain the operators alternate `>`, `or`, so
+    // the 501st is the `>` of the 251st comparison; in the `+` chain it is the 501st `+`.
+    let max = expr::MAX_OPERATORS;
+    for (when, column) in [
+        (ors(11_000), 9 + max / 2 * "scur > 100000 or ".len() + "scur ".len()),
+        (pluses(100_000), 9 + max * "scur + ".len() + "scur ".len()),
+    ] {
+        for command in [&["check"][..], &["run", "--dry-run"]] {
+            let out = common::Hapwatch::new()
+                .config_text(config(&when))
+                .args(command)
+                .run();
+            out.status(2).stdout_empty().stderr_line_count(1);
+            let want = format!(
+                "hapwatch: {}:7:{column}: rule \"Long\": when: expression too long (more than {max} operators)",
+                out.config_display(),
+            );
+            assert!(out.stderr.starts_with(&want), "wanted {want:?}\n{out:?}");
+        }
+    }
+    // Within the limit: 250 comparisons joined by 249 `or` are 499 operators; 499 `+` and
+    // one `>` are exactly the limit.
+    for when in [ors(max / 2), pluses(max - 1)] {
+        common::Hapwatch::new()
+            .config_text(config(&when))
+            .args(["run", "--dry-run"])
+            .run()
+            .success();
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // The incremental parser (runtime API replies are parsed as they arrive)
 // ---------------------------------------------------------------------------------------
