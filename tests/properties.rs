@@ -1659,6 +1659,39 @@ fn a_runaway_template_loop_runs_out_of_fuel() {
     }
 }
 
+/// minijinja repeats a list lazily (fuel is charged when it is iterated) and charges a
+/// printed value only after writing all of it: `{{ [1] * 100000000 }}` took 9 s and
+/// 300 MB per row (release build) before "ran out of fuel", so four rows stalled a dry run
+/// for 37 s. A printed value that cannot fit the output cap is now refused before it is
+/// written, also inside `{% set %}` blocks and nested in lists and maps.
+#[test]
+fn a_huge_repeated_list_in_a_template_cannot_stall_a_run() {
+    let capture = common::fixture("haproxy-2.6/backend-down.csv");
+    for summary in [
+        "{{ [1] * 100000000 }}",
+        "{% set x %}{{ [1] * 100000000 }}{% endset %}{{ x }}",
+        "{{ [[1] * 100000000] }}",
+        "{{ {'a': [1] * 100000000} }}",
+        "{{ 'x' * 2000000 }}",
+    ] {
+        let config = format!(
+            "[[source]]\nname = \"lb1\"\nfile = {:?}\n\n[[rule]]\nname = \"Big\"\n\
+             when = 'state == \"down\"'\nsummary = \"{summary}\"\n",
+            capture.display().to_string()
+        );
+        // The guard (30 s) is the test: before the fix each run took minutes.
+        let out = common::Hapwatch::new()
+            .config_text(config)
+            .args(["run", "--dry-run"])
+            .run();
+        out.status(0).stdout_contains(&format!(
+            "(template Big.summary failed: invalid operation: a printed value is longer than \
+             {} bytes",
+            hapwatch::rules::template::MAX_OUTPUT
+        ));
+    }
+}
+
 #[test]
 fn a_template_cannot_read_a_file() {
     for summary in [
