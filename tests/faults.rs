@@ -338,6 +338,48 @@ fn a_blank_reply_is_reported_as_empty() {
     ));
 }
 
+/// An endless stream of short rows: memory grew to about 5 times the 256 MiB reply cap
+/// (14 times with firing rules) before the cap was reached. The parser now stops at
+/// 200,000 rows, long before.
+#[test]
+fn an_endless_stream_of_rows_stops_at_the_row_limit() {
+    let fake = FakeServer::unix(Reply::Endless {
+        head: b"# pxname,svname,status,\n".to_vec(),
+        body: b"app,web1,DOWN,\n".repeat(1000),
+    });
+    let source = socket_source(&fake).set("timeout", "60s");
+    for command in [&["show"][..], &["run", "--dry-run"]] {
+        let out = Hapwatch::new()
+            .config_text(format!(
+                "{}\n[state]\nfile = \"state.json\"\n",
+                config_toml(std::slice::from_ref(&source))
+            ))
+            .args(command)
+            .run();
+        out.status(1).stderr_contains(&format!(
+            "source fake: {}: line 200002: more than 200000 rows, far more than any HAProxy \
+             dumps; refusing to read more",
+            fake.path().display()
+        ));
+    }
+}
+
+/// Rows of very many empty fields: each one-byte field takes 2 bytes of offset, so the row
+/// index outweighed the text. It is now bounded (256 MiB), reached here after 4,097 rows
+/// (82 MB of text), long before the 256 MiB reply cap.
+#[test]
+fn rows_of_many_empty_fields_stop_at_the_index_limit() {
+    let columns = 20_000;
+    let names: Vec<String> = (0..columns).map(|i| format!("c{i}")).collect();
+    let fake = FakeServer::unix(Reply::Endless {
+        head: format!("# pxname,svname,{},\n", names.join(",")).into_bytes(),
+        body: format!("a,b,{}\n", ",".repeat(columns)).repeat(50).into_bytes(),
+    });
+    show(&socket_source(&fake).set("timeout", "60s"))
+        .status(1)
+        .stderr_contains("MiB (rows of many, mostly empty fields); refusing to read more");
+}
+
 // ---------------------------------------------------------------------------------------
 // Nobody there
 // ---------------------------------------------------------------------------------------
