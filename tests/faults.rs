@@ -678,6 +678,46 @@ fn a_config_error_stops_check_before_any_connection() {
     assert!(fake.requests().is_empty(), "connected despite a bad config");
 }
 
+/// `check` passed a `tcp` port out of range or 0 and a `ca_file` that does not exist; the
+/// runs then failed (exit 1) on every attempt. Now `check` refuses them like any config
+/// error: exit 2, with the file, line and column.
+#[test]
+fn check_refuses_a_bad_tcp_port_and_a_missing_ca_file() {
+    for (key, value, want) in [
+        (
+            "tcp",
+            "127.0.0.1:99999",
+            "tcp = \"127.0.0.1:99999\": \"99999\" is not a TCP port; give one from 1 to 65535",
+        ),
+        (
+            "tcp",
+            "127.0.0.1:0",
+            "tcp = \"127.0.0.1:0\": \"0\" is not a TCP port",
+        ),
+        ("tcp", "[::1]:http", "\"http\" is not a TCP port"),
+        (
+            "url",
+            "https://127.0.0.1:8404/stats",
+            "/no-such-ca.pem: cannot read it: No such file or directory",
+        ),
+    ] {
+        let mut source = Source::new("lb1").set(key, value);
+        if key == "url" {
+            source = source.set("ca_file", "no-such-ca.pem");
+        }
+        let out = Hapwatch::new()
+            .config_text(config_toml(&[source]))
+            .arg("check")
+            .run();
+        out.status(2).stdout_empty().stderr_line_count(1);
+        let prefix = format!("hapwatch: {}:1:1: source \"lb1\": ", out.config_display());
+        assert!(
+            out.stderr.starts_with(&prefix) && out.stderr.contains(want),
+            "wanted {prefix:?} and {want:?}\n{out:?}"
+        );
+    }
+}
+
 #[test]
 fn a_missing_config_file_is_a_usage_error() {
     let run = Hapwatch::new();

@@ -342,6 +342,11 @@ fn every_example_config_loads() {
     assert!(configs.len() >= 6, "{configs:?}");
     for config in configs {
         let out = Hapwatch::new().config_path(&config).arg("check").run();
+        // The CA file of the HTTPS example is on the load balancer, not here (exit 2).
+        if out.stderr.contains("ca_file /etc/hapwatch/internal-ca.pem: cannot read it") {
+            out.status(2);
+            continue;
+        }
         // Their secret files do not exist here (exit 1); the configs themselves are valid.
         assert!(matches!(out.code, Some(0 | 1)), "{config}: {out:?}");
         out.stdout_contains(": ");
