@@ -96,6 +96,46 @@ fn a_complete_reply_over_a_fake_tcp_socket_is_read_in_full() {
     assert_eq!(fake.requests(), [QUERY]);
 }
 
+/// A `show info;show stat` reply or capture with CRLF line ends was `empty reply: no
+/// `show stat` output` (the `\r\n\r\n` after `show info` is not `\n\n`), though a CRLF
+/// CSV alone was read. Both now read exactly like the LF original, from a file and from a
+/// socket whose reply is sent in pieces that split `\r` from `\n`.
+#[test]
+fn crlf_line_ends_are_read_like_lf_from_files_and_sockets() {
+    let lf = fixture_bytes(FULL_REPLY);
+    let crlf = String::from_utf8(lf.clone()).unwrap().replace('\n', "\r\n");
+    let show = |source: Source, files: &[(&str, &str)]| {
+        let mut run = Hapwatch::new();
+        for (name, text) in files {
+            run = run.file(name, text);
+        }
+        let out = run
+            .config_text(config_toml(&[source]))
+            .args(["show", "--format", "json"])
+            .run();
+        out.success().stderr_empty();
+        out.json()
+    };
+    let want = show(
+        Source::new("fake").set("file", "lf.txt"),
+        &[("lf.txt", std::str::from_utf8(&lf).unwrap())],
+    );
+    assert_eq!(json_rows(json_source(&want, "fake")).len(), 14);
+    let from_file = show(
+        Source::new("fake").set("file", "crlf.txt"),
+        &[("crlf.txt", &crlf)],
+    );
+    assert_eq!(from_file, want);
+    // Pieces of 7 bytes: some end between a `\r` and its `\n`.
+    let fake = FakeServer::unix(Reply::Trickle {
+        bytes: crlf.clone().into_bytes(),
+        chunk: 7,
+        pause: Duration::from_micros(50),
+    });
+    let from_socket = show(socket_source(&fake).set("timeout", "20s"), &[]);
+    assert_eq!(from_socket, want);
+}
+
 #[test]
 fn hapwatch_only_ever_sends_the_read_only_query() {
     // Whatever the reply, the bytes sent are exactly one `show info;show stat` line:

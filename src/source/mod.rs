@@ -231,6 +231,7 @@ pub fn fetch_all_into<'a, S: RowSink + Send>(
 /// `runtime` says whether the runtime API framing applies: each block must then end with
 /// an empty line, and a missing one means the reply was cut short.
 fn split_reply(target: &str, reply: Vec<u8>, runtime: bool) -> Result<RawReply, SourceError> {
+    let reply = lf_lines(reply);
     let text_start = reply
         .iter()
         .position(|b| !b.is_ascii_whitespace())
@@ -301,6 +302,56 @@ fn split_reply(target: &str, reply: Vec<u8>, runtime: bool) -> Result<RawReply, 
     Ok(RawReply { info, stat })
 }
 
+/// `bytes` with every CRLF line end turned into LF. A capture saved on Windows, or a reply
+/// that went through a CRLF-translating relay, frames its blocks with `\r\n\r\n`, which
+/// the `\n\n` that ends `show info` and `show stat` must match.
+fn lf_lines(bytes: Vec<u8>) -> Vec<u8> {
+    if memchr::memmem::find(&bytes, b"\r\n").is_none() {
+        return bytes;
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut crlf = Crlf::default();
+    crlf.convert(&bytes, &mut out);
+    crlf.finish(&mut out);
+    out
+}
+
+/// Turns CRLF into LF in a stream that arrives in chunks (a CR at the end of one chunk may
+/// meet its LF in the next); a CR not followed by LF is kept.
+#[derive(Debug, Default)]
+pub(crate) struct Crlf {
+    /// The last chunk ended with a CR, held back.
+    cr: bool,
+}
+
+impl Crlf {
+    /// Whether `chunk` needs converting (else it can be used as is).
+    pub(crate) fn needed(&self, chunk: &[u8]) -> bool {
+        self.cr || memchr::memchr(b'\r', chunk).is_some()
+    }
+
+    /// Appends `chunk` to `out`, converted.
+    pub(crate) fn convert(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        for &byte in chunk {
+            if std::mem::take(&mut self.cr) && byte != b'\n' {
+                out.push(b'\r');
+            }
+            if byte == b'\r' {
+                self.cr = true;
+            } else {
+                out.push(byte);
+            }
+        }
+    }
+
+    /// The CR held back at the end of the stream, if any.
+    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) {
+        if std::mem::take(&mut self.cr) {
+            out.push(b'\r');
+        }
+    }
+}
+
 fn first_line(bytes: &[u8]) -> &[u8] {
     let end = memchr::memchr(b'\n', bytes).unwrap_or(bytes.len());
     &bytes[..end]
@@ -312,6 +363,26 @@ mod tests {
 
     fn split(reply: &str, runtime: bool) -> Result<RawReply, String> {
         split_reply("t", reply.as_bytes().to_vec(), runtime).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn crlf_becomes_lf_across_chunks_and_a_lone_cr_stays() {
+        let text = b"Name: HAProxy\r\n\r\n# pxname,svname,\r\na,b\rc,\r\n\r\n\r";
+        let want = b"Name: HAProxy\n\n# pxname,svname,\na,b\rc,\n\n\r";
+        assert_eq!(lf_lines(text.to_vec()), want);
+        for cut in 0..text.len() {
+            let mut crlf = Crlf::default();
+            let mut out = Vec::new();
+            for part in [&text[..cut], &text[cut..]] {
+                if crlf.needed(part) {
+                    crlf.convert(part, &mut out);
+                } else {
+                    out.extend_from_slice(part);
+                }
+            }
+            crlf.finish(&mut out);
+            assert_eq!(out, want, "cut at {cut}");
+        }
     }
 
     #[test]
