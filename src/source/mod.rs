@@ -6,7 +6,7 @@ mod http;
 mod runtime;
 
 use crate::config::{Endpoint, SourceConfig};
-use crate::stats::{Info, ParseError, Snapshot, Stats, Table, TypeMask};
+use crate::stats::{Info, ParseError, ProxyType, Snapshot, Stats, Table, TypeMask};
 use std::time::{Duration, Instant};
 
 /// Upper bound on a reply, so that a broken peer cannot exhaust memory. A 10,000-backend
@@ -85,6 +85,14 @@ pub enum SourceError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// A dump with its header and not one row. A HAProxy always has a frontend or a
+    /// backend, so this is a broken source (a wrong process, a stats page filtered to
+    /// nothing), and must not resolve every alert of the source.
+    #[error("{target} reported no proxies (the dump has a header and no rows); treating the source as broken, not its alerts as resolved")]
+    NoProxies {
+        /// Socket path, address, URL or file.
+        target: String,
+    },
     /// A secret (password) could not be resolved.
     #[error(transparent)]
     Secret(#[from] crate::secret::SecretError),
@@ -160,19 +168,44 @@ pub fn fetch_types(
 ) -> Result<Snapshot, SourceError> {
     // The runtime API is parsed while it arrives; the others once read.
     let (target, raw) = match &source.endpoint {
-        Endpoint::Socket(path) => return runtime::query_unix(path, source.timeout, types, sink),
-        Endpoint::Tcp(addr) => return runtime::query_tcp(addr, source.timeout, types, sink),
+        Endpoint::Socket(path) => {
+            let snapshot = runtime::query_unix(path, source.timeout, types, sink)?;
+            return some_rows(snapshot, types, || path.display().to_string());
+        }
+        Endpoint::Tcp(addr) => {
+            let snapshot = runtime::query_tcp(addr, source.timeout, types, sink)?;
+            return some_rows(snapshot, types, || addr.clone());
+        }
         Endpoint::Http(http) => (http.url.clone(), http::fetch(http, source.timeout)?),
         Endpoint::File(path) => (path.display().to_string(), file::read(Some(path))?),
         Endpoint::Stdin => ("standard input".to_string(), file::read(None)?),
     };
-    let stats = Stats::parse_keeping(raw.stat, sink.columns())
-        .map_err(|source| SourceError::Parse { target, source })?;
+    let stats = Stats::parse_keeping(raw.stat, sink.columns()).map_err(|source| {
+        SourceError::Parse {
+            target: target.clone(),
+            source,
+        }
+    })?;
     let snapshot = Snapshot {
         info: raw.info.as_deref().map(Info::parse),
         stats,
     };
     sink.rows(snapshot.stats.table(), snapshot.info.as_ref(), true);
+    some_rows(snapshot, TypeMask::ALL, || target)
+}
+
+/// `snapshot`, unless it has no row although rows of `types` were asked for that every
+/// HAProxy has: frontends or backends. (Asked for servers only, a HAProxy without servers
+/// rightly answers with no row.)
+fn some_rows(
+    snapshot: Snapshot,
+    types: TypeMask,
+    target: impl FnOnce() -> String,
+) -> Result<Snapshot, SourceError> {
+    let expected = types.contains(ProxyType::Frontend) || types.contains(ProxyType::Backend);
+    if snapshot.stats.is_empty() && expected {
+        return Err(SourceError::NoProxies { target: target() });
+    }
     Ok(snapshot)
 }
 
