@@ -48,6 +48,25 @@ pub fn load_roots(path: &Path) -> Result<RootCerts, String> {
     Ok(RootCerts::new_with_certs(&certs))
 }
 
+/// `error` (a failed request's message), with what to do when the server's certificate
+/// is a CA certificate: rustls refuses one as a server's own certificate
+/// (`CaUsedAsEndEntity`) even when it is the very certificate given as `ca_file`, and
+/// `openssl req -x509` makes exactly that by default.
+pub fn explain_tls(error: String) -> String {
+    if !error.contains("CaUsedAsEndEntity") {
+        return error;
+    }
+    format!(
+        "{error}: the server's certificate is a CA certificate (basicConstraints CA:TRUE, \
+         which `openssl req -x509` sets by default), and a CA certificate is refused as a \
+         server's own certificate even when it is the ca_file; make the server's certificate \
+         again with `openssl req -x509 -newkey rsa:2048 -nodes -keyout server.key -out \
+         server.pem -days 825 -subj /CN=HOST -addext subjectAltName=DNS:HOST -addext \
+         basicConstraints=critical,CA:FALSE` (IP:ADDRESS for an address) and give server.pem \
+         as ca_file, or sign the server's certificate with a CA of your own and give the CA"
+    )
+}
+
 /// Up to `limit` bytes of a body, as one line of text for an error message.
 pub fn excerpt(body: &[u8], limit: usize) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(limit)]);

@@ -572,6 +572,98 @@ fn a_stats_page_that_never_answers_times_out() {
         .finished_within(HANG_GUARD);
 }
 
+/// `openssl s_server -www` on a loopback port with `cert`/`key`; killed when dropped.
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl TlsServer {
+    fn start(cert: &std::path::Path, key: &std::path::Path) -> TlsServer {
+        let port = common::free_port();
+        let child = std::process::Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("cannot start openssl s_server");
+        common::wait_until(Duration::from_secs(10), "openssl s_server to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
+        TlsServer { child, port }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A self-signed certificate made by `openssl req -x509` is a CA certificate (CA:TRUE),
+/// which rustls refuses as the server's own certificate even when it is the `ca_file`
+/// (curl accepts it). The error used to end at `CaUsedAsEndEntity`; it now says how to
+/// make a certificate that works, and the command it gives does work.
+#[test]
+fn a_self_signed_ca_certificate_as_ca_file_explains_the_fix() {
+    if !common::require("openssl") {
+        return;
+    }
+    let dir = common::temp_dir();
+    let make = |name: &str, extra: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30"])
+            .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+            .args(extra)
+            .arg("-keyout")
+            .arg(dir.path().join(format!("{name}.key")))
+            .arg("-out")
+            .arg(dir.path().join(format!("{name}.pem")))
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("cannot run openssl");
+        assert!(status.success());
+        (
+            dir.path().join(format!("{name}.pem")),
+            dir.path().join(format!("{name}.key")),
+        )
+    };
+    let show = |server: &TlsServer, ca: &std::path::Path| {
+        let source = Source::new("lb1")
+            .set("url", format!("https://127.0.0.1:{}/stats", server.port))
+            .set("ca_file", ca.display().to_string())
+            .set("timeout", "5s");
+        Hapwatch::new()
+            .config_text(config_toml(&[source]))
+            .arg("show")
+            .run()
+    };
+    let (cert, key) = make("default", &[]);
+    let server = TlsServer::start(&cert, &key);
+    show(&server, &cert)
+        .status(1)
+        .stderr_line_count(1)
+        .stderr_contains("CaUsedAsEndEntity)): the server's certificate is a CA certificate")
+        .stderr_contains("-addext basicConstraints=critical,CA:FALSE` (IP:ADDRESS for an address)");
+    drop(server);
+    // The fix the message gives: the TLS handshake passes (`s_server -www` then answers
+    // with an HTML page, which is not a stats page).
+    let (cert, key) = make("fixed", &["-addext", "basicConstraints=critical,CA:FALSE"]);
+    let server = TlsServer::start(&cert, &key);
+    show(&server, &cert)
+        .status(1)
+        .stderr_contains("unexpected reply from https://127.0.0.1:")
+        .stderr_lacks("certificate");
+}
+
 #[test]
 fn an_html_page_instead_of_csv_is_an_unexpected_reply() {
     // A `url` pointing at the HTML stats page of another tool, say.

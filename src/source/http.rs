@@ -73,7 +73,7 @@ fn request_error(url: &str, err: ureq::Error, timeout: Duration) -> SourceError 
         },
         other => SourceError::Connect {
             target: url.to_string(),
-            reason: other.to_string(),
+            reason: crate::http::explain_tls(other.to_string()),
         },
     }
 }
