@@ -413,7 +413,9 @@ fn rows_of_many_empty_fields_stop_at_the_index_limit() {
     let names: Vec<String> = (0..columns).map(|i| format!("c{i}")).collect();
     let fake = FakeServer::unix(Reply::Endless {
         head: format!("# pxname,svname,{},\n", names.join(",")).into_bytes(),
-        body: format!("a,b,{}\n", ",".repeat(columns)).repeat(50).into_bytes(),
+        body: format!("a,b,{}\n", ",".repeat(columns))
+            .repeat(50)
+            .into_bytes(),
     });
     show(&socket_source(&fake).set("timeout", "60s"))
         .status(1)
@@ -592,11 +594,15 @@ impl TlsServer {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("cannot start openssl s_server");
-        common::wait_until(Duration::from_secs(10), "openssl s_server to listen", || {
-            std::net::TcpStream::connect(("127.0.0.1", port))
-                .map(drop)
-                .map_err(|e| e.to_string())
-        });
+        common::wait_until(
+            Duration::from_secs(10),
+            "openssl s_server to listen",
+            || {
+                std::net::TcpStream::connect(("127.0.0.1", port))
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            },
+        );
         TlsServer { child, port }
     }
 }
@@ -609,20 +615,27 @@ impl Drop for TlsServer {
 }
 
 /// A self-signed certificate made by `openssl req -x509` is a CA certificate (CA:TRUE),
-/// which rustls refuses as the server's own certificate even when it is the `ca_file`
-/// (curl accepts it). The error used to end at `CaUsedAsEndEntity`; it now says how to
-/// make a certificate that works, and the command it gives does work.
+/// which rustls refused as the server's own certificate even when it was the `ca_file`
+/// (`CaUsedAsEndEntity`; curl accepts it with `--cacert`). The exact certificate of the
+/// `ca_file` is now trusted as it is; another CA certificate is still refused, with the
+/// way to pin it in the message.
 #[test]
-fn a_self_signed_ca_certificate_as_ca_file_explains_the_fix() {
+fn a_self_signed_certificate_given_as_ca_file_is_pinned() {
     if !common::require("openssl") {
         return;
     }
     let dir = common::temp_dir();
-    let make = |name: &str, extra: &[&str]| {
+    let make = |name: &str| {
         let status = std::process::Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30"])
-            .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
-            .args(extra)
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+            ])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
             .arg("-keyout")
             .arg(dir.path().join(format!("{name}.key")))
             .arg("-out")
@@ -646,22 +659,106 @@ fn a_self_signed_ca_certificate_as_ca_file_explains_the_fix() {
             .arg("show")
             .run()
     };
-    let (cert, key) = make("default", &[]);
+    let (cert, key) = make("server");
+    let (other, _) = make("other");
+    let text = std::fs::read_to_string(&cert).unwrap();
+    assert!(
+        std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(&cert)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("CA:TRUE"))
+            .unwrap_or(false),
+        "openssl req -x509 made no CA certificate: {text}"
+    );
     let server = TlsServer::start(&cert, &key);
-    show(&server, &cert)
-        .status(1)
-        .stderr_line_count(1)
-        .stderr_contains("CaUsedAsEndEntity)): the server's certificate is a CA certificate")
-        .stderr_contains("-addext basicConstraints=critical,CA:FALSE` (IP:ADDRESS for an address)");
-    drop(server);
-    // The fix the message gives: the TLS handshake passes (`s_server -www` then answers
-    // with an HTML page, which is not a stats page).
-    let (cert, key) = make("fixed", &["-addext", "basicConstraints=critical,CA:FALSE"]);
-    let server = TlsServer::start(&cert, &key);
+    // The handshake passes; `s_server -www` then answers with an HTML page, which is not
+    // a stats page.
     show(&server, &cert)
         .status(1)
         .stderr_contains("unexpected reply from https://127.0.0.1:")
         .stderr_lacks("certificate");
+    show(&server, &other)
+        .status(1)
+        .stderr_line_count(1)
+        .stderr_contains("CaUsedAsEndEntity)): the server's certificate is a CA certificate")
+        .stderr_contains("give server.pem as ca_file");
+    drop(server);
+    // Certificates signed by the CA in ca_file are verified in full as before: the name
+    // must match.
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("cannot run openssl");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    for (name, san) in [("good", "IP:127.0.0.1"), ("bad", "DNS:elsewhere.invalid")] {
+        std::fs::write(
+            dir.path().join(format!("{name}.ext")),
+            format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\n"),
+        )
+        .unwrap();
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=leaf",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+    }
+    let ca = dir.path().join("ca.pem");
+    let leaf = |name: &str| {
+        TlsServer::start(
+            &dir.path().join(format!("{name}.pem")),
+            &dir.path().join(format!("{name}.key")),
+        )
+    };
+    show(&leaf("good"), &ca)
+        .status(1)
+        .stderr_contains("unexpected reply from https://127.0.0.1:");
+    show(&leaf("bad"), &ca)
+        .status(1)
+        .stderr_contains("certificate not valid for name \"127.0.0.1\"");
 }
 
 #[test]
