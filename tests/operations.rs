@@ -343,7 +343,10 @@ fn every_example_config_loads() {
     for config in configs {
         let out = Hapwatch::new().config_path(&config).arg("check").run();
         // The CA file of the HTTPS example is on the load balancer, not here (exit 2).
-        if out.stderr.contains("ca_file /etc/hapwatch/internal-ca.pem: cannot read it") {
+        if out
+            .stderr
+            .contains("ca_file /etc/hapwatch/internal-ca.pem: cannot read it")
+        {
             out.status(2);
             continue;
         }
@@ -406,7 +409,15 @@ fn systemd_units_verify() {
 /// saved as `"last_run": null`. They are usage errors now (exit 2).
 #[test]
 fn odd_now_values_are_usage_errors() {
-    for now in ["1e20", "NaN", "inf", "-inf", "-1", "253402300800", "yesterday"] {
+    for now in [
+        "1e20",
+        "NaN",
+        "inf",
+        "-inf",
+        "-1",
+        "253402300800",
+        "yesterday",
+    ] {
         let out = Hapwatch::new()
             .config_text(with_rules(""))
             .file("lb1.csv", healthy_capture())
@@ -433,7 +444,14 @@ fn a_silence_for_zero_seconds_is_a_usage_error() {
     for duration in ["0s", "0ms", "0m0s"] {
         let out = Hapwatch::new()
             .config_text(with_rules(""))
-            .args(["silence", "add", "--match", "alertname=ServerDown", "--for", duration])
+            .args([
+                "silence",
+                "add",
+                "--match",
+                "alertname=ServerDown",
+                "--for",
+                duration,
+            ])
             .run();
         out.status(2).stdout_empty().stderr_contains(&format!(
             "a silence for \"{duration}\" ends as soon as it starts; give a duration above \

@@ -1845,7 +1845,10 @@ fn a_long_operator_chain_is_a_config_error_not_a_stack_overflow() {
     // the 501st is the `>` of the 251st comparison; in the `+` chain it is the 501st `+`.
     let max = expr::MAX_OPERATORS;
     for (when, column) in [
-        (ors(11_000), 9 + max / 2 * "scur > 100000 or ".len() + "scur ".len()),
+        (
+            ors(11_000),
+            9 + max / 2 * "scur > 100000 or ".len() + "scur ".len(),
+        ),
         (pluses(100_000), 9 + max * "scur + ".len() + "scur ".len()),
     ] {
         for command in [&["check"][..], &["run", "--dry-run"]] {

@@ -180,12 +180,11 @@ pub fn fetch_types(
         Endpoint::File(path) => (path.display().to_string(), file::read(Some(path))?),
         Endpoint::Stdin => ("standard input".to_string(), file::read(None)?),
     };
-    let stats = Stats::parse_keeping(raw.stat, sink.columns()).map_err(|source| {
-        SourceError::Parse {
+    let stats =
+        Stats::parse_keeping(raw.stat, sink.columns()).map_err(|source| SourceError::Parse {
             target: target.clone(),
             source,
-        }
-    })?;
+        })?;
     let snapshot = Snapshot {
         info: raw.info.as_deref().map(Info::parse),
         stats,

@@ -197,12 +197,10 @@ fn exchange(
         } else {
             &chunk[..n]
         };
-        incoming
-            .take(bytes)
-            .map_err(|source| SourceError::Parse {
-                target: target.to_string(),
-                source,
-            })?;
+        incoming.take(bytes).map_err(|source| SourceError::Parse {
+            target: target.to_string(),
+            source,
+        })?;
         if let Incoming::Stat { info, parser } = &incoming {
             if let Some(table) = parser.table() {
                 sink.rows(table, info.as_ref(), false);
