@@ -91,7 +91,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = RunFormat::Text)]
     pub format: RunFormat,
     /// Pretend the run happens at this Unix time (seconds), e.g. to replay captures.
-    #[arg(long, value_name = "UNIX_TIME")]
+    #[arg(long, value_name = "UNIX_TIME", value_parser = parse_now)]
     pub now: Option<f64>,
     /// Act as a Nagios/Icinga plugin: one status line with perfdata on stdout, exit
     /// 0 OK / 1 WARNING / 2 CRITICAL / 3 UNKNOWN.
@@ -117,7 +117,7 @@ pub enum SilenceCommand {
         #[arg(long = "match", value_name = "MATCHER", required = true)]
         matchers: Vec<String>,
         /// How long, from now.
-        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_positive_duration)]
         duration: std::time::Duration,
         /// Why (shown by `silence list`).
         #[arg(long, default_value = "")]
@@ -183,6 +183,37 @@ pub enum EvalFormat {
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     crate::duration::parse(text)
+}
+
+/// A duration above zero: a silence `--for 0s` would be over before it began.
+fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    let duration = crate::duration::parse(text)?;
+    if duration.is_zero() {
+        return Err(format!(
+            "a silence for {text:?} ends as soon as it starts; give a duration above zero, e.g. 30m"
+        ));
+    }
+    Ok(duration)
+}
+
+/// The latest `--now`: 9999-12-31T23:59:59Z, the last second dates print as four-digit
+/// years.
+const LATEST_NOW: f64 = 253_402_300_799.0;
+
+/// A Unix time in seconds between 0 and the year 9999: NaN, infinities and times that
+/// no date can show would otherwise reach the state file (as `null`) and the messages.
+fn parse_now(text: &str) -> Result<f64, String> {
+    let invalid = || {
+        format!(
+            "expected a Unix time in seconds from 0 to {LATEST_NOW:.0} (the end of the year \
+             9999), e.g. 1700000000"
+        )
+    };
+    let now: f64 = text.trim().parse().map_err(|_| invalid())?;
+    if !(0.0..=LATEST_NOW).contains(&now) {
+        return Err(invalid());
+    }
+    Ok(now)
 }
 
 /// `hapwatch show`.

@@ -4,7 +4,7 @@ use crate::cli::{
     CheckArgs, EvalArgs, EvalFormat, RunArgs, RunFormat, ShowArgs, ShowFormat, SilenceCommand,
     StateCommand,
 };
-use crate::config::{Config, Endpoint, SourceConfig};
+use crate::config::{Config, Endpoint, HttpEndpoint, SourceConfig};
 use crate::engine::{self, SourceResult};
 use crate::error::{Error, Exit, Nagios};
 use crate::log;
@@ -79,6 +79,29 @@ pub fn check(
 ) -> Result<Exit, Error> {
     let started = std::time::Instant::now();
     let config = Config::load(config_path)?;
+    // A `ca_file` that cannot be read fails only its source in a run (the others are still
+    // watched); `check` is where to find it, as the config error it is.
+    for src in &config.sources {
+        if let Endpoint::Http(HttpEndpoint {
+            ca_file: Some(path),
+            ..
+        }) = &src.endpoint
+        {
+            if let Err(e) = std::fs::File::open(path) {
+                return Err(crate::config::ConfigError::Invalid {
+                    path: config.path.clone(),
+                    line: src.line,
+                    column: 1,
+                    message: format!(
+                        "source {:?}: ca_file {}: cannot read it: {e}",
+                        src.name,
+                        path.display()
+                    ),
+                }
+                .into());
+            }
+        }
+    }
     let connect = args.connect || args.nagios;
     let mut trouble = false;
     // With --connect the fetch resolves each secret and reports a failure itself.

@@ -560,9 +560,15 @@ fn endpoint(src: &RawSource, base: &Path) -> Result<Endpoint, String> {
     Ok(if let Some(path) = &src.socket {
         Endpoint::Socket(resolve(path))
     } else if let Some(addr) = &src.tcp {
-        if !addr.contains(':') {
+        let Some((_, port)) = addr.rsplit_once(':') else {
             return Err(format!(
                 "tcp = {addr:?} needs a port, e.g. \"127.0.0.1:9999\""
+            ));
+        };
+        if !port.parse::<u16>().is_ok_and(|p| p != 0) {
+            return Err(format!(
+                "tcp = {addr:?}: {port:?} is not a TCP port; give one from 1 to 65535, e.g. \
+                 \"127.0.0.1:9999\""
             ));
         }
         Endpoint::Tcp(addr.clone())
@@ -581,6 +587,7 @@ fn endpoint(src: &RawSource, base: &Path) -> Result<Endpoint, String> {
         if password.is_some() && src.username.is_none() {
             return Err("a password needs a username".into());
         }
+
         Endpoint::Http(HttpEndpoint {
             url: url.clone(),
             username: src.username.clone(),

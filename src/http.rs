@@ -19,10 +19,13 @@ pub fn agent(
     ca_file: Option<&Path>,
     insecure: bool,
 ) -> Result<ureq::Agent, String> {
-    Ok(builder(timeout, ca_file, insecure)?
-        .redirect_auth_headers(ureq::config::RedirectAuthHeaders::Never)
-        .build()
-        .into())
+    let (config, pinned) = builder(timeout, ca_file, insecure)?;
+    Ok(finish(
+        config
+            .redirect_auth_headers(ureq::config::RedirectAuthHeaders::Never)
+            .build(),
+        pinned,
+    ))
 }
 
 /// [`agent`] for notifiers (webhooks, Alertmanager): redirects are **not** followed. A
@@ -34,31 +37,77 @@ pub fn notifier_agent(
     ca_file: Option<&Path>,
     insecure: bool,
 ) -> Result<ureq::Agent, String> {
-    Ok(builder(timeout, ca_file, insecure)?
-        .max_redirects(0)
-        .build()
-        .into())
+    let (config, pinned) = builder(timeout, ca_file, insecure)?;
+    Ok(finish(config.max_redirects(0).build(), pinned))
 }
 
+/// The settings every client shares, and the TLS step that pins `ca_file`'s certificates
+/// (when verification is on).
 fn builder(
     timeout: Duration,
     ca_file: Option<&Path>,
     insecure: bool,
-) -> Result<ureq::config::ConfigBuilder<ureq::typestate::AgentScope>, String> {
+) -> Result<
+    (
+        ureq::config::ConfigBuilder<ureq::typestate::AgentScope>,
+        Option<crate::tls::PinnedTls>,
+    ),
+    String,
+> {
     let mut tls = TlsConfig::builder().disable_verification(insecure);
-    if let Some(path) = ca_file {
-        tls = tls.root_certs(load_roots(path)?);
-    }
-    Ok(ureq::Agent::config_builder()
+    let pinned = match ca_file {
+        Some(path) => {
+            let certs = load_certs(path)?;
+            tls = tls.root_certs(RootCerts::new_with_certs(&certs));
+            // With verification on, the ca_file's own certificates are also pinned (see
+            // `tls`): ureq's TLS step is replaced by one that accepts them as they are.
+            if insecure {
+                None
+            } else {
+                let der = certs
+                    .iter()
+                    .map(|c| c.der().to_vec().into())
+                    .collect::<Vec<_>>();
+                Some(crate::tls::PinnedTls::new(der)?)
+            }
+        }
+        None => None,
+    };
+    let config = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .timeout_connect(Some(timeout))
         .http_status_as_error(false)
         .tls_config(tls.build())
-        .user_agent(concat!("hapwatch/", env!("CARGO_PKG_VERSION"))))
+        .user_agent(concat!("hapwatch/", env!("CARGO_PKG_VERSION")));
+    Ok((config, pinned))
+}
+
+/// The agent for `config`, with the pinning TLS step in place of ureq's own if any.
+fn finish(config: ureq::config::Config, pinned: Option<crate::tls::PinnedTls>) -> ureq::Agent {
+    match pinned {
+        Some(pinned) => {
+            use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
+            let connector = ()
+                .chain(ConnectProxyConnector::default())
+                .chain(TcpConnector::default())
+                .chain(pinned);
+            ureq::Agent::with_parts(
+                config,
+                connector,
+                ureq::unversioned::resolver::DefaultResolver::default(),
+            )
+        }
+        None => config.into(),
+    }
 }
 
 /// The certificates of a PEM bundle, as the only trusted roots.
 pub fn load_roots(path: &Path) -> Result<RootCerts, String> {
+    Ok(RootCerts::new_with_certs(&load_certs(path)?))
+}
+
+/// The certificates of a PEM bundle (at least one).
+fn load_certs(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
     let pem =
         std::fs::read(path).map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
     let certs: Vec<_> = parse_pem(&pem)
@@ -73,7 +122,23 @@ pub fn load_roots(path: &Path) -> Result<RootCerts, String> {
             path.display()
         ));
     }
-    Ok(RootCerts::new_with_certs(&certs))
+    Ok(certs)
+}
+
+/// `error` (a failed request's message), with what to do when the server's certificate
+/// is a CA certificate (`CaUsedAsEndEntity`, what `openssl req -x509` makes by default)
+/// that is not in `ca_file`: such a certificate is only trusted when pinned as it is.
+pub fn explain_tls(error: String) -> String {
+    if !error.contains("CaUsedAsEndEntity") {
+        return error;
+    }
+    format!(
+        "{error}: the server's certificate is a CA certificate (basicConstraints CA:TRUE, \
+         which `openssl req -x509` sets by default) and not one of the ca_file, so it is \
+         trusted only when given as it is: save it with `openssl s_client -connect HOST:PORT \
+         </dev/null | openssl x509 > server.pem` (check its fingerprint) and give server.pem \
+         as ca_file, or have it signed by the CA in the ca_file"
+    )
 }
 
 /// Up to `limit` bytes of a peer's body, as one line of text for an error message: cut at

@@ -26,6 +26,7 @@ pub mod silence;
 pub mod source;
 pub mod state;
 pub mod stats;
+pub mod tls;
 
 use cli::{Cli, Command};
 use error::{Error, Exit};

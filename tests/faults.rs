@@ -96,6 +96,46 @@ fn a_complete_reply_over_a_fake_tcp_socket_is_read_in_full() {
     assert_eq!(fake.requests(), [QUERY]);
 }
 
+/// A `show info;show stat` reply or capture with CRLF line ends was `empty reply: no
+/// `show stat` output` (the `\r\n\r\n` after `show info` is not `\n\n`), though a CRLF
+/// CSV alone was read. Both now read exactly like the LF original, from a file and from a
+/// socket whose reply is sent in pieces that split `\r` from `\n`.
+#[test]
+fn crlf_line_ends_are_read_like_lf_from_files_and_sockets() {
+    let lf = fixture_bytes(FULL_REPLY);
+    let crlf = String::from_utf8(lf.clone()).unwrap().replace('\n', "\r\n");
+    let show = |source: Source, files: &[(&str, &str)]| {
+        let mut run = Hapwatch::new();
+        for (name, text) in files {
+            run = run.file(name, text);
+        }
+        let out = run
+            .config_text(config_toml(&[source]))
+            .args(["show", "--format", "json"])
+            .run();
+        out.success().stderr_empty();
+        out.json()
+    };
+    let want = show(
+        Source::new("fake").set("file", "lf.txt"),
+        &[("lf.txt", std::str::from_utf8(&lf).unwrap())],
+    );
+    assert_eq!(json_rows(json_source(&want, "fake")).len(), 14);
+    let from_file = show(
+        Source::new("fake").set("file", "crlf.txt"),
+        &[("crlf.txt", &crlf)],
+    );
+    assert_eq!(from_file, want);
+    // Pieces of 7 bytes: some end between a `\r` and its `\n`.
+    let fake = FakeServer::unix(Reply::Trickle {
+        bytes: crlf.clone().into_bytes(),
+        chunk: 7,
+        pause: Duration::from_micros(50),
+    });
+    let from_socket = show(socket_source(&fake).set("timeout", "20s"), &[]);
+    assert_eq!(from_socket, want);
+}
+
 #[test]
 fn hapwatch_only_ever_sends_the_read_only_query() {
     // Whatever the reply, the bytes sent are exactly one `show info;show stat` line:
@@ -338,6 +378,50 @@ fn a_blank_reply_is_reported_as_empty() {
     ));
 }
 
+/// An endless stream of short rows: memory grew to about 5 times the 256 MiB reply cap
+/// (14 times with firing rules) before the cap was reached. The parser now stops at
+/// 200,000 rows, long before.
+#[test]
+fn an_endless_stream_of_rows_stops_at_the_row_limit() {
+    let fake = FakeServer::unix(Reply::Endless {
+        head: b"# pxname,svname,status,\n".to_vec(),
+        body: b"app,web1,DOWN,\n".repeat(1000),
+    });
+    let source = socket_source(&fake).set("timeout", "60s");
+    for command in [&["show"][..], &["run", "--dry-run"]] {
+        let out = Hapwatch::new()
+            .config_text(format!(
+                "{}\n[state]\nfile = \"state.json\"\n",
+                config_toml(std::slice::from_ref(&source))
+            ))
+            .args(command)
+            .run();
+        out.status(1).stderr_contains(&format!(
+            "source fake: {}: line 200002: more than 200000 rows, far more than any HAProxy \
+             dumps; refusing to read more",
+            fake.path().display()
+        ));
+    }
+}
+
+/// Rows of very many empty fields: each one-byte field takes 2 bytes of offset, so the row
+/// index outweighed the text. It is now bounded (256 MiB), reached here after 4,097 rows
+/// (82 MB of text), long before the 256 MiB reply cap.
+#[test]
+fn rows_of_many_empty_fields_stop_at_the_index_limit() {
+    let columns = 20_000;
+    let names: Vec<String> = (0..columns).map(|i| format!("c{i}")).collect();
+    let fake = FakeServer::unix(Reply::Endless {
+        head: format!("# pxname,svname,{},\n", names.join(",")).into_bytes(),
+        body: format!("a,b,{}\n", ",".repeat(columns))
+            .repeat(50)
+            .into_bytes(),
+    });
+    show(&socket_source(&fake).set("timeout", "60s"))
+        .status(1)
+        .stderr_contains("MiB (rows of many, mostly empty fields); refusing to read more");
+}
+
 // ---------------------------------------------------------------------------------------
 // Nobody there
 // ---------------------------------------------------------------------------------------
@@ -521,6 +605,193 @@ fn a_stats_page_that_never_answers_times_out() {
         .finished_within(HANG_GUARD);
 }
 
+/// `openssl s_server -www` on a loopback port with `cert`/`key`; killed when dropped.
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl TlsServer {
+    fn start(cert: &std::path::Path, key: &std::path::Path) -> TlsServer {
+        let port = common::free_port();
+        let child = std::process::Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("cannot start openssl s_server");
+        common::wait_until(
+            Duration::from_secs(10),
+            "openssl s_server to listen",
+            || {
+                std::net::TcpStream::connect(("127.0.0.1", port))
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            },
+        );
+        TlsServer { child, port }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A self-signed certificate made by `openssl req -x509` is a CA certificate (CA:TRUE),
+/// which rustls refused as the server's own certificate even when it was the `ca_file`
+/// (`CaUsedAsEndEntity`; curl accepts it with `--cacert`). The exact certificate of the
+/// `ca_file` is now trusted as it is; another CA certificate is still refused, with the
+/// way to pin it in the message.
+#[test]
+fn a_self_signed_certificate_given_as_ca_file_is_pinned() {
+    if !common::require("openssl") {
+        return;
+    }
+    let dir = common::temp_dir();
+    let make = |name: &str| {
+        let status = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+            ])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(dir.path().join(format!("{name}.key")))
+            .arg("-out")
+            .arg(dir.path().join(format!("{name}.pem")))
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("cannot run openssl");
+        assert!(status.success());
+        (
+            dir.path().join(format!("{name}.pem")),
+            dir.path().join(format!("{name}.key")),
+        )
+    };
+    let show = |server: &TlsServer, ca: &std::path::Path| {
+        let source = Source::new("lb1")
+            .set("url", format!("https://127.0.0.1:{}/stats", server.port))
+            .set("ca_file", ca.display().to_string())
+            .set("timeout", "5s");
+        Hapwatch::new()
+            .config_text(config_toml(&[source]))
+            .arg("show")
+            .run()
+    };
+    let (cert, key) = make("server");
+    let (other, _) = make("other");
+    let text = std::fs::read_to_string(&cert).unwrap();
+    assert!(
+        std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(&cert)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("CA:TRUE"))
+            .unwrap_or(false),
+        "openssl req -x509 made no CA certificate: {text}"
+    );
+    let server = TlsServer::start(&cert, &key);
+    // The handshake passes; `s_server -www` then answers with an HTML page, which is not
+    // a stats page.
+    show(&server, &cert)
+        .status(1)
+        .stderr_contains("unexpected reply from https://127.0.0.1:")
+        .stderr_lacks("certificate");
+    show(&server, &other)
+        .status(1)
+        .stderr_line_count(1)
+        .stderr_contains("CaUsedAsEndEntity)): the server's certificate is a CA certificate")
+        .stderr_contains("give server.pem as ca_file");
+    drop(server);
+    // Certificates signed by the CA in ca_file are verified in full as before: the name
+    // must match.
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("cannot run openssl");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    for (name, san) in [("good", "IP:127.0.0.1"), ("bad", "DNS:elsewhere.invalid")] {
+        std::fs::write(
+            dir.path().join(format!("{name}.ext")),
+            format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\n"),
+        )
+        .unwrap();
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=leaf",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+    }
+    let ca = dir.path().join("ca.pem");
+    let leaf = |name: &str| {
+        TlsServer::start(
+            &dir.path().join(format!("{name}.pem")),
+            &dir.path().join(format!("{name}.key")),
+        )
+    };
+    show(&leaf("good"), &ca)
+        .status(1)
+        .stderr_contains("unexpected reply from https://127.0.0.1:");
+    show(&leaf("bad"), &ca)
+        .status(1)
+        .stderr_contains("certificate not valid for name \"127.0.0.1\"");
+}
+
 #[test]
 fn an_html_page_instead_of_csv_is_an_unexpected_reply() {
     // A `url` pointing at the HTML stats page of another tool, say.
@@ -665,6 +936,46 @@ fn a_config_error_stops_check_before_any_connection() {
         "{out:?}"
     );
     assert!(fake.requests().is_empty(), "connected despite a bad config");
+}
+
+/// `check` passed a `tcp` port out of range or 0 and a `ca_file` that does not exist; the
+/// runs then failed (exit 1) on every attempt. Now `check` refuses them like any config
+/// error: exit 2, with the file, line and column.
+#[test]
+fn check_refuses_a_bad_tcp_port_and_a_missing_ca_file() {
+    for (key, value, want) in [
+        (
+            "tcp",
+            "127.0.0.1:99999",
+            "tcp = \"127.0.0.1:99999\": \"99999\" is not a TCP port; give one from 1 to 65535",
+        ),
+        (
+            "tcp",
+            "127.0.0.1:0",
+            "tcp = \"127.0.0.1:0\": \"0\" is not a TCP port",
+        ),
+        ("tcp", "[::1]:http", "\"http\" is not a TCP port"),
+        (
+            "url",
+            "https://127.0.0.1:8404/stats",
+            "/no-such-ca.pem: cannot read it: No such file or directory",
+        ),
+    ] {
+        let mut source = Source::new("lb1").set(key, value);
+        if key == "url" {
+            source = source.set("ca_file", "no-such-ca.pem");
+        }
+        let out = Hapwatch::new()
+            .config_text(config_toml(&[source]))
+            .arg("check")
+            .run();
+        out.status(2).stdout_empty().stderr_line_count(1);
+        let prefix = format!("hapwatch: {}:1:1: source \"lb1\": ", out.config_display());
+        assert!(
+            out.stderr.starts_with(&prefix) && out.stderr.contains(want),
+            "wanted {prefix:?} and {want:?}\n{out:?}"
+        );
+    }
 }
 
 #[test]

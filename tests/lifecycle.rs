@@ -379,6 +379,46 @@ fn an_unreachable_source_freezes_its_alerts_and_raises_one_alert() {
     );
 }
 
+/// A dump with a header and no rows resolved every firing alert of its source. It is now
+/// a broken source like an unreachable one: its alerts are frozen, exit 1, one line.
+#[test]
+fn a_dump_with_no_rows_resolves_nothing() {
+    let s = Scenario::new(
+        "[[source]]\nname = \"lb1\"\nfile = \"lb1.csv\"\n\n[[rule]]\nname = \"Down\"\nscope = { type = \"server\" }\nwhen = 'state == \"down\"'\n",
+    );
+    s.capture("lb1.csv", "haproxy-2.6/backend-down.csv");
+    assert_eq!(
+        s.notify(0.0),
+        ["Down: +app-main/web1 +app-main/web2 +app-main/web3 +app-main/web4"]
+    );
+    let capture = String::from_utf8(fixture_bytes("haproxy-2.6/backend-down.csv")).unwrap();
+    let header = capture.lines().next().unwrap();
+    for (at, dump) in [
+        (60.0, format!("{header}\n")),
+        (120.0, format!("{header}\n\n")),
+    ] {
+        s.write("lb1.csv", &dump);
+        let out = s.run_at(at);
+        out.status(1)
+            .stderr_contains("reported no proxies (the dump has a header and no rows)")
+            .stderr_line_count(1);
+        let notes = summarize(&out);
+        assert!(
+            notes.iter().all(|n| !n.contains('-')),
+            "nothing resolved: {notes:?}"
+        );
+    }
+    let firing = s.state()["alerts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|a| a["labels"]["alertname"] == "Down" && a["status"] == "firing")
+        .count();
+    assert_eq!(firing, 4, "{}", s.state());
+    s.capture("lb1.csv", "haproxy-2.6/backend-down.csv");
+    assert_eq!(s.notify(180.0), ["SourceUnreachable: -lb1"]);
+}
+
 #[test]
 fn a_reload_between_runs_causes_no_rate_spike() {
     let s = Scenario::new(&format!(

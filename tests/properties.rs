@@ -1701,6 +1701,39 @@ fn a_runaway_template_loop_runs_out_of_fuel() {
     }
 }
 
+/// minijinja repeats a list lazily (fuel is charged when it is iterated) and charges a
+/// printed value only after writing all of it: `{{ [1] * 100000000 }}` took 9 s and
+/// 300 MB per row (release build) before "ran out of fuel", so four rows stalled a dry run
+/// for 37 s. A printed value that cannot fit the output cap is now refused before it is
+/// written, also inside `{% set %}` blocks and nested in lists and maps.
+#[test]
+fn a_huge_repeated_list_in_a_template_cannot_stall_a_run() {
+    let capture = common::fixture("haproxy-2.6/backend-down.csv");
+    for summary in [
+        "{{ [1] * 100000000 }}",
+        "{% set x %}{{ [1] * 100000000 }}{% endset %}{{ x }}",
+        "{{ [[1] * 100000000] }}",
+        "{{ {'a': [1] * 100000000} }}",
+        "{{ 'x' * 2000000 }}",
+    ] {
+        let config = format!(
+            "[[source]]\nname = \"lb1\"\nfile = {:?}\n\n[[rule]]\nname = \"Big\"\n\
+             when = 'state == \"down\"'\nsummary = \"{summary}\"\n",
+            capture.display().to_string()
+        );
+        // The guard (30 s) is the test: before the fix each run took minutes.
+        let out = common::Hapwatch::new()
+            .config_text(config)
+            .args(["run", "--dry-run"])
+            .run();
+        out.status(0).stdout_contains(&format!(
+            "(template Big.summary failed: invalid operation: a printed value is longer than \
+             {} bytes",
+            hapwatch::rules::template::MAX_OUTPUT
+        ));
+    }
+}
+
 #[test]
 fn a_template_cannot_read_a_file() {
     for summary in [
@@ -1831,6 +1864,56 @@ fn a_deeply_nested_expression_is_a_config_error_not_a_stack_overflow() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{:?}: {}", out.status, stderr);
         assert!(stderr.contains("deep.toml:3:"), "{stderr}");
+    }
+}
+
+/// A long flat chain of operators builds a tree as deep as the chain is long: 11,000 `or`
+/// passed `check` and then aborted `run` with a stack overflow (exit 134) while evaluating,
+/// and 100,000 `+` aborted `check` itself (dropping the tree). Both are now config errors
+/// at the first operator past the limit; a chain at the limit checks and runs.
+#[test]
+fn a_long_operator_chain_is_a_config_error_not_a_stack_overflow() {
+    let capture = common::fixture("haproxy-2.6/backend-down.csv");
+    let config = |when: &str| {
+        format!(
+            "[[source]]\nname = \"lb1\"\nfile = {:?}\n\n[[rule]]\nname = \"Long\"\nwhen = '{when}'\n",
+            capture.display().to_string()
+        )
+    };
+    let ors = |n: usize| vec!["scur > 100000"; n].join(" or ");
+    let pluses = |n: usize| format!("{}1 > 0", "scur + ".repeat(n));
+    // The error points at the first operator past the limit; the expression starts in
+    // column 9 (after `when = '`). In the `or` chain the operators alternate `>`, `or`, so
+    // the 501st is the `>` of the 251st comparison; in the `+` chain it is the 501st `+`.
+    let max = expr::MAX_OPERATORS;
+    for (when, column) in [
+        (
+            ors(11_000),
+            9 + max / 2 * "scur > 100000 or ".len() + "scur ".len(),
+        ),
+        (pluses(100_000), 9 + max * "scur + ".len() + "scur ".len()),
+    ] {
+        for command in [&["check"][..], &["run", "--dry-run"]] {
+            let out = common::Hapwatch::new()
+                .config_text(config(&when))
+                .args(command)
+                .run();
+            out.status(2).stdout_empty().stderr_line_count(1);
+            let want = format!(
+                "hapwatch: {}:7:{column}: rule \"Long\": when: expression too long (more than {max} operators)",
+                out.config_display(),
+            );
+            assert!(out.stderr.starts_with(&want), "wanted {want:?}\n{out:?}");
+        }
+    }
+    // Within the limit: 250 comparisons joined by 249 `or` are 499 operators; 499 `+` and
+    // one `>` are exactly the limit.
+    for when in [ors(max / 2), pluses(max - 1)] {
+        common::Hapwatch::new()
+            .config_text(config(&when))
+            .args(["run", "--dry-run"])
+            .run()
+            .success();
     }
 }
 

@@ -234,6 +234,7 @@ pub fn compile(text: &str, columns: &mut dyn ColumnTable) -> Result<(Expr, Type)
         tokens,
         pos: 0,
         depth: 0,
+        operators: 0,
         columns,
     };
     let result = parser.or()?;
@@ -404,10 +405,20 @@ fn number(text: &str, offset: usize) -> Result<f64, ExprError> {
 /// far below what would overflow the stack.
 const MAX_DEPTH: usize = 64;
 
+/// How many operators (`or`, `and`, `not`, comparisons, `~`, arithmetic, unary `-`,
+/// function calls) one expression may hold. A chain such as `a or b or c …` builds a tree
+/// as deep as it is long, and evaluating, printing and dropping that tree recurse once per
+/// level: without this bound, 2,000 `or` overflow the 2 MiB stack of a source thread in a
+/// debug build. The tree's depth is at most this plus one, which leaves a wide margin on
+/// any stack, and it is still far beyond a real rule (the default rules use at most 7).
+pub const MAX_OPERATORS: usize = 500;
+
 struct Parser<'c> {
     tokens: Vec<Token>,
     pos: usize,
     depth: usize,
+    /// Operators seen so far, bounded by [`MAX_OPERATORS`].
+    operators: usize,
     columns: &'c mut dyn ColumnTable,
 }
 
@@ -430,6 +441,22 @@ impl Parser<'_> {
         let result = parse(self);
         self.depth -= 1;
         result
+    }
+
+    /// Counts one operator at `at`, refusing to go past [`MAX_OPERATORS`].
+    fn operator(&mut self, at: usize) -> Result<(), ExprError> {
+        self.operators += 1;
+        if self.operators > MAX_OPERATORS {
+            return Err(ExprError::new(
+                at,
+                format!(
+                    "expression too long (more than {MAX_OPERATORS} operators); split it into \
+                     several rules, or match many names with a glob or a rule `scope` instead \
+                     of a long `or` list"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn peek(&self) -> Option<&Token> {
@@ -491,6 +518,7 @@ impl Parser<'_> {
     fn or(&mut self) -> Result<Typed, ExprError> {
         let mut left = self.and()?;
         while let Some(at) = self.eat_keyword("or") {
+            self.operator(at)?;
             let right = self.and()?;
             left = (
                 Expr::Or(
@@ -506,6 +534,7 @@ impl Parser<'_> {
     fn and(&mut self) -> Result<Typed, ExprError> {
         let mut left = self.not()?;
         while let Some(at) = self.eat_keyword("and") {
+            self.operator(at)?;
             let right = self.not()?;
             left = (
                 Expr::And(
@@ -520,6 +549,7 @@ impl Parser<'_> {
 
     fn not(&mut self) -> Result<Typed, ExprError> {
         if let Some(at) = self.eat_keyword("not") {
+            self.operator(at)?;
             let inner = self.nested(at, Self::not)?;
             return Ok((
                 Expr::Not(Box::new(want(inner, Type::Bool, at, "not")?)),
@@ -532,6 +562,7 @@ impl Parser<'_> {
     fn compare(&mut self) -> Result<Typed, ExprError> {
         let left = self.sum()?;
         if let Some((op, at)) = self.eat_op(&["~", "!~"]) {
+            self.operator(at)?;
             let (left, ty) = left;
             if ty != Type::Text {
                 return Err(ExprError::new(
@@ -566,6 +597,7 @@ impl Parser<'_> {
         let Some((op, at)) = self.eat_op(&["==", "!=", "<", "<=", ">", ">="]) else {
             return Ok(left);
         };
+        self.operator(at)?;
         let cmp = match op {
             "==" => Cmp::Eq,
             "!=" => Cmp::Ne,
@@ -616,6 +648,7 @@ impl Parser<'_> {
     fn sum(&mut self) -> Result<Typed, ExprError> {
         let mut left = self.product()?;
         while let Some((op, at)) = self.eat_op(&["+", "-"]) {
+            self.operator(at)?;
             let right = self.product()?;
             let op_kind = if op == "+" { Arith::Add } else { Arith::Sub };
             left = arith(op_kind, op, at, left, right)?;
@@ -626,6 +659,7 @@ impl Parser<'_> {
     fn product(&mut self) -> Result<Typed, ExprError> {
         let mut left = self.unary()?;
         while let Some((op, at)) = self.eat_op(&["*", "/", "%"]) {
+            self.operator(at)?;
             let right = self.unary()?;
             let op_kind = match op {
                 "*" => Arith::Mul,
@@ -639,6 +673,7 @@ impl Parser<'_> {
 
     fn unary(&mut self) -> Result<Typed, ExprError> {
         if let Some((_, at)) = self.eat_op(&["-"]) {
+            self.operator(at)?;
             let inner = self.nested(at, Self::unary)?;
             return Ok((
                 Expr::Neg(Box::new(want(inner, Type::Number, at, "-")?)),
@@ -664,6 +699,7 @@ impl Parser<'_> {
             Kind::Name(name) => {
                 if self.peek().is_some_and(|t| t.kind == Kind::LParen) {
                     self.pos += 1;
+                    self.operator(tok.offset)?;
                     return self.call(&name, tok.offset);
                 }
                 self.name(&name, tok.offset)

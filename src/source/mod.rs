@@ -6,7 +6,7 @@ mod http;
 mod runtime;
 
 use crate::config::{Endpoint, SourceConfig};
-use crate::stats::{Info, ParseError, Snapshot, Stats, Table, TypeMask};
+use crate::stats::{Info, ParseError, ProxyType, Snapshot, Stats, Table, TypeMask};
 use std::time::{Duration, Instant};
 
 /// Upper bound on a reply, so that a broken peer cannot exhaust memory. A 10,000-backend
@@ -85,6 +85,14 @@ pub enum SourceError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// A dump with its header and not one row. A HAProxy always has a frontend or a
+    /// backend, so this is a broken source (a wrong process, a stats page filtered to
+    /// nothing), and must not resolve every alert of the source.
+    #[error("{target} reported no proxies (the dump has a header and no rows); treating the source as broken, not its alerts as resolved")]
+    NoProxies {
+        /// Socket path, address, URL or file.
+        target: String,
+    },
     /// A secret (password) could not be resolved.
     #[error(transparent)]
     Secret(#[from] crate::secret::SecretError),
@@ -160,8 +168,14 @@ pub fn fetch_types(
 ) -> Result<Snapshot, SourceError> {
     // The runtime API is parsed while it arrives; the others once read.
     let (target, raw) = match &source.endpoint {
-        Endpoint::Socket(path) => return runtime::query_unix(path, source.timeout, types, sink),
-        Endpoint::Tcp(addr) => return runtime::query_tcp(addr, source.timeout, types, sink),
+        Endpoint::Socket(path) => {
+            let snapshot = runtime::query_unix(path, source.timeout, types, sink)?;
+            return some_rows(snapshot, types, || path.display().to_string());
+        }
+        Endpoint::Tcp(addr) => {
+            let snapshot = runtime::query_tcp(addr, source.timeout, types, sink)?;
+            return some_rows(snapshot, types, || addr.clone());
+        }
         Endpoint::Http(http) => (http.url.clone(), http::fetch(http, source.timeout)?),
         Endpoint::File(path) => (
             path.display().to_string(),
@@ -172,13 +186,31 @@ pub fn fetch_types(
             file::read_within(None, source.timeout)?,
         ),
     };
-    let stats = Stats::parse_keeping(raw.stat, sink.columns())
-        .map_err(|source| SourceError::Parse { target, source })?;
+    let stats =
+        Stats::parse_keeping(raw.stat, sink.columns()).map_err(|source| SourceError::Parse {
+            target: target.clone(),
+            source,
+        })?;
     let snapshot = Snapshot {
         info: raw.info.as_deref().map(Info::parse),
         stats,
     };
     sink.rows(snapshot.stats.table(), snapshot.info.as_ref(), true);
+    some_rows(snapshot, TypeMask::ALL, || target)
+}
+
+/// `snapshot`, unless it has no row although rows of `types` were asked for that every
+/// HAProxy has: frontends or backends. (Asked for servers only, a HAProxy without servers
+/// rightly answers with no row.)
+fn some_rows(
+    snapshot: Snapshot,
+    types: TypeMask,
+    target: impl FnOnce() -> String,
+) -> Result<Snapshot, SourceError> {
+    let expected = types.contains(ProxyType::Frontend) || types.contains(ProxyType::Backend);
+    if snapshot.stats.is_empty() && expected {
+        return Err(SourceError::NoProxies { target: target() });
+    }
     Ok(snapshot)
 }
 
@@ -237,6 +269,7 @@ pub fn fetch_all_into<'a, S: RowSink + Send>(
 /// `runtime` says whether the runtime API framing applies: each block must then end with
 /// an empty line, and a missing one means the reply was cut short.
 fn split_reply(target: &str, reply: Vec<u8>, runtime: bool) -> Result<RawReply, SourceError> {
+    let reply = lf_lines(reply);
     let text_start = reply
         .iter()
         .position(|b| !b.is_ascii_whitespace())
@@ -307,6 +340,56 @@ fn split_reply(target: &str, reply: Vec<u8>, runtime: bool) -> Result<RawReply, 
     Ok(RawReply { info, stat })
 }
 
+/// `bytes` with every CRLF line end turned into LF. A capture saved on Windows, or a reply
+/// that went through a CRLF-translating relay, frames its blocks with `\r\n\r\n`, which
+/// the `\n\n` that ends `show info` and `show stat` must match.
+fn lf_lines(bytes: Vec<u8>) -> Vec<u8> {
+    if memchr::memmem::find(&bytes, b"\r\n").is_none() {
+        return bytes;
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut crlf = Crlf::default();
+    crlf.convert(&bytes, &mut out);
+    crlf.finish(&mut out);
+    out
+}
+
+/// Turns CRLF into LF in a stream that arrives in chunks (a CR at the end of one chunk may
+/// meet its LF in the next); a CR not followed by LF is kept.
+#[derive(Debug, Default)]
+pub(crate) struct Crlf {
+    /// The last chunk ended with a CR, held back.
+    cr: bool,
+}
+
+impl Crlf {
+    /// Whether `chunk` needs converting (else it can be used as is).
+    pub(crate) fn needed(&self, chunk: &[u8]) -> bool {
+        self.cr || memchr::memchr(b'\r', chunk).is_some()
+    }
+
+    /// Appends `chunk` to `out`, converted.
+    pub(crate) fn convert(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        for &byte in chunk {
+            if std::mem::take(&mut self.cr) && byte != b'\n' {
+                out.push(b'\r');
+            }
+            if byte == b'\r' {
+                self.cr = true;
+            } else {
+                out.push(byte);
+            }
+        }
+    }
+
+    /// The CR held back at the end of the stream, if any.
+    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) {
+        if std::mem::take(&mut self.cr) {
+            out.push(b'\r');
+        }
+    }
+}
+
 fn first_line(bytes: &[u8]) -> &[u8] {
     let end = memchr::memchr(b'\n', bytes).unwrap_or(bytes.len());
     &bytes[..end]
@@ -318,6 +401,26 @@ mod tests {
 
     fn split(reply: &str, runtime: bool) -> Result<RawReply, String> {
         split_reply("t", reply.as_bytes().to_vec(), runtime).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn crlf_becomes_lf_across_chunks_and_a_lone_cr_stays() {
+        let text = b"Name: HAProxy\r\n\r\n# pxname,svname,\r\na,b\rc,\r\n\r\n\r";
+        let want = b"Name: HAProxy\n\n# pxname,svname,\na,b\rc,\n\n\r";
+        assert_eq!(lf_lines(text.to_vec()), want);
+        for cut in 0..text.len() {
+            let mut crlf = Crlf::default();
+            let mut out = Vec::new();
+            for part in [&text[..cut], &text[cut..]] {
+                if crlf.needed(part) {
+                    crlf.convert(part, &mut out);
+                } else {
+                    out.extend_from_slice(part);
+                }
+            }
+            crlf.finish(&mut out);
+            assert_eq!(out, want, "cut at {cut}");
+        }
     }
 
     #[test]

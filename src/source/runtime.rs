@@ -5,7 +5,7 @@
 //! line; `split_reply` insists on it so that a cut connection is never taken for a dump.
 
 use super::RowSink;
-use super::{split_reply, SourceError, MAX_REPLY_BYTES};
+use super::{split_reply, Crlf, SourceError, MAX_REPLY_BYTES};
 use crate::stats::TypeMask;
 use crate::stats::{Info, Snapshot, StatParser, Stats};
 use std::io::{ErrorKind, Read, Write};
@@ -156,13 +156,28 @@ fn exchange(
     };
     let mut received: u64 = 0;
     let mut chunk = vec![0u8; CHUNK];
+    // CRLF line ends (a relay that translates them) become LF before framing and parsing.
+    let mut crlf = Crlf::default();
+    let mut converted = Vec::new();
     loop {
         // One deadline for the whole reply, checked before every read, so a peer trickling
         // bytes cannot hold us past it.
         let left = remaining(deadline).ok_or_else(timed_out)?;
         stream.set_read_timeout(left).map_err(io_error)?;
         let n = match stream.read(&mut chunk) {
-            Ok(0) => break,
+            Ok(0) => {
+                converted.clear();
+                crlf.finish(&mut converted);
+                if !converted.is_empty() {
+                    incoming
+                        .take(&converted)
+                        .map_err(|source| SourceError::Parse {
+                            target: target.to_string(),
+                            source,
+                        })?;
+                }
+                break;
+            }
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             // A reset after part of the reply is a cut connection: report it as such.
@@ -175,12 +190,17 @@ fn exchange(
                 target: target.to_string(),
             });
         }
-        incoming
-            .take(&chunk[..n])
-            .map_err(|source| SourceError::Parse {
-                target: target.to_string(),
-                source,
-            })?;
+        let bytes = if crlf.needed(&chunk[..n]) {
+            converted.clear();
+            crlf.convert(&chunk[..n], &mut converted);
+            &converted[..]
+        } else {
+            &chunk[..n]
+        };
+        incoming.take(bytes).map_err(|source| SourceError::Parse {
+            target: target.to_string(),
+            source,
+        })?;
         if let Incoming::Stat { info, parser } = &incoming {
             if let Some(table) = parser.table() {
                 sink.rows(table, info.as_ref(), false);

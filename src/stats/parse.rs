@@ -51,7 +51,30 @@ pub enum ParseError {
     /// Offsets are 32-bit to keep the row index small.
     #[error("dump of {0} bytes is too large (limit 4 GiB)")]
     TooLarge(usize),
+    /// More rows than [`MAX_ROWS`].
+    #[error("line {line}: more than {MAX_ROWS} rows, far more than any HAProxy dumps; refusing to read more")]
+    TooManyRows {
+        /// 1-based line number of the first row past the limit.
+        line: usize,
+    },
+    /// The row index would outgrow [`MAX_INDEX_BYTES`].
+    #[error("line {line}: the offsets of the fields read so far take more than {} MiB (rows of many, mostly empty fields); refusing to read more", MAX_INDEX_BYTES >> 20)]
+    IndexTooLarge {
+        /// 1-based line number of the row that passed the limit.
+        line: usize,
+    },
 }
+
+/// Rows one dump may hold: far beyond a real HAProxy (a few thousand rows is a large one),
+/// and a bound on everything kept per row, here and in the rules' evaluation. Without it,
+/// an endless stream of short rows grew to 14 times the 256 MiB reply cap before the cap
+/// was reached.
+pub const MAX_ROWS: usize = 200_000;
+
+/// Bytes the row index of one dump (a record per row, an offset per field, unescaped
+/// copies of quoted rows) may take. A field can be a single byte (its comma) and takes 2
+/// or 4 bytes of offset, so the index of a dump of empty fields outweighs its text.
+pub const MAX_INDEX_BYTES: usize = 256 << 20;
 
 /// Longest excerpt of an unexpected first line quoted back in an error.
 const EXCERPT: usize = 80;
@@ -485,6 +508,15 @@ impl StatParser {
                     (at, false, (at, at + line_len))
                 }
             };
+            if self.rows.len() >= MAX_ROWS {
+                return Err(ParseError::TooManyRows { line: row_line });
+            }
+            let index = self.rows.capacity() * std::mem::size_of::<RowMeta>()
+                + ends.heap_bytes()
+                + self.extra.capacity();
+            if index > MAX_INDEX_BYTES {
+                return Err(ParseError::IndexTooLarge { line: row_line });
+            }
             self.line_no += newlines + 1;
             self.rows.push(RowMeta {
                 line_start: line_range.0 as u32,
@@ -612,6 +644,14 @@ impl Ends {
         match self {
             Ends::Narrow(v) => v.len(),
             Ends::Wide(v) => v.len(),
+        }
+    }
+
+    /// Bytes allocated for the offsets.
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Ends::Narrow(v) => v.capacity() * 2,
+            Ends::Wide(v) => v.capacity() * 4,
         }
     }
 

@@ -41,6 +41,14 @@ pub enum Reply {
         /// Pause after each piece.
         pause: Duration,
     },
+    /// Send `head`, then `body` again and again until the client hangs up: a reply that
+    /// never ends.
+    Endless {
+        /// Sent once, first.
+        head: Vec<u8>,
+        /// Sent over and over.
+        body: Vec<u8>,
+    },
 }
 
 impl Reply {
@@ -283,6 +291,12 @@ fn serve(mut conn: Conn, reply: &Reply, terminator: &[u8]) -> Vec<u8> {
                     break; // The client gave up, as it should.
                 }
                 std::thread::sleep(*pause);
+            }
+            conn.shutdown_write();
+        }
+        Reply::Endless { head, body } => {
+            if conn.write_all(head).is_ok() {
+                while conn.write_all(body).is_ok() {}
             }
             conn.shutdown_write();
         }
