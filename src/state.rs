@@ -60,6 +60,11 @@ pub struct State {
     /// Deliveries that failed, retried by later runs.
     #[serde(default)]
     pub outbox: Vec<crate::notify::OutboxItem>,
+    /// Problems that last across runs and were already reported on stderr (`source lb1`,
+    /// `heartbeat`), with the Unix time they started: cron mails every line a run prints,
+    /// so each is printed when it starts and when it ends, not on every run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub problems: BTreeMap<String, f64>,
 }
 
 fn first_id() -> u64 {
@@ -106,6 +111,10 @@ pub struct AlertState {
     /// When it resolved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_at: Option<f64>,
+    /// Id of the notification that first announced this episode: its repeats and its
+    /// recovery are threaded under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
 }
 
 /// Why the state could not be used.
