@@ -415,7 +415,11 @@ pub fn run(
     // A source that stays unreadable is reported when it fails and when it answers again
     // (every run with -v): its SourceUnreachable alert already tells that it lasts.
     for f in &fetched {
-        let problem = f.result.as_ref().err().map(|e| format!("source {}: {e}", f.name));
+        let problem = f
+            .result
+            .as_ref()
+            .err()
+            .map(|e| format!("source {}: {e}", f.name));
         trouble |= problem.is_some();
         let key = format!("source {}", f.name);
         if args.dry_run {
@@ -514,8 +518,13 @@ pub fn run(
         if let Some(heartbeat) = &config.heartbeat {
             let problem = heartbeat.ping(!trouble).err();
             // Saved again only when the heartbeat starts or stops failing.
-            if report_problem(&mut current.problems, "heartbeat", problem, now, log::Level::Warn)
-            {
+            if report_problem(
+                &mut current.problems,
+                "heartbeat",
+                problem,
+                now,
+                log::Level::Warn,
+            ) {
                 lock.save(&current)?;
             }
         }

@@ -128,7 +128,8 @@ impl RowSink for Watch<'_> {
                         // The backend's status is made of its servers' (a backend whose
                         // servers are all down reads UP until they are checked).
                         // Pushed once per server: the step collects them in a set.
-                        self.unchecked.push((row.proxy().to_string(), String::new()));
+                        self.unchecked
+                            .push((row.proxy().to_string(), String::new()));
                     }
                 }
             }

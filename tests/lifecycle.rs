@@ -592,7 +592,9 @@ fn an_unreachable_source_is_printed_when_it_starts_and_when_it_ends() {
     let (code, lines) = run_with(&s, &["-v"], 240.0);
     assert_eq!(code, Some(1));
     assert!(
-        lines.iter().any(|l| l.starts_with("hapwatch: source lb1: ")),
+        lines
+            .iter()
+            .any(|l| l.starts_with("hapwatch: source lb1: ")),
         "{lines:?}"
     );
     // A dry run always shows it.

@@ -805,7 +805,10 @@ fn smtp_outage_keeps_firing_and_resolved_and_delivers_both_once() {
     let mails = smtp.messages();
     let subjects: Vec<_> = mails.iter().map(ReceivedMail::subject).collect();
     assert_eq!(subjects, [Some(SUBJECT_FIRING), Some(SUBJECT_RESOLVED)]);
-    assert_eq!(mails[1].header("In-Reply-To"), mails[0].header("Message-ID"));
+    assert_eq!(
+        mails[1].header("In-Reply-To"),
+        mails[0].header("Message-ID")
+    );
     assert!(lab.outbox().is_empty());
     lab.quiet_run(240.0);
     lab.quiet_run(300.0);
@@ -1793,7 +1796,10 @@ fn real_haproxy_server_down_mails_once_and_recovery_once() {
         "{}",
         text(&mails[1])
     );
-    assert_eq!(mails[1].header("In-Reply-To"), mails[0].header("Message-ID"));
+    assert_eq!(
+        mails[1].header("In-Reply-To"),
+        mails[0].header("Message-ID")
+    );
 
     for minute in 5..15 {
         lab.quiet_run(60.0 * f64::from(minute));
