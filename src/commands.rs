@@ -430,10 +430,13 @@ pub fn run(
             report_problem(&mut current.problems, &key, problem, now, log::Level::Error);
         }
     }
-    current.problems.retain(|key, _| {
-        key.strip_prefix("source ")
-            .is_none_or(|name| config.source(name).is_some())
-    });
+    // Problems of sources (or a heartbeat) no longer configured are of no further use.
+    current
+        .problems
+        .retain(|key, _| match key.strip_prefix("source ") {
+            Some(name) => config.source(name).is_some(),
+            None => key != "heartbeat" || config.heartbeat.is_some(),
+        });
     // Masked here, once: these texts become the SourceUnreachable summary, so they reach
     // every notifier, the state file and dry runs.
     let errors: Vec<String> = fetched

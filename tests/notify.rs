@@ -469,6 +469,18 @@ fn smtp_threads_each_incident_under_its_own_firing_mail() {
         assert_eq!(mails[resolved].header("In-Reply-To"), Some(id(firing)));
         assert_eq!(mails[resolved].header("References"), Some(id(firing)));
     }
+    // web4 has been down since the first mail: 4 h later (repeat_interval) it is
+    // announced again, in the thread of the mail that first announced it.
+    lab.quiet_run(4.0 * 3600.0);
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 5);
+    assert_eq!(
+        mails[4].subject(),
+        Some("[FIRING:1] ServerDown app-main (lb1)")
+    );
+    assert!(text(&mails[4]).contains("ServerDown app-main/web4"));
+    assert_eq!(mails[4].header("In-Reply-To"), Some(id(0)));
+    assert_eq!(mails[4].header("References"), Some(id(0)));
 }
 
 // ---------------------------------------------------------------------------------------
