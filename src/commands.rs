@@ -447,7 +447,31 @@ pub fn run(
         }
     }
 
-    trouble |= report_failures(&fetched);
+    // A source that stays unreadable is reported when it fails and when it answers again
+    // (every run with -v): its SourceUnreachable alert already tells that it lasts.
+    for f in &fetched {
+        let problem = f
+            .result
+            .as_ref()
+            .err()
+            .map(|e| format!("source {}: {e}", f.name));
+        trouble |= problem.is_some();
+        let key = format!("source {}", f.name);
+        if args.dry_run {
+            if let Some(problem) = problem {
+                log::error(problem);
+            }
+        } else {
+            report_problem(&mut current.problems, &key, problem, now, log::Level::Error);
+        }
+    }
+    // Problems of sources (or a heartbeat) no longer configured are of no further use.
+    current
+        .problems
+        .retain(|key, _| match key.strip_prefix("source ") {
+            Some(name) => config.source(name).is_some(),
+            None => key != "heartbeat" || config.heartbeat.is_some(),
+        });
     // Masked here, once: these texts become the SourceUnreachable summary, so they reach
     // every notifier, the state file and dry runs.
     let errors: Vec<String> = fetched
@@ -538,8 +562,16 @@ pub fn run(
         sent = delivered.sent.len();
         lock.save(&current)?;
         if let Some(heartbeat) = &config.heartbeat {
-            if let Err(e) = heartbeat.ping(!trouble) {
-                log::warn(e);
+            let problem = heartbeat.ping(!trouble).err();
+            // Saved again only when the heartbeat starts or stops failing.
+            if report_problem(
+                &mut current.problems,
+                "heartbeat",
+                problem,
+                now,
+                log::Level::Warn,
+            ) {
+                lock.save(&current)?;
             }
         }
     }
@@ -601,6 +633,42 @@ pub fn run(
     } else {
         Exit::Success
     })
+}
+
+/// Prints a problem that may last across runs (`problem`: its line now, `None`: not
+/// present now) at `level` when it starts, and when it ends; while it lasts, only with
+/// `-v`. `problems` (in the state) remembers what was reported. True when it changed.
+fn report_problem(
+    problems: &mut std::collections::BTreeMap<String, f64>,
+    key: &str,
+    problem: Option<String>,
+    now: f64,
+    level: log::Level,
+) -> bool {
+    match (problem, problems.get(key).copied()) {
+        (Some(line), None) => {
+            log::log(level, line);
+            problems.insert(key.to_string(), now);
+            true
+        }
+        (Some(line), Some(since)) => {
+            log::info(format!(
+                "{line} (reported at {}; printed again when it ends)",
+                crate::message::rfc3339(since)
+            ));
+            false
+        }
+        (None, Some(since)) => {
+            log::warn(format!(
+                "{key} is fine again (it failed from {} to {})",
+                crate::message::rfc3339(since),
+                crate::message::rfc3339(now)
+            ));
+            problems.remove(key);
+            true
+        }
+        (None, None) => false,
+    }
 }
 
 /// `ServerDown app-main/web3 (lb1)`.

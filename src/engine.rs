@@ -31,8 +31,12 @@ pub struct Evaluated {
     alerts: Vec<Alert>,
     /// The counters the next run's `delta()` / `rate()` compare with.
     sample: Sample,
-    /// Servers not checked yet since HAProxy started (`check_status` `INI`): proxy, server.
+    /// Servers not checked yet since HAProxy started (`check_status` `INI`): proxy,
+    /// server; and their backends (proxy, empty server), whose status derives from them.
     unchecked: Vec<(String, String)>,
+    /// The counters started again since the previous sample (a reload or restart, or no
+    /// previous sample): `delta()` / `rate()` cover only part of the interval.
+    counters_reset: bool,
 }
 
 /// The previous samples of every source, for [`Watch`]es that run while the state file is
@@ -49,6 +53,7 @@ pub struct Watch<'r> {
     evaluation: Evaluation<'r>,
     capture: Capture,
     unchecked: Vec<(String, String)>,
+    counters_reset: bool,
     /// Rows looked at for `INI` so far.
     done: usize,
 }
@@ -82,6 +87,7 @@ impl<'r> Watch<'r> {
             evaluation: Evaluation::new(&config.rules, source, now, None),
             capture: Capture::new(config.rules.counter_columns()),
             unchecked: Vec::new(),
+            counters_reset: true,
             done: 0,
         }
     }
@@ -92,6 +98,7 @@ impl<'r> Watch<'r> {
             alerts: self.evaluation.finish(),
             sample: self.capture.finish(self.now),
             unchecked: self.unchecked,
+            counters_reset: self.counters_reset,
         }
     }
 
@@ -118,6 +125,11 @@ impl RowSink for Watch<'_> {
                     if status.strip_prefix("* ").unwrap_or(status) == "INI" {
                         self.unchecked
                             .push((row.proxy().to_string(), row.name().to_string()));
+                        // The backend's status is made of its servers' (a backend whose
+                        // servers are all down reads UP until they are checked).
+                        // Pushed once per server: the step collects them in a set.
+                        self.unchecked
+                            .push((row.proxy().to_string(), String::new()));
                     }
                 }
             }
@@ -130,6 +142,7 @@ impl RowSink for Watch<'_> {
             Previous::Pending(samples) => samples.get().map(|s| s.get(self.source)),
         };
         if let Some(previous) = previous {
+            self.counters_reset = previous.is_none_or(|p| p.restarted_before_info(info));
             self.evaluation.advance(table, info, previous);
         }
     }
@@ -183,6 +196,11 @@ pub struct Notice {
     /// True when this re-announces a problem that lasts (`repeat_interval`).
     #[serde(default)]
     pub repeat: bool,
+    /// The [`Notification::id`] of the notification that first announced this episode
+    /// (its incident's thread), for repeats and recoveries; `None` for a first
+    /// announcement, which starts the thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
 }
 
 /// An alert's move in this run, for dry runs and rule tests.
@@ -225,6 +243,9 @@ pub fn step(
     // Servers not checked yet since HAProxy started (`INI`, e.g. right after a reload):
     // their status says nothing yet, so their alerts stay as they are.
     let mut unchecked: HashSet<(String, String, String)> = HashSet::new();
+    // Sources whose counters started again (a reload): rules on `delta()` / `rate()` saw
+    // only part of the interval there, too little to say that a problem is over.
+    let mut counters_reset: HashSet<&str> = HashSet::new();
     for source in sources.iter_mut() {
         match source.result {
             Ok(snapshot) => {
@@ -243,6 +264,9 @@ pub fn step(
                         .into_iter()
                         .map(|(p, s)| (source.name.to_string(), p, s)),
                 );
+                if evaluated.counters_reset {
+                    counters_reset.insert(source.name);
+                }
                 outcome.active.extend(evaluated.alerts);
                 state
                     .samples
@@ -350,6 +374,9 @@ pub fn step(
             .rules
             .iter()
             .find(|r| Some(&r.name) == entry.labels.get("alertname"));
+        if rule.is_some_and(|r| r.reads_counters) && counters_reset.contains(source) {
+            continue;
+        }
         match entry.status {
             Status::Pending => {
                 forget.push(fingerprint.clone());
@@ -374,7 +401,13 @@ pub fn step(
                 entry.status = Status::Resolved;
                 entry.resolved_at = Some(now);
                 entry.runs = 0;
-                if entry.notified_at.is_some() && settings.send_resolved && !silenced && !quiet {
+                // The recovery of a problem that was announced is announced even during a
+                // silence: a silence holds back news of a problem, and without this the
+                // receivers would believe forever that it still fires.
+                let send_resolved = rule
+                    .and_then(|r| r.send_resolved)
+                    .unwrap_or(settings.send_resolved);
+                if entry.notified_at.is_some() && send_resolved && !quiet {
                     let receivers = rule.map(|r| r.notify.clone()).unwrap_or_default();
                     events.push((notice(fingerprint, entry, false), false, receivers));
                 }
@@ -403,7 +436,27 @@ pub fn step(
         settings.max_notifications_per_run,
         now,
     );
+    thread(&mut outcome.notifications, state);
     outcome
+}
+
+/// Threads notifications per incident: a first announcement starts a thread (its alert
+/// remembers the notification's id); its repeats and its recovery refer to that id.
+fn thread(notifications: &mut [Notification], state: &mut State) {
+    for n in notifications {
+        let id = n.id();
+        for notice in n.firing.iter_mut().chain(n.resolved.iter_mut()) {
+            let Some(entry) = state.alerts.get_mut(&notice.fingerprint) else {
+                continue;
+            };
+            let starts = notice.ends_at.is_none() && !notice.repeat;
+            if starts {
+                entry.thread = Some(id.clone());
+            } else {
+                notice.thread = entry.thread.clone();
+            }
+        }
+    }
 }
 
 fn new_episode(alert: &Alert, now: f64) -> AlertState {
@@ -418,6 +471,7 @@ fn new_episode(alert: &Alert, now: f64) -> AlertState {
         runs: 1,
         notified_at: None,
         resolved_at: None,
+        thread: None,
     }
 }
 
@@ -440,6 +494,7 @@ fn notice(fingerprint: &str, entry: &AlertState, repeat: bool) -> Notice {
             .resolved_at
             .filter(|_| entry.status == Status::Resolved),
         repeat,
+        thread: None,
     }
 }
 
@@ -507,9 +562,35 @@ pub fn format_labels(labels: &Labels) -> String {
 }
 
 impl Notification {
-    /// A stable id for the group, for mail threading and webhook group keys.
+    /// A stable id for the group, for webhook group keys.
     pub fn group_id(&self) -> String {
         let labels: Labels = [("group".to_string(), self.group_key.clone())].into();
         Fingerprint::of(&labels).to_string()
+    }
+
+    /// This notification's own id (16 hex digits): its group and the run that planned
+    /// it. Mail uses it as the Message-ID, and later notices of the same incident refer
+    /// to it ([`Notice::thread`]).
+    pub fn id(&self) -> String {
+        let labels: Labels = [
+            ("group".to_string(), self.group_key.clone()),
+            ("at".to_string(), format!("{:.3}", self.created_at)),
+        ]
+        .into();
+        Fingerprint::of(&labels).to_string()
+    }
+
+    /// The threads (notification ids) this notification continues: those of its repeats
+    /// and recoveries, each once, in order.
+    pub fn threads(&self) -> Vec<&str> {
+        let mut threads: Vec<&str> = Vec::new();
+        for notice in self.firing.iter().chain(&self.resolved) {
+            if let Some(t) = notice.thread.as_deref() {
+                if !threads.contains(&t) {
+                    threads.push(t);
+                }
+            }
+        }
+        threads
     }
 }

@@ -297,7 +297,11 @@ pub fn dry_run(
                     writeln!(out, "Cc: {}", mail.cc.join(", "))?;
                 }
                 writeln!(out, "Subject: {}", mail.subject)?;
-                writeln!(out, "References: {}\n", mail.thread)?;
+                writeln!(out, "Message-ID: {}", mail.message_id)?;
+                if !mail.references.is_empty() {
+                    writeln!(out, "References: {}", mail.references.join(" "))?;
+                }
+                writeln!(out)?;
                 write!(out, "{}", mail.body)?;
             }
             Ok(crate::notify::Message::Http(request)) => {

@@ -64,6 +64,11 @@ pub struct State {
     /// last, at most [`REFUSED_KEPT`]: `state show` lists them after the run's stderr line.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<Refused>,
+    /// Problems that last across runs and were already reported on stderr (`source lb1`,
+    /// `heartbeat`), with the Unix time they started: cron mails every line a run prints,
+    /// so each is printed when it starts and when it ends, not on every run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub problems: BTreeMap<String, f64>,
 }
 
 /// How many refused notifications the state remembers.
@@ -126,6 +131,10 @@ pub struct AlertState {
     /// When it resolved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_at: Option<f64>,
+    /// Id of the notification that first announced this episode: its repeats and its
+    /// recovery are threaded under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
 }
 
 /// Why the state could not be used.
@@ -873,6 +882,7 @@ fn salvage(bytes: &[u8]) -> Option<(State, Vec<String>)> {
     state.silences = list(top.remove("silences"), "silences", &mut lost);
     state.outbox = list(top.remove("outbox"), "outbox", &mut lost);
     state.refused = list(top.remove("refused"), "refused", &mut lost);
+    state.problems = map(top.remove("problems"), "problems", &mut lost);
     let highest_silence = state
         .silences
         .iter()

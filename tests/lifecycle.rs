@@ -221,10 +221,14 @@ fn flaps_between_runs_are_caught_with_the_default_rules() {
             "ServerFlapped: +app-main/web1 +app-main/web2"
         ]
     );
-    assert_eq!(
-        s.notify(120.0),
-        ["ServerFlapped: -app-main/web1 -app-main/web2"]
-    );
+    // An event: its recovery is not announced (`send_resolved = false` in rules.toml).
+    assert!(s.notify(120.0).is_empty());
+    assert!(s.state()["alerts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|a| a["labels"]["alertname"] == "ServerFlapped")
+        .all(|a| a["status"] == "resolved"));
     assert!(s.notify(180.0).is_empty());
 }
 
@@ -449,7 +453,7 @@ fn a_reload_between_runs_causes_no_rate_spike() {
     );
     assert!(
         s.notify(60.0).is_empty(),
-        "1439 sessions in 60 s after the reload: 24/s, no spike, no flap"
+        "1439 sessions in a process up 1 s (Uptime_sec: 1, so up to 2 s): 720/s, no spike, no flap"
     );
     // The same rule does fire on a real burst: t1 -> t2 one second apart.
     s.capture("lb1.txt", "haproxy-2.6/series/t1.csv");
@@ -459,10 +463,8 @@ fn a_reload_between_runs_causes_no_rate_spike() {
     s.capture("lb1.txt", "haproxy-2.6/series/t2.csv");
     assert_eq!(
         s.notify(1001.0),
-        [
-            "ServerFlapped: -app-main/web1 -app-main/web2 -app-main/web3",
-            "SessionRateHigh: +fe-web"
-        ]
+        // ServerFlapped is an event: no recovery is announced (send_resolved = false).
+        ["SessionRateHigh: +fe-web"]
     );
 }
 
@@ -596,4 +598,104 @@ fn concurrent_runs_serialize_on_the_lock() {
         assert_eq!(state["version"], hapwatch::state::VERSION);
         assert_eq!(state["alerts"].as_object().unwrap().len(), 1);
     }
+}
+
+/// Runs `hapwatch [flags] run --now base+at`; returns (exit code, stderr lines).
+fn run_with(s: &Scenario, flags: &[&str], at: f64) -> (Option<i32>, Vec<String>) {
+    let out = s
+        .hapwatch()
+        .args(flags)
+        .args(["run", "--now", &(s.base + at).to_string()])
+        .run();
+    (
+        out.code,
+        out.stderr.lines().map(str::to_string).collect::<Vec<_>>(),
+    )
+}
+
+/// Issue #16 item 5: an unreachable source printed the same stderr line every run (also
+/// with -q), so cron mailed the operator every minute for the whole outage.
+#[test]
+fn an_unreachable_source_is_printed_when_it_starts_and_when_it_ends() {
+    let s = Scenario::new(DOWN_FOR_2_RUNS);
+    // No lb1.csv: the source cannot be read.
+    let (code, lines) = run_with(&s, &[], 0.0);
+    assert_eq!(code, Some(1));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("hapwatch: source lb1: "), "{lines:?}");
+    for (i, flags) in [&[][..], &["-q"][..], &[][..]].into_iter().enumerate() {
+        let (code, lines) = run_with(&s, flags, 60.0 * (i + 1) as f64);
+        assert_eq!(code, Some(1), "still trouble: exit 1");
+        assert!(lines.is_empty(), "run {}: {lines:?}", i + 2);
+    }
+    // With -v, every run says it (and what else the run did).
+    let (code, lines) = run_with(&s, &["-v"], 240.0);
+    assert_eq!(code, Some(1));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("hapwatch: source lb1: ")),
+        "{lines:?}"
+    );
+    // A dry run always shows it.
+    s.hapwatch()
+        .args(["run", "--dry-run", "--now", &(s.base + 270.0).to_string()])
+        .run()
+        .status(1)
+        .stderr_contains("source lb1: ");
+    // Back: one line that it ended, then silence.
+    s.capture("lb1.csv", "haproxy-2.6/show-stat.csv");
+    let (code, lines) = run_with(&s, &[], 300.0);
+    assert_eq!(code, Some(0));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("source lb1 is fine again (it failed from "),
+        "{lines:?}"
+    );
+    let (code, lines) = run_with(&s, &[], 360.0);
+    assert_eq!((code, lines), (Some(0), Vec::new()));
+    // A new outage is a new problem: printed again.
+    std::fs::remove_file(s.path("lb1.csv")).unwrap();
+    let (code, lines) = run_with(&s, &[], 420.0);
+    assert_eq!(code, Some(1));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+}
+
+/// Issue #16 item 5, the heartbeat: a heartbeat URL that fails is printed when it starts
+/// failing and when it works again, not on every run.
+#[test]
+fn a_failing_heartbeat_is_printed_when_it_starts_and_when_it_ends() {
+    let dead = common::closed_addr();
+    let s = Scenario::new(&format!(
+        "{DOWN_FOR_2_RUNS}\n[heartbeat]\nurl = \"http://{dead}/ping\"\ntimeout = \"2s\"\n"
+    ));
+    s.capture("lb1.csv", "haproxy-2.6/show-stat.csv");
+    let (code, lines) = run_with(&s, &[], 0.0);
+    assert_eq!(code, Some(0), "a heartbeat failure is a warning: {lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("heartbeat http://"), "{lines:?}");
+    for i in 1..4 {
+        let (_, lines) = run_with(&s, &[], 60.0 * f64::from(i));
+        assert!(lines.is_empty(), "run {}: {lines:?}", i + 1);
+    }
+    let (_, lines) = run_with(&s, &["-v"], 240.0);
+    assert!(
+        lines.iter().any(|l| l.contains("heartbeat http://")),
+        "{lines:?}"
+    );
+    // The heartbeat receiver comes back.
+    let receiver = std::net::TcpListener::bind(dead).expect("bind the heartbeat's port");
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut conn, _) = receiver.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf);
+        conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK")
+            .unwrap();
+    });
+    let (code, lines) = run_with(&s, &[], 300.0);
+    server.join().unwrap();
+    assert_eq!(code, Some(0));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("heartbeat is fine again"), "{lines:?}");
 }

@@ -33,8 +33,6 @@ const DOWN: &str = "haproxy-2.6/down-after-kill.csv";
 const WEB3_BACK: &str = "haproxy-2.6/check-in-progress.csv";
 
 const GROUP_KEY: &str = r#"{alertname="ServerDown",source="lb1"}"#;
-/// The group id hapwatch derives from [`GROUP_KEY`] (the fingerprint of `{group=KEY}`).
-const GROUP_ID: &str = "ff760df0703360a2";
 const SUBJECT_FIRING: &str = "[FIRING:2] ServerDown app-main (lb1)";
 const SUBJECT_RESOLVED: &str = "[RESOLVED:1] ServerDown app-main (lb1)";
 const FROM: &str = "hapwatch@lb1.example.net";
@@ -349,14 +347,12 @@ fn smtp_plain_one_mail_per_problem_and_one_per_recovery_threaded() {
     assert_eq!(header("Cc"), "ops@example.net");
     assert_eq!(firing.subject(), Some(SUBJECT_FIRING));
     assert_eq!(header("Auto-Submitted"), "auto-generated");
-    let thread = format!("<hapwatch-{GROUP_ID}@lb1.example.net>");
-    assert_eq!(
-        GROUP_ID,
-        fingerprint(&[("group", GROUP_KEY)]),
-        "the thread id is the group's fingerprint"
-    );
-    assert_eq!(header("In-Reply-To"), thread);
-    assert_eq!(header("References"), thread);
+    // A firing mail starts its incident's thread: a Message-ID at the From domain, and
+    // no In-Reply-To / References.
+    assert!(header("Message-ID").starts_with("<hapwatch-"));
+    assert!(header("Message-ID").ends_with("@lb1.example.net>"));
+    assert_eq!(firing.header("In-Reply-To"), None);
+    assert_eq!(firing.header("References"), None);
     assert_msg_id(&header("Message-ID"));
     // Date: when it was sent (the real clock; --now only moves the alerts' times).
     let date = chrono::DateTime::parse_from_rfc2822(&header("Date"))
@@ -402,8 +398,9 @@ fn smtp_plain_one_mail_per_problem_and_one_per_recovery_threaded() {
         resolved.rcpt_tos,
         ["oncall@example.net", "web@example.net", "ops@example.net"]
     );
-    assert_eq!(resolved.header("In-Reply-To"), firing.header("In-Reply-To"));
-    assert_eq!(resolved.header("References"), firing.header("References"));
+    // The recovery replies to the firing mail itself.
+    assert_eq!(resolved.header("In-Reply-To"), firing.header("Message-ID"));
+    assert_eq!(resolved.header("References"), firing.header("Message-ID"));
     let resolved_id = resolved.header("Message-ID").unwrap();
     assert_msg_id(&resolved_id);
     assert_ne!(Some(resolved_id), firing.header("Message-ID"));
@@ -418,6 +415,72 @@ fn smtp_plain_one_mail_per_problem_and_one_per_recovery_threaded() {
     }
     assert_eq!(smtp.messages().len(), 2);
     assert!(lab.outbox().is_empty());
+}
+
+/// Issue #16 item 7: every incident is its own thread. Before, every ServerDown mail of a
+/// source referred to one invented parent (the group's id), so weeks of unrelated
+/// incidents formed one thread, the recovery did not refer to the firing mail, and the
+/// Message-ID was at the host name while the thread id was at the From domain.
+#[test]
+fn smtp_threads_each_incident_under_its_own_firing_mail() {
+    let Some(smtp) = SmtpServer::start_or_skip() else {
+        return;
+    };
+    let lab = Lab::new(&format!(
+        "[notifier.mail]\ntype = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+         from = \"hapwatch <{FROM}>\"\nto = [\"oncall@example.net\"]\n",
+        smtp.port()
+    ));
+    // Incident 1: web3 (and web4) down, then web3 back.
+    lab.quiet_run(0.0);
+    lab.capture(WEB3_BACK);
+    lab.quiet_run(60.0);
+    // Incident 2: web3 down again, then back again.
+    lab.capture(DOWN);
+    lab.quiet_run(120.0);
+    lab.capture(WEB3_BACK);
+    lab.quiet_run(180.0);
+    let mails = smtp.messages();
+    let subjects: Vec<_> = mails.iter().map(ReceivedMail::subject).collect();
+    assert_eq!(
+        subjects,
+        [
+            Some(SUBJECT_FIRING),
+            Some(SUBJECT_RESOLVED),
+            Some("[FIRING:1] ServerDown app-main (lb1)"),
+            Some(SUBJECT_RESOLVED),
+        ]
+    );
+    let id = |i: usize| mails[i].header("Message-ID").expect("a Message-ID");
+    for i in 0..4 {
+        assert_msg_id(&id(i));
+        assert!(
+            id(i).ends_with("@lb1.example.net>"),
+            "one domain, the From address's: {}",
+            id(i)
+        );
+    }
+    let ids: std::collections::BTreeSet<String> = (0..4).map(id).collect();
+    assert_eq!(ids.len(), 4, "every mail has its own Message-ID: {ids:?}");
+    // Each firing mail starts a thread; each recovery replies to its own firing mail.
+    for (firing, resolved) in [(0, 1), (2, 3)] {
+        assert_eq!(mails[firing].header("In-Reply-To"), None, "mail {firing}");
+        assert_eq!(mails[firing].header("References"), None, "mail {firing}");
+        assert_eq!(mails[resolved].header("In-Reply-To"), Some(id(firing)));
+        assert_eq!(mails[resolved].header("References"), Some(id(firing)));
+    }
+    // web4 has been down since the first mail: 4 h later (repeat_interval) it is
+    // announced again, in the thread of the mail that first announced it.
+    lab.quiet_run(4.0 * 3600.0);
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 5);
+    assert_eq!(
+        mails[4].subject(),
+        Some("[FIRING:1] ServerDown app-main (lb1)")
+    );
+    assert!(text(&mails[4]).contains("ServerDown app-main/web4"));
+    assert_eq!(mails[4].header("In-Reply-To"), Some(id(0)));
+    assert_eq!(mails[4].header("References"), Some(id(0)));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -756,7 +819,10 @@ fn smtp_outage_keeps_firing_and_resolved_and_delivers_both_once() {
     let mails = smtp.messages();
     let subjects: Vec<_> = mails.iter().map(ReceivedMail::subject).collect();
     assert_eq!(subjects, [Some(SUBJECT_FIRING), Some(SUBJECT_RESOLVED)]);
-    assert_eq!(mails[0].header("References"), mails[1].header("References"));
+    assert_eq!(
+        mails[1].header("In-Reply-To"),
+        mails[0].header("Message-ID")
+    );
     assert!(lab.outbox().is_empty());
     lab.quiet_run(240.0);
     lab.quiet_run(300.0);
@@ -1744,7 +1810,10 @@ fn real_haproxy_server_down_mails_once_and_recovery_once() {
         "{}",
         text(&mails[1])
     );
-    assert_eq!(mails[0].header("References"), mails[1].header("References"));
+    assert_eq!(
+        mails[1].header("In-Reply-To"),
+        mails[0].header("Message-ID")
+    );
 
     for minute in 5..15 {
         lab.quiet_run(60.0 * f64::from(minute));

@@ -49,7 +49,7 @@ fn the_shipped_rule_tests_pass() {
         .run();
     out.status(0)
         .stdout_contains("  ok    ServerDown: announced once, recovery once\n")
-        .stdout_contains("\n12 passed, 0 failed\n");
+        .stdout_contains("\n19 passed, 0 failed\n");
 }
 
 #[test]

@@ -507,3 +507,37 @@ fn default_server_flapped_between_runs() {
     assert!(fired("ServerFlapped", &after, Some((&after, 60.0))).is_empty());
     assert!(fired("ServerFlapped", &after, None).is_empty());
 }
+
+/// Issue #16: after a reload the new counters cover the process's uptime, not the whole
+/// interval since the previous run; `rate()` divided by the interval showed 6.96/s for
+/// ~15.7/s of traffic.
+#[test]
+fn after_a_reload_rate_divides_by_the_uptime_not_the_whole_interval() {
+    let cfg = config("[[rule]]\nname = \"R\"\nscope = { type = \"frontend\" }\nwhen = 'rate(stot) >= 0'\nvalue = 'rate(stot)'\n");
+    let before = snapshot_of(
+        &fixture_text("series/t5.csv"),
+        Some(&fixture_text("series/info-before-reload.txt")),
+    );
+    let t6 = fixture_text("series/t6-after-reload.csv");
+    let rate = |info: &str| {
+        let after = snapshot_of(&t6, Some(info));
+        let alerts = eval(&cfg, &after, Some((&before, 60.0)), None);
+        let alert = alerts
+            .iter()
+            .find(|a| a.labels["proxy"] == "fe-web")
+            .expect("fe-web");
+        match alert.value {
+            Some(Value::Number(n)) => n,
+            ref other => panic!("{other:?}"),
+        }
+    };
+    let info = fixture_text("series/info-after-reload.txt");
+    // fe-web stot 1439 in a process up `Uptime_sec: 1` (1 to 2 s): at most 2 s.
+    assert_eq!(rate(&info), 1439.0 / 2.0);
+    // Up 26 s of the 60: the traffic of 27 s, not of 60.
+    let info_26 = info.replace("Uptime_sec: 1\n", "Uptime_sec: 26\n");
+    assert_eq!(rate(&info_26), 1439.0 / 27.0);
+    // Up longer than the interval (a restart long ago, or no reload): the interval.
+    let info_600 = info.replace("Uptime_sec: 1\n", "Uptime_sec: 600\n");
+    assert_eq!(rate(&info_600), 1439.0 / 60.0);
+}

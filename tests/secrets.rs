@@ -343,7 +343,8 @@ fn tokens_in_url_queries_never_show() {
 
     for args in [
         vec!["run", "--now", NOW],
-        vec!["--log-format", "json", "run", "--now", "1800000600"],
+        // -v: a failing heartbeat is printed when it starts failing, then only with -v.
+        vec!["-v", "--log-format", "json", "run", "--now", "1800000600"],
     ] {
         let out = setup.hapwatch().args(&args).run();
         assert_hidden(&args.join(" "), &out.stderr, &secrets);

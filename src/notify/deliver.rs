@@ -212,9 +212,16 @@ pub fn plan(
                 continue;
             }
             let mut n = n.clone();
-            if !notifier.send_resolved {
-                n.resolved.clear();
-            }
+            // A rule's `send_resolved` overrides the notifier's.
+            n.resolved.retain(|notice| {
+                let name = notice.labels.get("alertname").map_or("", String::as_str);
+                rules
+                    .rules
+                    .iter()
+                    .find(|r| r.name == name)
+                    .and_then(|r| r.send_resolved)
+                    .unwrap_or(notifier.send_resolved)
+            });
             if !n.firing.is_empty() || !n.resolved.is_empty() {
                 out.push((name.to_string(), Payload::Notification(n)));
             }
@@ -786,6 +793,7 @@ pub fn notify_test(config: &Config, name: &str, now: f64) -> Result<String, Stri
                     starts_at: now,
                     ends_at: None,
                     repeat: false,
+                    thread: None,
                 }],
                 resolved: Vec::new(),
                 created_at: now,

@@ -64,9 +64,12 @@ pub struct Mail {
     pub subject: String,
     /// Plain-text body.
     pub body: String,
-    /// `References` / `In-Reply-To`: the same for every mail of one alert group, so that
-    /// mail clients thread "firing" and "resolved".
-    pub thread: String,
+    /// `Message-ID`: `<hapwatch-ID@DOMAIN>`, the notification's id at the `From` domain.
+    pub message_id: String,
+    /// `In-Reply-To` (the first) and `References`: the Message-IDs of the mails that
+    /// first announced the incidents this mail repeats or resolves (none for a mail that
+    /// starts a thread), so that each incident is one thread.
+    pub references: Vec<String>,
 }
 
 impl SmtpConfig {
@@ -167,7 +170,12 @@ pub(super) fn render(
         // A subject is one line: nothing HAProxy reports may add a header.
         subject: crate::message::one_line(&subject),
         body,
-        thread: format!("<hapwatch-{}@{domain}>", n.group_id()),
+        message_id: format!("<hapwatch-{}@{domain}>", n.id()),
+        references: n
+            .threads()
+            .iter()
+            .map(|id| format!("<hapwatch-{id}@{domain}>"))
+            .collect(),
     }
 }
 
@@ -188,11 +196,14 @@ pub(super) fn send(
     let mut builder = Message::builder()
         .from(cfg.from.clone())
         .subject(mail.subject.clone())
-        .in_reply_to(mail.thread.clone())
-        .references(mail.thread.clone())
-        .message_id(None)
+        .message_id(Some(mail.message_id.clone()))
         .header(lettre::message::header::ContentType::TEXT_PLAIN)
         .header(AutoSubmitted);
+    if let Some(first) = mail.references.first() {
+        builder = builder
+            .in_reply_to(first.clone())
+            .references(mail.references.join(" "));
+    }
     for to in &cfg.to {
         builder = builder.to(to.clone());
     }

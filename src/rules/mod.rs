@@ -55,6 +55,7 @@ pub struct RawRule {
     keep_firing_for: Option<Duration>,
     #[serde(default)]
     notify: Vec<String>,
+    send_resolved: Option<bool>,
 }
 
 /// A rule's `scope` as written: each key takes a string or a list of strings.
@@ -126,6 +127,12 @@ pub struct Rule {
     pub keep_firing_for: Option<Duration>,
     /// Notifier names (empty: the default route).
     pub notify: Vec<String>,
+    /// Whether recoveries of this rule's alerts are announced (`None`: each notifier's
+    /// `send_resolved` decides). `false` suits event-like rules such as ServerFlapped.
+    pub send_resolved: Option<bool>,
+    /// The condition reads `delta()` / `rate()`: right after a counter reset it has too
+    /// little data to say that a problem is over.
+    pub reads_counters: bool,
     /// Line of the `[[rule]]` entry.
     pub line: usize,
     when: Expr,
@@ -282,6 +289,8 @@ impl RuleSet {
                 hold,
                 keep_firing_for: raw.keep_firing_for.filter(|d| !d.is_zero()),
                 notify: raw.notify,
+                send_resolved: raw.send_resolved,
+                reads_counters: !counter_columns(&when).is_empty(),
                 when,
                 value,
                 column_ids,
@@ -676,6 +685,9 @@ struct Bound {
     dump_columns: Vec<Option<usize>>,
     previous_columns: Vec<Option<usize>>,
     restarted: bool,
+    /// An upper bound of the process's uptime (`Uptime_sec` + 1), used when it restarted
+    /// since the previous sample.
+    uptime: Option<f64>,
 }
 
 impl<'r> Evaluation<'r> {
@@ -712,6 +724,17 @@ impl<'r> Evaluation<'r> {
                 set.columns.iter().map(|c| sample.column(c)).collect()
             }),
             restarted: previous.is_some_and(|sample| sample.restarted_before_info(info)),
+            // `Uptime_sec` is rounded down: one second more never overstates a rate.
+            uptime: info.and_then(Info::uptime_sec).map(|u| u as f64 + 1.0),
+        });
+        let interval = previous.map_or(0.0, |sample| {
+            let since = self.now - sample.taken_at;
+            // After a reload the counters count from the new process's start, not from
+            // the previous sample: dividing by the whole interval would understate rates.
+            match bound.uptime {
+                Some(uptime) if bound.restarted => since.min(uptime),
+                _ => since,
+            }
         });
         let env = Env {
             source: self.source,
@@ -719,7 +742,7 @@ impl<'r> Evaluation<'r> {
             previous: previous.map(|sample| Previous {
                 sample,
                 columns: &bound.previous_columns,
-                interval: self.now - sample.taken_at,
+                interval,
                 restarted: bound.restarted,
             }),
         };
