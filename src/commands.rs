@@ -418,9 +418,10 @@ pub fn run(
             report_salvaged(path, &moved_to, &lost, args.dry_run);
             trouble = true;
             state.samples = samples;
-            // Without its alerts, the run cannot tell a new problem from one announced
-            // before: as with an unusable file, nothing is announced this once.
-            let alerts_lost = lost.iter().any(|l| l.starts_with("alerts:"));
+            // Without (some of) its alerts, the run cannot tell a new problem from one
+            // announced before: as with an unusable file, nothing is announced this once
+            // (recoveries of the alerts it kept still are).
+            let alerts_lost = lost.iter().any(|l| l.starts_with("alerts"));
             (state, alerts_lost)
         }
         Loaded::Corrupt { moved_to, reason } => {
@@ -678,9 +679,11 @@ fn describe_alert(labels: &crate::alert::Labels) -> String {
     crate::message::one_line(&format!("{}{row} ({})", get("alertname"), get("source")))
 }
 
-/// The identity a state file records for a config: its canonical path.
+/// The identity a state file records for a config: its absolute path as given. Not the
+/// real path: a deploy that switches a link (a Kubernetes ConfigMap's `..data`, a release
+/// directory, a Nix store path) keeps the same config.
 fn config_id(config: &Config) -> String {
-    std::fs::canonicalize(&config.path)
+    std::path::absolute(&config.path)
         .unwrap_or_else(|_| config.path.clone())
         .display()
         .to_string()
@@ -877,6 +880,7 @@ pub fn silence(
 pub fn state(
     config_path: &Path,
     state_path: Option<&Path>,
+    adopt_state: bool,
     command: &StateCommand,
 ) -> Result<Exit, Error> {
     let config = Config::load(config_path)?;
@@ -900,7 +904,12 @@ pub fn state(
         }
         StateCommand::Reset => {
             let lock = Lock::acquire(path, config.state.lock_timeout)?;
-            lock.save(&State::new())?;
+            // Another config's state is not this one's to forget (--adopt-state says it is).
+            let mut previous = load_for_edit(&lock)?;
+            previous.claim(path, &config_id(&config), adopt_state)?;
+            let mut fresh = State::new();
+            fresh.config = previous.config;
+            lock.save(&fresh)?;
         }
     }
     Ok(Exit::Success)

@@ -95,7 +95,7 @@ pub fn run(cli: Cli) -> Exit {
     let result = match &cli.command {
         Command::Run(args) => commands::run(&cli.config, state, cli.adopt_state, args),
         Command::Silence(cmd) => commands::silence(&cli.config, state, cli.adopt_state, cmd),
-        Command::State(cmd) => commands::state(&cli.config, state, cmd),
+        Command::State(cmd) => commands::state(&cli.config, state, cli.adopt_state, cmd),
         Command::NotifyTest { name } => commands::notify_test(&cli.config, name),
         Command::Test { files } => commands::test(files),
         Command::Init(args) => commands::init(&cli.config, args),

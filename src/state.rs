@@ -213,6 +213,9 @@ pub struct Lock {
     path: PathBuf,
     /// The directory is shared (writable by others, sticky): files must be ours.
     shared: bool,
+    /// Device and inode of the state file this lock read as a valid state or wrote: that
+    /// one may be replaced without reading it again.
+    known: std::cell::Cell<Option<(u64, u64)>>,
     _file: File,
 }
 
@@ -249,6 +252,7 @@ impl Lock {
                     return Ok(Lock {
                         path: path.to_path_buf(),
                         shared,
+                        known: std::cell::Cell::new(None),
                         _file: file,
                     });
                 }
@@ -273,10 +277,13 @@ impl Lock {
     /// on: from what could be salvaged of it, or from empty state. Anything else at the
     /// path (a link, a device, a FIFO, an unrelated file) is an error that changes nothing.
     pub fn load(&self) -> Result<Loaded, StateError> {
-        let Some(bytes) = read_state_file(&self.path, self.shared)? else {
+        let Some((bytes, identity)) = read_state_file(&self.path, self.shared)? else {
             return Ok(Loaded::Missing);
         };
         let loaded = interpret(&bytes, &self.path);
+        if matches!(loaded, Loaded::Ok(_) | Loaded::Missing) {
+            self.known.set(Some(identity));
+        }
         let (Loaded::Salvaged { moved_to, .. } | Loaded::Corrupt { moved_to, .. }) = &loaded else {
             return Ok(loaded);
         };
@@ -309,14 +316,16 @@ impl Lock {
             action,
             source,
         };
-        check_replaceable(&self.path, self.shared)?;
+        check_replaceable(&self.path, self.shared, self.known.get())?;
         let json = serde_json::to_vec(state).map_err(|e| io("cannot encode", e.into()))?;
         let (mut file, tmp) = create_temp_file(&self.path).map_err(|e| io("cannot save", e))?;
         let result = (|| {
             file.write_all(&json)?;
             file.write_all(b"\n")?;
             file.sync_all()?;
+            let meta = file.metadata()?;
             std::fs::rename(&tmp, &self.path)?;
+            self.known.set(Some((meta.dev(), meta.ino())));
             File::open(parent_dir(&self.path))?.sync_all()?;
             Ok(())
         })();
@@ -392,7 +401,7 @@ pub fn check_usable(path: &Path) -> Result<(), StateError> {
         return Err(cannot_write(dir, "write to"));
     }
     match read_state_file(path, false)? {
-        Some(bytes) => match interpret(&bytes, path) {
+        Some((bytes, _)) => match interpret(&bytes, path) {
             Loaded::Corrupt { reason, .. } => Err(StateError::Unsafe {
                 path: path.to_path_buf(),
                 reason: format!("it is unusable ({reason}); the next run will move it aside"),
@@ -417,7 +426,7 @@ fn writable(dir: &Path) -> bool {
 /// (for dry runs, `state show` and `silence list`): it never writes.
 pub fn peek(path: &Path) -> Result<Loaded, StateError> {
     Ok(match read_state_file(path, false)? {
-        Some(bytes) => interpret(&bytes, path),
+        Some((bytes, _)) => interpret(&bytes, path),
         None => Loaded::Missing,
     })
 }
@@ -437,14 +446,39 @@ fn euid() -> u32 {
 }
 
 /// Refuses a directory where someone other than this user (or root) could replace the
-/// state's files between runs. Returns whether it is a shared sticky directory (such as
-/// /tmp), where the files themselves must then be this user's.
+/// state's files between runs: the directory itself, and every directory above it, both
+/// along the path as written and along its real path (links resolved), so that nobody can
+/// swap a directory or a link on the way in between a check and an open. Returns whether
+/// the state's own directory is a shared sticky one (such as /tmp).
 fn check_directory(path: &Path, dir: &Path) -> Result<bool, StateError> {
-    let meta = std::fs::metadata(dir).map_err(|e| StateError::Io {
+    let io = |action, source| StateError::Io {
         path: path.to_path_buf(),
-        action: "cannot inspect its directory",
-        source: e,
-    })?;
+        action,
+        source,
+    };
+    let meta = std::fs::metadata(dir).map_err(|e| io("cannot inspect its directory", e))?;
+    check_one_directory(path, dir, &meta, true)?;
+    let written = std::path::absolute(dir).map_err(|e| io("cannot inspect its directory", e))?;
+    let real = std::fs::canonicalize(dir).map_err(|e| io("cannot inspect its directory", e))?;
+    for ancestor in written.ancestors().skip(1).chain(real.ancestors()) {
+        // `symlink_metadata` would see the links themselves; what matters is who may
+        // change the directories they are in, which their own entries cover.
+        let meta = std::fs::metadata(ancestor)
+            .map_err(|e| io("cannot inspect a directory above it", e))?;
+        check_one_directory(path, ancestor, &meta, ancestor == real)?;
+    }
+    Ok(meta.mode() & 0o022 != 0)
+}
+
+/// One directory of [`check_directory`]: owned by root or this user, and writable by
+/// nobody else unless sticky. `own` says it is the state's own directory (whose message
+/// suggests how to act on another user's state).
+fn check_one_directory(
+    path: &Path,
+    dir: &Path,
+    meta: &std::fs::Metadata,
+    own: bool,
+) -> Result<(), StateError> {
     let mode = meta.mode();
     let refuse = |reason: String| {
         Err(StateError::Unsafe {
@@ -452,9 +486,15 @@ fn check_directory(path: &Path, dir: &Path) -> Result<bool, StateError> {
             reason,
         })
     };
+    let role = if own {
+        "its directory"
+    } else {
+        "the directory above it"
+    };
     if meta.uid() != 0 && meta.uid() != euid() {
+        let owner = user_name(meta.uid()).unwrap_or_else(|| meta.uid().to_string());
         return refuse(format!(
-            "its directory {} is owned by uid {}, not by this user (uid {}) or root, who could then replace the state hapwatch reads and the files it writes; use a directory of this user's own (e.g. /var/lib/hapwatch) or chown it",
+            "{role} {} is owned by uid {}, not by this user (uid {}) or root, who could then replace the state hapwatch reads and the files it writes; to act on that user's state, run the command as that user (`runuser -u {owner} -- hapwatch …`), or use a directory of this user's own",
             dir.display(),
             meta.uid(),
             euid()
@@ -464,14 +504,31 @@ fn check_directory(path: &Path, dir: &Path) -> Result<bool, StateError> {
     let sticky = mode & 0o1000 != 0;
     if writable_by_others && !sticky {
         return refuse(format!(
-            "its directory {} is writable by {} (mode {:04o}) without the sticky bit: anyone who can write there could make hapwatch overwrite other files; run `chmod go-w {}` or use a directory of hapwatch's own",
+            "{role} {} is writable by {} (mode {:04o}) without the sticky bit: anyone who can write there could make hapwatch overwrite other files; run `chmod go-w {}` or use a directory of hapwatch's own",
             dir.display(),
             if mode & 0o002 != 0 { "everyone" } else { "its group" },
             mode & 0o7777,
             dir.display()
         ));
     }
-    Ok(writable_by_others)
+    Ok(())
+}
+
+/// The login name of `uid`, if it has one.
+fn user_name(uid: u32) -> Option<String> {
+    // SAFETY: getpwuid returns null or a pointer to a static entry valid until the next
+    // getpw* call; the name is copied out at once.
+    unsafe {
+        let entry = libc::getpwuid(uid);
+        if entry.is_null() || (*entry).pw_name.is_null() {
+            return None;
+        }
+        Some(
+            std::ffi::CStr::from_ptr((*entry).pw_name)
+                .to_string_lossy()
+                .into_owned(),
+        )
+    }
 }
 
 /// An error about a file next to (or at) the state path that hapwatch will not touch.
@@ -510,13 +567,30 @@ fn check_file(
         "is a device"
     } else if kind.is_socket() {
         "is a socket"
-    } else if shared && meta.uid() != 0 && meta.uid() != euid() {
+    } else if meta.uid() != 0 && meta.uid() != euid() {
         return Err(unsafe_file(
             path,
             file,
             &format!(
-                "is owned by uid {} in a directory others can write to",
-                meta.uid()
+                "is owned by uid {}, not by this user (uid {}) or root{}",
+                meta.uid(),
+                euid(),
+                if shared {
+                    " (in a directory others can write to)"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    } else if meta.nlink() > 1 {
+        // A hard link to another file (made where protected_hardlinks is off): writing the
+        // lock or replacing the state would change that file too.
+        return Err(unsafe_file(
+            path,
+            file,
+            &format!(
+                "has {} hard links (another name for some other file)",
+                meta.nlink()
             ),
         ));
     } else {
@@ -585,7 +659,7 @@ fn open_lock_file(path: &Path) -> std::io::Result<File> {
 /// Reads the state file: `None` if there is none. Never follows a symbolic link, never
 /// blocks on a FIFO, reads only a regular file of at most [`MAX_STATE_BYTES`], and only
 /// one that is empty or looks like a hapwatch state.
-fn read_state_file(path: &Path, shared: bool) -> Result<Option<Vec<u8>>, StateError> {
+fn read_state_file(path: &Path, shared: bool) -> Result<Option<(Vec<u8>, (u64, u64))>, StateError> {
     let io = |action, source| StateError::Io {
         path: path.to_path_buf(),
         action,
@@ -623,7 +697,7 @@ fn read_state_file(path: &Path, shared: bool) -> Result<Option<Vec<u8>>, StateEr
     if !looks_like_state(&bytes) {
         return Err(not_ours(path));
     }
-    Ok(Some(bytes))
+    Ok(Some((bytes, (meta.dev(), meta.ino()))))
 }
 
 fn not_ours(path: &Path) -> StateError {
@@ -633,19 +707,40 @@ fn not_ours(path: &Path) -> StateError {
     }
 }
 
-/// Empty, or JSON with a `version` key. hapwatch writes `version` first, which
-/// [`version_first`] sees without parsing (and which also holds for a state cut short, then moved
-/// aside rather than refused); a whole JSON object with a numeric `version` elsewhere (a
-/// state re-written by a tool that sorts keys) is recognised by parsing it.
+/// Keys a hapwatch state has (the ones after `version` that it writes).
+const STATE_KEYS: [&str; 9] = [
+    "config",
+    "last_run",
+    "alerts",
+    "samples",
+    "silences",
+    "next_silence_id",
+    "outbox",
+    "refused",
+    "problems",
+];
+
+/// Empty, or JSON that is a hapwatch state: an object with a numeric `version` and either
+/// nothing else or at least one of hapwatch's own keys (a Terraform state, also `{"version":
+/// 4, …}`, has none). A file that is not whole JSON (a state cut short, to be moved aside)
+/// must start the way hapwatch writes one: `{"version": N` and then the end or one of its
+/// keys.
 fn looks_like_state(bytes: &[u8]) -> bool {
-    bytes.trim_ascii().is_empty()
-        || version_first(bytes)
-        || serde_json::from_slice::<serde_json::Value>(bytes)
-            .is_ok_and(|v| v.get("version").is_some_and(serde_json::Value::is_u64))
+    if bytes.trim_ascii().is_empty() {
+        return true;
+    }
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(serde_json::Value::Object(map)) => {
+            map.get("version").is_some_and(serde_json::Value::is_u64)
+                && (map.len() == 1 || STATE_KEYS.iter().any(|k| map.contains_key(*k)))
+        }
+        Ok(_) => false,
+        Err(_) => starts_like_state(bytes),
+    }
 }
 
-/// `{ "version" :` at the start, as hapwatch writes it.
-fn version_first(bytes: &[u8]) -> bool {
+/// `{"version": N` followed by `}` or `, "<one of STATE_KEYS>"`, white space allowed.
+fn starts_like_state(bytes: &[u8]) -> bool {
     let mut rest = bytes.trim_ascii_start();
     for expected in [&b"{"[..], b"\"version\"", b":"] {
         match rest.strip_prefix(expected) {
@@ -653,12 +748,33 @@ fn version_first(bytes: &[u8]) -> bool {
             None => return false,
         }
     }
-    true
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return false;
+    }
+    rest = rest[digits..].trim_ascii_start();
+    if rest.is_empty() || rest.starts_with(b"}") {
+        return true;
+    }
+    let Some(after) = rest.strip_prefix(b",") else {
+        return false;
+    };
+    let after = after.trim_ascii_start();
+    // A cut inside the next key still counts: the cut may fall anywhere.
+    STATE_KEYS.iter().any(|k| {
+        let quoted = format!("\"{k}\"");
+        let n = quoted.len().min(after.len());
+        n > 1 && after[..n] == quoted.as_bytes()[..n]
+    })
 }
 
 /// Refuses to replace anything at the state path but a regular file that looks like a
 /// hapwatch state (`state reset` replaces without reading).
-fn check_replaceable(path: &Path, shared: bool) -> Result<(), StateError> {
+fn check_replaceable(
+    path: &Path,
+    shared: bool,
+    known: Option<(u64, u64)>,
+) -> Result<(), StateError> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(StateError::Io {
@@ -668,20 +784,15 @@ fn check_replaceable(path: &Path, shared: bool) -> Result<(), StateError> {
         }),
         Ok(meta) => {
             check_file(path, path, &meta, shared)?;
-            // Usually a file hapwatch wrote: its first bytes tell, the rest is read only
-            // when they do not.
-            let mut head = Vec::with_capacity(64);
+            if known == Some((meta.dev(), meta.ino())) {
+                return Ok(());
+            }
+            let mut head = Vec::new();
             let file = OpenOptions::new()
                 .read(true)
                 .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
                 .open(path)
-                .and_then(|mut f| {
-                    (&mut f).take(64).read_to_end(&mut head)?;
-                    if !version_first(&head) {
-                        f.take(MAX_STATE_BYTES).read_to_end(&mut head)?;
-                    }
-                    Ok(())
-                });
+                .and_then(|f| f.take(MAX_STATE_BYTES).read_to_end(&mut head).map(|_| ()));
             match file {
                 Ok(()) if looks_like_state(&head) => Ok(()),
                 Ok(_) => Err(not_ours(path)),
@@ -1003,8 +1114,11 @@ mod tests {
             "",
             "  \n",
             "{\"version\":2}",
+            "{\"version\":2,\"alerts\":{\"x\":tru",
             "{ \"version\" : 1, \"alerts\": [tru",
+            "{\"version\":2,\"ale",
             "{\"version\":99}",
+            "{\"alerts\":{},\"version\":2}",
         ] {
             assert!(looks_like_state(ours.as_bytes()), "{ours:?}");
         }
@@ -1014,6 +1128,10 @@ mod tests {
             "[1,2]",
             "\0\0\0",
             "{\"versions\":2}",
+            // A Terraform state: a numeric version, none of hapwatch's keys.
+            "{\n  \"version\": 4,\n  \"terraform_version\": \"1.5.0\",\n  \"serial\": 1\n}",
+            "{\n  \"version\": 4,\n  \"terraform_version\": \"1.5.",
+            "{\"version\":\"2\",\"alerts\":{}}",
         ] {
             assert!(!looks_like_state(theirs.as_bytes()), "{theirs:?}");
         }

@@ -152,7 +152,7 @@ fn in_a_sticky_shared_directory_another_users_files_are_not_used() {
     std::os::unix::fs::chown(s.state(), Some(54321), None).unwrap();
     s.run()
         .status(1)
-        .stderr_contains("is owned by uid 54321 in a directory others can write to");
+        .stderr_contains("is owned by uid 54321, not by this user (uid 0) or root (in a directory others can write to)");
     let lock = s.path("state/state.json.lock");
     std::fs::remove_file(s.state()).unwrap();
     std::fs::remove_file(&lock).unwrap();
@@ -391,6 +391,7 @@ fn a_bad_field_costs_only_that_entry_never_the_outbox() {
     std::fs::write(s.state(), serde_json::to_vec(&state).unwrap()).unwrap();
     let out = s.run();
     out.status(1)
+        .stdout_empty()
         .stderr_contains(&format!(
             "had unreadable parts, dropped: alerts.{key}: invalid type: null, expected f64"
         ))
@@ -407,6 +408,11 @@ fn a_bad_field_costs_only_that_entry_never_the_outbox() {
                     && item["payload"] == state["outbox"][0]["payload"]
             ),
         "the undelivered notification is still queued: {after}"
+    );
+    assert_eq!(
+        after["outbox"].as_array().unwrap().len(),
+        1,
+        "the alert whose entry was lost is not announced again: {after}"
     );
 }
 
@@ -519,4 +525,112 @@ fn state_show_lists_silenced_alerts_and_the_outbox() {
         "{}",
         list.stdout
     );
+}
+
+/// Checking only the state's own directory left a race: whoever may write to a directory
+/// above it can swap the state directory (or a link on the way) between the check and
+/// the opens.
+#[test]
+fn a_directory_above_that_others_can_write_to_is_refused() {
+    let s = Setup::new();
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    s.run().status(1).stderr_contains(&format!(
+        "the directory above it {} is writable by everyone (mode 0777) without the sticky bit",
+        s.dir.path().display()
+    ));
+    assert!(names(&s.path("state")).is_empty());
+    // Reached through a link that lives in such a directory.
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let open = common::temp_dir();
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::os::unix::fs::symlink(s.path("state"), open.path().join("link")).unwrap();
+    s.hapwatch()
+        .arg("--state")
+        .arg(open.path().join("link/state.json"))
+        .arg("run")
+        .run()
+        .status(1)
+        .stderr_contains("the directory above it")
+        .stderr_contains("without the sticky bit");
+    assert!(names(&s.path("state")).is_empty());
+}
+
+/// A hard link at the lock path (possible where fs.protected_hardlinks is off) made root
+/// truncate and rewrite the linked file with its PID.
+#[test]
+fn a_hard_link_at_the_lock_or_state_path_is_refused() {
+    let s = Setup::new();
+    let victim = s.path("state/victim");
+    std::fs::write(&victim, "precious").unwrap();
+    std::fs::hard_link(&victim, s.path("state/state.json.lock")).unwrap();
+    s.run()
+        .status(1)
+        .stderr_contains("its lock file")
+        .stderr_contains("has 2 hard links");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    std::fs::remove_file(s.path("state/state.json.lock")).unwrap();
+    std::fs::write(&victim, "{\"version\":2,\"alerts\":{}}").unwrap();
+    std::fs::hard_link(&victim, s.state()).unwrap();
+    s.hapwatch()
+        .args(["state", "reset"])
+        .run()
+        .status(1)
+        .stderr_contains("has 2 hard links");
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "{\"version\":2,\"alerts\":{}}"
+    );
+}
+
+/// Deploys that switch a link (Kubernetes ConfigMaps, release directories) keep the same
+/// config path: the state stays this config's.
+#[test]
+fn a_config_behind_a_switched_link_keeps_its_state() {
+    let s = Setup::new();
+    let releases = [s.path("release-1"), s.path("release-2")];
+    for dir in &releases {
+        std::fs::create_dir(dir).unwrap();
+        std::fs::copy(&s.config, dir.join("hapwatch.toml")).unwrap();
+        std::fs::copy(s.path("lb1.csv"), dir.join("lb1.csv")).unwrap();
+    }
+    // Relative paths in each copy resolve in its own directory: the state goes to one place.
+    let state = s.state();
+    for dir in &releases {
+        let text = std::fs::read_to_string(dir.join("hapwatch.toml"))
+            .unwrap()
+            .replace("state/state.json", state.to_str().unwrap());
+        std::fs::write(dir.join("hapwatch.toml"), text).unwrap();
+    }
+    let current = s.path("current.toml");
+    std::os::unix::fs::symlink(releases[0].join("hapwatch.toml"), &current).unwrap();
+    let run = || {
+        Hapwatch::new()
+            .config_path(&current)
+            .args(["run", "--format", "json"])
+            .run()
+    };
+    run().status(0);
+    std::fs::remove_file(&current).unwrap();
+    std::os::unix::fs::symlink(releases[1].join("hapwatch.toml"), &current).unwrap();
+    run().status(0).stdout_empty().stderr_empty();
+}
+
+#[test]
+fn state_reset_leaves_another_configs_state_alone() {
+    let a = Setup::new();
+    a.run().status(0);
+    let before = std::fs::read(a.state()).unwrap();
+    let b = Hapwatch::new()
+        .config_text(format!(
+            "[[source]]\nname = \"x\"\nfile = \"x.csv\"\n[state]\nfile = {:?}\n",
+            a.state().to_str().unwrap()
+        ))
+        .args(["state", "reset"])
+        .run();
+    b.status(1).stderr_contains("belongs to config");
+    assert_eq!(std::fs::read(a.state()).unwrap(), before);
+    a.hapwatch().args(["state", "reset"]).run().status(0);
+    let after: Value = serde_json::from_slice(&std::fs::read(a.state()).unwrap()).unwrap();
+    assert_eq!(after["alerts"], serde_json::json!({}));
+    assert_eq!(after["config"], a.config.to_str().unwrap());
 }
