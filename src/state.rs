@@ -215,7 +215,7 @@ pub struct Lock {
     shared: bool,
     /// Device and inode of the state file this lock read as a valid state or wrote: that
     /// one may be replaced without reading it again.
-    known: std::cell::Cell<Option<(u64, u64)>>,
+    known: std::cell::Cell<Option<FileId>>,
     _file: File,
 }
 
@@ -659,7 +659,10 @@ fn open_lock_file(path: &Path) -> std::io::Result<File> {
 /// Reads the state file: `None` if there is none. Never follows a symbolic link, never
 /// blocks on a FIFO, reads only a regular file of at most [`MAX_STATE_BYTES`], and only
 /// one that is empty or looks like a hapwatch state.
-fn read_state_file(path: &Path, shared: bool) -> Result<Option<(Vec<u8>, (u64, u64))>, StateError> {
+/// A file's device and inode: which file a path named when it was read or written.
+type FileId = (u64, u64);
+
+fn read_state_file(path: &Path, shared: bool) -> Result<Option<(Vec<u8>, FileId)>, StateError> {
     let io = |action, source| StateError::Io {
         path: path.to_path_buf(),
         action,
@@ -770,11 +773,7 @@ fn starts_like_state(bytes: &[u8]) -> bool {
 
 /// Refuses to replace anything at the state path but a regular file that looks like a
 /// hapwatch state (`state reset` replaces without reading).
-fn check_replaceable(
-    path: &Path,
-    shared: bool,
-    known: Option<(u64, u64)>,
-) -> Result<(), StateError> {
+fn check_replaceable(path: &Path, shared: bool, known: Option<FileId>) -> Result<(), StateError> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(StateError::Io {
