@@ -215,7 +215,7 @@ pub struct Lock {
     shared: bool,
     /// Device and inode of the state file this lock read as a valid state or wrote: that
     /// one may be replaced without reading it again.
-    known: std::cell::Cell<Option<FileId>>,
+    known: std::sync::Mutex<Option<FileId>>,
     _file: File,
 }
 
@@ -252,7 +252,7 @@ impl Lock {
                     return Ok(Lock {
                         path: path.to_path_buf(),
                         shared,
-                        known: std::cell::Cell::new(None),
+                        known: std::sync::Mutex::new(None),
                         _file: file,
                     });
                 }
@@ -282,7 +282,7 @@ impl Lock {
         };
         let loaded = interpret(&bytes, &self.path);
         if matches!(loaded, Loaded::Ok(_) | Loaded::Missing) {
-            self.known.set(Some(identity));
+            *self.known.lock().unwrap_or_else(|e| e.into_inner()) = Some(identity);
         }
         let (Loaded::Salvaged { moved_to, .. } | Loaded::Corrupt { moved_to, .. }) = &loaded else {
             return Ok(loaded);
@@ -316,7 +316,8 @@ impl Lock {
             action,
             source,
         };
-        check_replaceable(&self.path, self.shared, self.known.get())?;
+        let known = *self.known.lock().unwrap_or_else(|e| e.into_inner());
+        check_replaceable(&self.path, self.shared, known)?;
         let json = serde_json::to_vec(state).map_err(|e| io("cannot encode", e.into()))?;
         let (mut file, tmp) = create_temp_file(&self.path).map_err(|e| io("cannot save", e))?;
         let result = (|| {
@@ -325,7 +326,7 @@ impl Lock {
             file.sync_all()?;
             let meta = file.metadata()?;
             std::fs::rename(&tmp, &self.path)?;
-            self.known.set(Some((meta.dev(), meta.ino())));
+            *self.known.lock().unwrap_or_else(|e| e.into_inner()) = Some((meta.dev(), meta.ino()));
             File::open(parent_dir(&self.path))?.sync_all()?;
             Ok(())
         })();
