@@ -200,7 +200,7 @@ pub fn describe_error(err: &ureq::Error) -> String {
     if text.contains("InvalidContentType") || text.contains("corrupt message") {
         format!("{text}: the server does not speak TLS here (is it http:// rather than https://?)")
     } else {
-        text
+        explain_tls(text)
     }
 }
 
