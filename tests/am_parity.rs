@@ -457,4 +457,17 @@ fn a_hostile_last_chk_cannot_mention_or_link_in_slack_or_mattermost() {
             other => panic!("unexpected path {other}"),
         }
     }
+    // All back: green, the title says so.
+    lab.all_up();
+    lab.quiet_run(1_800_000_060.0);
+    let all = hook.requests();
+    assert_eq!(all.len(), 4);
+    for request in &all[2..] {
+        let attachment = &request.json()["attachments"][0];
+        assert_eq!(attachment["color"], "#2eb886", "all resolved is green");
+        assert!(
+            attachment["title"].as_str().unwrap().contains("RESOLVED:2"),
+            "{attachment}"
+        );
+    }
 }
