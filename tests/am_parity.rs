@@ -240,9 +240,9 @@ fn a_hapwatch_silence_makes_alertmanager_announce_no_false_recovery() {
         &alertmanager("am", &am.url(), ""),
     );
     // Two runs 15 s apart put the first push's endsAt one minute (four intervals of the
-    // 15 s minimum) after it: a few seconds from now.
+    // 15 s minimum) after it: 8 s from now, time enough for the next run to come first.
     let now = unix_now().floor();
-    let first = now - 57.0;
+    let first = now - 52.0;
     lab.all_up();
     lab.quiet_run(first - 15.0);
     lab.capture(DOWN);
