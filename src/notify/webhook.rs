@@ -336,14 +336,21 @@ fn chat_payload(n: &Notification, mattermost: bool) -> Value {
     let subject = crate::message::subject(n);
     let body = crate::message::body(n);
     let firing = !n.firing.is_empty() || !n.still_firing.is_empty();
-    let (title, text) = if mattermost {
-        (mattermost_inline(&subject), mattermost_block(&body))
+    // The fallback is plain text (notifications, simple clients): Mattermost shows it as
+    // is, so only mentions are defused there; Slack wants its escaping everywhere.
+    let (title, text, fallback) = if mattermost {
+        (
+            mattermost_inline(&subject),
+            mattermost_block(&body),
+            subject.replace('@', "@\u{2060}"),
+        )
     } else {
-        (slack_escape(&subject), slack_escape(&body))
+        let title = slack_escape(&subject);
+        (title.clone(), slack_escape(&body), title)
     };
     json!({
         "attachments": [{
-            "fallback": title,
+            "fallback": fallback,
             "color": if firing { RED } else { GREEN },
             "title": title,
             "text": text,
