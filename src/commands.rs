@@ -435,6 +435,7 @@ pub fn run(
         }
     };
     current.claim(path, &config_id(&config), adopt_state)?;
+    let mut standby = false;
     if let Some(guard) = &config.only_if {
         match guard.active() {
             Ok(true) => {}
@@ -443,6 +444,7 @@ pub fn run(
                     "only_if: this is not the active node; alerts are tracked, not announced",
                 );
                 quiet = true;
+                standby = true;
             }
             Err(e) => log::warn(format!("{e}; notifying as if active")),
         }
@@ -511,14 +513,26 @@ pub fn run(
     } else {
         &config.notifiers
     };
-    let planned = notify::plan(
+    let mut planned = notify::plan(
         notifiers,
         &config.rules,
+        &config.links,
         &current,
         &outcome.notifications,
         now,
         interval,
     );
+    // On the standby node, Alertmanager notifiers with `follow_only_if` stay silent too:
+    // two nodes that disagree for a run would otherwise make Alertmanager announce a
+    // recovery and the problem again.
+    if standby {
+        planned.retain(|(name, _)| {
+            !matches!(
+                notifiers.get(name).map(|n| &n.kind),
+                Some(notify::Kind::Alertmanager(cfg)) if cfg.follow_only_if
+            )
+        });
+    }
 
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut sent = 0;

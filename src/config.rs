@@ -35,6 +35,10 @@ pub struct Config {
     pub only_if: Option<crate::ha::OnlyIf>,
     /// `[heartbeat]`: a URL pinged after each run.
     pub heartbeat: Option<crate::heartbeat::Heartbeat>,
+    /// Source name → the page an operator opens to act on its alerts (its `link`, else
+    /// the stats page of a `url` source without credentials or query): Alertmanager's
+    /// `generatorURL`.
+    pub links: BTreeMap<String, String>,
 }
 
 /// `[state]`.
@@ -222,9 +226,29 @@ struct RawSource {
     insecure: bool,
     #[serde(default, deserialize_with = "crate::duration::deserialize_opt")]
     timeout: Option<Duration>,
+    link: Option<String>,
+}
+
+/// The stats page of `url` as a link anyone may see: without `user:password@`, query or
+/// fragment (which may hold a token).
+fn public_link(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or(url);
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_string(),
+    }
 }
 
 impl Config {
+    /// The link of the source named by `labels`' `source` label, if one is known.
+    pub fn link_of(&self, labels: &crate::alert::Labels) -> Option<String> {
+        self.links.get(labels.get("source")?).cloned()
+    }
+
     /// Reads and validates the config at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -280,6 +304,7 @@ impl Config {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut names = HashSet::new();
+        let mut links = BTreeMap::new();
         let mut sources = Vec::with_capacity(raw.source.len());
         for spanned in raw.source {
             let offset = spanned.span().start;
@@ -331,6 +356,23 @@ impl Config {
                     offset,
                     format!("source {name:?}: timeout must be more than 0s"),
                 ));
+            }
+            if let Some(link) = &src.link {
+                if !(link.starts_with("http://") || link.starts_with("https://"))
+                    || link.contains(char::is_whitespace)
+                    || crate::secret::url_has_userinfo(link)
+                {
+                    return Err(at(
+                        offset,
+                        format!(
+                            "source {name:?}: link {link:?} must be an http:// or https:// URL without spaces \
+                             or a user name (it is shown to whoever gets the alerts)"
+                        ),
+                    ));
+                }
+                links.insert(name.clone(), link.clone());
+            } else if let Endpoint::Http(http) = &endpoint {
+                links.insert(name.clone(), public_link(&http.url));
             }
             sources.push(SourceConfig {
                 name,
@@ -425,6 +467,7 @@ impl Config {
             notifiers,
             only_if: raw.only_if.map(Spanned::into_inner),
             heartbeat: raw.heartbeat.map(Spanned::into_inner),
+            links,
         })
     }
 
@@ -675,6 +718,19 @@ fn is_private(_path: &Path) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_stats_page_link_carries_no_credentials_or_query() {
+        assert_eq!(
+            super::public_link("https://admin:pw@lb1.example.net:8404/stats?token=x#top"),
+            "https://lb1.example.net:8404/stats"
+        );
+        assert_eq!(
+            super::public_link("http://127.0.0.1:8404/stats"),
+            "http://127.0.0.1:8404/stats"
+        );
+        assert_eq!(super::public_link("http://lb1"), "http://lb1");
+    }
+
     use super::*;
 
     fn parse(text: &str) -> Result<Config, String> {

@@ -172,6 +172,11 @@ pub struct Notification {
     pub firing: Vec<Notice>,
     /// Alerts resolved.
     pub resolved: Vec<Notice>,
+    /// Alerts of the same group that were announced before and fire still: not news, but
+    /// a notification about part of a group says what else is down (and Alertmanager's
+    /// webhook format lists the whole group, as Alertmanager does).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub still_firing: Vec<Notice>,
     /// Unix time of the run that planned it.
     pub created_at: f64,
 }
@@ -201,6 +206,10 @@ pub struct Notice {
     /// announcement, which starts the thread.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread: Option<String>,
+    /// A page about it (its source's `link`, else its stats page): Alertmanager's
+    /// `generatorURL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_url: Option<String>,
 }
 
 /// An alert's move in this run, for dry runs and rule tests.
@@ -430,8 +439,17 @@ pub fn step(
     }
     state.last_run = Some(now);
     outcome.transitions.sort_by(|a, b| a.labels.cmp(&b.labels));
+    let still = if quiet {
+        Vec::new()
+    } else {
+        still_firing(config, state, &events, now)
+    };
+    for (notice, _, _) in &mut events {
+        notice.generator_url = config.link_of(&notice.labels);
+    }
     outcome.notifications = plan(
         events,
+        still,
         &settings.group_by,
         settings.max_notifications_per_run,
         now,
@@ -457,6 +475,43 @@ fn thread(notifications: &mut [Notification], state: &mut State) {
             }
         }
     }
+}
+
+/// The alerts that fire and were announced, are not silenced, and are not news in this
+/// run: candidates for the `still_firing` list of their group's notification.
+fn still_firing(
+    config: &Config,
+    state: &State,
+    events: &[(Notice, bool, Vec<String>)],
+    now: f64,
+) -> Vec<(Notice, Vec<String>)> {
+    let news: HashSet<&str> = events
+        .iter()
+        .map(|(n, _, _)| n.fingerprint.as_str())
+        .collect();
+    state
+        .alerts
+        .iter()
+        .filter(|(fingerprint, entry)| {
+            entry.status == Status::Firing
+                && entry.notified_at.is_some()
+                && !news.contains(fingerprint.as_str())
+                && !state
+                    .silences
+                    .iter()
+                    .any(|s| s.silences(&entry.labels, now))
+        })
+        .map(|(fingerprint, entry)| {
+            let rule = config
+                .rules
+                .rules
+                .iter()
+                .find(|r| Some(&r.name) == entry.labels.get("alertname"));
+            let mut notice = notice(fingerprint, entry, false);
+            notice.generator_url = config.link_of(&notice.labels);
+            (notice, rule.map(|r| r.notify.clone()).unwrap_or_default())
+        })
+        .collect()
 }
 
 fn new_episode(alert: &Alert, now: f64) -> AlertState {
@@ -495,6 +550,7 @@ fn notice(fingerprint: &str, entry: &AlertState, repeat: bool) -> Notice {
             .filter(|_| entry.status == Status::Resolved),
         repeat,
         thread: None,
+        generator_url: None,
     }
 }
 
@@ -502,20 +558,25 @@ fn notice(fingerprint: &str, entry: &AlertState, repeat: bool) -> Notice {
 /// go into one digest.
 fn plan(
     events: Vec<(Notice, bool, Vec<String>)>,
+    still: Vec<(Notice, Vec<String>)>,
     group_by: &[String],
     budget: usize,
     now: f64,
 ) -> Vec<Notification> {
-    let mut groups: BTreeMap<String, Notification> = BTreeMap::new();
-    for (notice, firing, receivers) in events {
+    let key_of = |labels: &Labels, receivers: &[String]| {
         let group_labels: Labels = group_by
             .iter()
-            .filter_map(|name| notice.labels.get(name).map(|v| (name.clone(), v.clone())))
+            .filter_map(|name| labels.get(name).map(|v| (name.clone(), v.clone())))
             .collect();
         let mut key = format_labels(&group_labels);
         if !receivers.is_empty() {
             key.push_str(&format!(":{}", receivers.join(",")));
         }
+        (key, group_labels)
+    };
+    let mut groups: BTreeMap<String, Notification> = BTreeMap::new();
+    for (notice, firing, receivers) in events {
+        let (key, group_labels) = key_of(&notice.labels, &receivers);
         let group = groups.entry(key.clone()).or_insert_with(|| Notification {
             group_key: key,
             group_labels,
@@ -523,6 +584,7 @@ fn plan(
             receivers,
             firing: Vec::new(),
             resolved: Vec::new(),
+            still_firing: Vec::new(),
             created_at: now,
         });
         if firing {
@@ -531,10 +593,17 @@ fn plan(
             group.resolved.push(notice);
         }
     }
+    // Only groups that have news get a notification; what still fires rides along.
+    for (notice, receivers) in still {
+        if let Some(group) = groups.get_mut(&key_of(&notice.labels, &receivers).0) {
+            group.still_firing.push(notice);
+        }
+    }
     let mut notifications: Vec<Notification> = groups.into_values().collect();
     for n in &mut notifications {
         n.firing.sort_by(|a, b| a.labels.cmp(&b.labels));
         n.resolved.sort_by(|a, b| a.labels.cmp(&b.labels));
+        n.still_firing.sort_by(|a, b| a.labels.cmp(&b.labels));
     }
     let budget = budget.max(1);
     if notifications.len() > budget {
@@ -549,6 +618,7 @@ fn plan(
             receivers,
             firing: rest.iter().flat_map(|n| n.firing.clone()).collect(),
             resolved: rest.iter().flat_map(|n| n.resolved.clone()).collect(),
+            still_firing: rest.iter().flat_map(|n| n.still_firing.clone()).collect(),
             created_at: now,
         });
     }

@@ -4,7 +4,8 @@
 use crate::engine::{Notice, Notification};
 use std::fmt::Write;
 
-/// `[FIRING:3] ServerDown app-main (lb1)`, `[RESOLVED:1] …`, or `[FIRING:2, RESOLVED:1] …`.
+/// `[FIRING:3] ServerDown app-main (lb1)`, `[RESOLVED:1] …`, `[FIRING:2, RESOLVED:1] …`;
+/// when part of a group recovers while the rest fires, `[RESOLVED:1, STILL FIRING:1] …`.
 pub fn subject(n: &Notification) -> String {
     let mut counts = Vec::new();
     if !n.firing.is_empty() {
@@ -13,7 +14,15 @@ pub fn subject(n: &Notification) -> String {
     if !n.resolved.is_empty() {
         counts.push(format!("RESOLVED:{}", n.resolved.len()));
     }
-    let all: Vec<&Notice> = n.firing.iter().chain(&n.resolved).collect();
+    if !n.still_firing.is_empty() {
+        counts.push(format!("STILL FIRING:{}", n.still_firing.len()));
+    }
+    let all: Vec<&Notice> = n
+        .firing
+        .iter()
+        .chain(&n.resolved)
+        .chain(&n.still_firing)
+        .collect();
     let common = |label: &str| {
         let first = all.first()?.labels.get(label)?;
         all.iter()
@@ -45,10 +54,16 @@ pub fn subject(n: &Notification) -> String {
     one_line(&text)
 }
 
-/// The body: a FIRING section and a RESOLVED section, one entry per alert.
+/// The body: a FIRING section and a RESOLVED section, one entry per alert, then the
+/// alerts of the group that fire still (announced before), so that a partial recovery
+/// does not read as "all clear".
 pub fn body(n: &Notification) -> String {
     let mut out = String::new();
-    for (title, notices) in [("FIRING", &n.firing), ("RESOLVED", &n.resolved)] {
+    for (title, notices) in [
+        ("FIRING", &n.firing),
+        ("RESOLVED", &n.resolved),
+        ("STILL FIRING", &n.still_firing),
+    ] {
         if notices.is_empty() {
             continue;
         }
@@ -145,12 +160,35 @@ pub fn one_line(text: &str) -> String {
         .collect()
 }
 
-/// `2026-11-28T08:12:00.000Z`, as JSON payloads and Alertmanager want it.
+/// `2026-11-28T08:12:00Z`, `2026-11-28T08:12:00.5Z`: RFC 3339 in UTC the way Go writes
+/// it (`time.RFC3339Nano`: the fraction without trailing zeros, none for whole seconds),
+/// which is what Alertmanager posts and what its receivers have seen, for every JSON
+/// payload and for Alertmanager's API.
 pub fn rfc3339(unix: f64) -> String {
     let secs = unix.floor();
     let nanos = ((unix - secs) * 1e9).round().clamp(0.0, 999_999_999.0) as u32;
     chrono::DateTime::from_timestamp(secs as i64, nanos).map_or_else(
         || "0001-01-01T00:00:00Z".to_string(),
-        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        |t| {
+            let text = t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+            // `…:00.500000000Z` → `…:00.5Z`, `…:00.000000000Z` → `…:00Z`.
+            let (time, _) = text.split_at(text.len() - 1);
+            let time = time.trim_end_matches('0').trim_end_matches('.');
+            format!("{time}Z")
+        },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_is_written_like_go_without_trailing_zeros() {
+        assert_eq!(rfc3339(1_800_000_000.0), "2027-01-15T08:00:00Z");
+        assert_eq!(rfc3339(1_800_000_000.5), "2027-01-15T08:00:00.5Z");
+        assert_eq!(rfc3339(1_800_000_000.25), "2027-01-15T08:00:00.25Z");
+        assert_eq!(rfc3339(1_800_000_010.0), "2027-01-15T08:00:10Z");
+        assert_eq!(rfc3339(0.0), "1970-01-01T00:00:00Z");
+    }
 }

@@ -203,6 +203,7 @@ fn run_case(config: &Config, case: &Case, base: &Path) -> Result<(), String> {
             notify::plan(
                 notifiers,
                 &config.rules,
+                &config.links,
                 &state,
                 &outcome.notifications,
                 now,

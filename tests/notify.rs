@@ -33,8 +33,11 @@ const DOWN: &str = "haproxy-2.6/down-after-kill.csv";
 const WEB3_BACK: &str = "haproxy-2.6/check-in-progress.csv";
 
 const GROUP_KEY: &str = r#"{alertname="ServerDown",source="lb1"}"#;
+/// The same group as Alertmanager names it (root route `{}`, then the labels).
+const AM_GROUP_KEY: &str = r#"{}:{alertname="ServerDown", source="lb1"}"#;
 const SUBJECT_FIRING: &str = "[FIRING:2] ServerDown app-main (lb1)";
-const SUBJECT_RESOLVED: &str = "[RESOLVED:1] ServerDown app-main (lb1)";
+/// web3's recovery while web4 is still down: the notification says so.
+const SUBJECT_RESOLVED: &str = "[RESOLVED:1, STILL FIRING:1] ServerDown app-main (lb1)";
 const FROM: &str = "hapwatch@lb1.example.net";
 
 /// The plain-text listing of the firing notification at [`BASE`].
@@ -48,14 +51,23 @@ FIRING (2)
   app-main/web4 on lb1 is DOWN (L4CON: Connection refused)
 ";
 
-/// The listing of web3's recovery, resolved at `resolved` (`2027-01-15 08:01:00 UTC`).
+/// The listing of web3's recovery, resolved at `resolved` (`2027-01-15 08:01:00 UTC`),
+/// and of web4, which is still down.
 fn body_resolved(resolved: &str) -> String {
     format!(
         "RESOLVED (1)\n- ServerDown app-main/web3 on lb1\n  resolved {resolved}, since \
          2027-01-15 08:00:00 UTC; it was: status DOWN, check L4CON, value down\n  was: \
-         app-main/web3 on lb1 is DOWN (L4CON: Connection refused)\n"
+         app-main/web3 on lb1 is DOWN (L4CON: Connection refused)\n\n{STILL_FIRING}"
     )
 }
+
+/// The STILL FIRING section of a notification about web3 while web4 is down.
+const STILL_FIRING: &str = "\
+STILL FIRING (1)
+- ServerDown app-main/web4 on lb1
+  status DOWN, check L4CON, value down, since 2027-01-15 08:00:00 UTC
+  app-main/web4 on lb1 is DOWN (L4CON: Connection refused)
+";
 
 // ---------------------------------------------------------------------------------------
 // The lab: a config with a file source, rewritten between runs
@@ -256,7 +268,7 @@ fn hapwatch_notice(server: &str, ends_at: Option<&str>) -> Value {
         "labels": labels_json(&server_down_labels(server)),
         "annotations": annotations_json(server),
         "value": "down",
-        "starts_at": "2027-01-15T08:00:00.000Z",
+        "starts_at": "2027-01-15T08:00:00Z",
         "ends_at": ends_at,
         "repeat": false,
     })
@@ -268,10 +280,17 @@ fn am_webhook_alert(server: &str, status: &str, ends_at: &str) -> Value {
         "status": status,
         "labels": labels_json(&server_down_labels(server)),
         "annotations": annotations_json(server),
-        "startsAt": "2027-01-15T08:00:00.000Z",
+        "startsAt": "2027-01-15T08:00:00Z",
         "endsAt": ends_at,
         "generatorURL": "",
         "fingerprint": fingerprint(&server_down_labels(server)),
+    })
+}
+
+/// A Slack message as hapwatch posts it: one attachment, coloured by status.
+fn slack(subject: &str, body: &str, color: &str) -> Value {
+    json!({
+        "attachments": [{"fallback": subject, "color": color, "title": subject, "text": body}],
     })
 }
 
@@ -920,7 +939,7 @@ fn smtp_subject_and_body_templates_and_no_header_injection() {
     assert_eq!(mails[0].rcpt_tos, ["oncall@example.net"]);
     assert_eq!(
         text(&mails[0]).trim_end(),
-        "app-main/web3 since 2027-01-15T08:00:00.000Z\napp-main/web4 since 2027-01-15T08:00:00.000Z"
+        "app-main/web3 since 2027-01-15T08:00:00Z\napp-main/web4 since 2027-01-15T08:00:00Z"
     );
 }
 
@@ -1084,6 +1103,7 @@ fn webhook_formats_headers_bearer_token_and_signature() {
             "text": BODY_FIRING,
             "firing": [hapwatch_notice("web3", None), hapwatch_notice("web4", None)],
             "resolved": [],
+            "still_firing": [],
         })
     );
 
@@ -1105,7 +1125,7 @@ fn webhook_formats_headers_bearer_token_and_signature() {
         am.json(),
         json!({
             "version": "4",
-            "groupKey": GROUP_KEY,
+            "groupKey": AM_GROUP_KEY,
             "truncatedAlerts": 0,
             "status": "firing",
             "receiver": "amfmt",
@@ -1123,7 +1143,7 @@ fn webhook_formats_headers_bearer_token_and_signature() {
         })
     );
 
-    // Slack / Mattermost: one `text`, the subject in bold, then the listing.
+    // Slack: one attachment, red, the subject as its (bold) title, then the listing.
     let chat = requests_to(&all, "/slack");
     assert_eq!(chat.len(), 1);
     assert_eq!(chat[0].method, "POST");
@@ -1131,7 +1151,7 @@ fn webhook_formats_headers_bearer_token_and_signature() {
     assert_eq!(chat[0].header("authorization"), None);
     assert_eq!(
         chat[0].json(),
-        json!({ "text": format!("*{SUBJECT_FIRING}*\n{BODY_FIRING}") })
+        slack(SUBJECT_FIRING, BODY_FIRING, "#d50200")
     );
 
     // A user template, sent with PUT and its own content type.
@@ -1152,7 +1172,7 @@ fn webhook_formats_headers_bearer_token_and_signature() {
     run(60.0).success().stdout_empty().stderr_empty();
     let all = hook.requests();
     assert_eq!(all.len(), 8);
-    let ended = "2027-01-15T08:01:00.000Z";
+    let ended = "2027-01-15T08:01:00Z";
     let hw = requests_to(&all, "/hapwatch")[1];
     assert_eq!(
         hw.header("x-hapwatch-signature"),
@@ -1160,7 +1180,8 @@ fn webhook_formats_headers_bearer_token_and_signature() {
     );
     assert_eq!(hw.header("authorization"), Some(bearer.as_str()));
     let doc = hw.json();
-    assert_eq!(doc["status"], "resolved");
+    // web4 is still down: the group fires still.
+    assert_eq!(doc["status"], "firing");
     assert_eq!(doc["subject"], SUBJECT_RESOLVED);
     assert_eq!(doc["text"], body_resolved("2027-01-15 08:01:00 UTC"));
     assert_eq!(doc["firing"], json!([]));
@@ -1168,6 +1189,7 @@ fn webhook_formats_headers_bearer_token_and_signature() {
         doc["resolved"],
         json!([hapwatch_notice("web3", Some(ended))])
     );
+    assert_eq!(doc["still_firing"], json!([hapwatch_notice("web4", None)]));
     assert_eq!(
         doc["common_labels"],
         labels_json(&server_down_labels("web3"))
@@ -1177,19 +1199,35 @@ fn webhook_formats_headers_bearer_token_and_signature() {
         am.header("x-signature"),
         Some(signature(AM_HMAC_KEY, &am.body).as_str())
     );
+    // Alertmanager's form is the whole group: web4 still fires, so the group does.
     let doc = am.json();
-    assert_eq!(doc["status"], "resolved");
+    assert_eq!(doc["status"], "firing");
     assert_eq!(
         doc["alerts"],
-        json!([am_webhook_alert("web3", "resolved", ended)])
+        json!([
+            am_webhook_alert("web3", "resolved", ended),
+            am_webhook_alert("web4", "firing", no_end),
+        ])
     );
     assert_eq!(
+        doc["commonLabels"],
+        json!({
+            "alertname": "ServerDown", "proxy": "app-main", "severity": "critical",
+            "source": "lb1", "type": "server",
+        })
+    );
+    // Still red: part of the group is down.
+    assert_eq!(
         requests_to(&all, "/slack")[1].json(),
-        json!({ "text": format!("*{SUBJECT_RESOLVED}*\n{}", body_resolved("2027-01-15 08:01:00 UTC")) })
+        slack(
+            SUBJECT_RESOLVED,
+            &body_resolved("2027-01-15 08:01:00 UTC"),
+            "#d50200"
+        )
     );
     assert_eq!(
         requests_to(&all, "/tpl")[1].body_text(),
-        format!("resolved|{SUBJECT_RESOLVED}|web3 back at {ended};")
+        format!("firing|{SUBJECT_RESOLVED}|web3 back at {ended};")
     );
 
     // Nothing more while nothing changes.
@@ -1316,7 +1354,7 @@ fn outbox_items_expire_after_outbox_max_age_loudly() {
         .stdout_empty()
         .stderr_is(&format!(
             "hapwatch: outbox: gave up on a notification for hook after 3 attempts since \
-         2027-01-15T08:00:00.000Z (outbox_max_age): {error}\n"
+         2027-01-15T08:00:00Z (outbox_max_age): {error}\n"
         ));
     assert!(lab.outbox().is_empty());
     assert_eq!(hook.requests().len(), 3, "not sent again once expired");
@@ -1340,14 +1378,20 @@ fn send_resolved_false_sends_no_recovery() {
     lab.capture(WEB3_BACK);
     lab.quiet_run(60.0);
     let all = hook.requests();
-    let statuses = |path: &str| -> Vec<String> {
+    // What each announces (`status` stays "firing" for web3's recovery: web4 is down).
+    let news = |path: &str| -> Vec<String> {
         requests_to(&all, path)
             .iter()
-            .map(|r| r.json()["status"].as_str().unwrap().to_string())
+            .map(|r| {
+                let body = r.json();
+                let resolved = body["resolved"].as_array().unwrap().len();
+                let firing = body["firing"].as_array().unwrap().len();
+                format!("firing:{firing} resolved:{resolved}")
+            })
             .collect()
     };
-    assert_eq!(statuses("/all"), ["firing", "resolved"]);
-    assert_eq!(statuses("/problems"), ["firing"]);
+    assert_eq!(news("/all"), ["firing:2 resolved:0", "firing:0 resolved:1"]);
+    assert_eq!(news("/problems"), ["firing:2 resolved:0"]);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1378,10 +1422,7 @@ fn fallback_webhook_gets_the_notification_when_smtp_is_down() {
         .stderr_contains(&format!("hapwatch: notifier mail: SMTP 127.0.0.1:{port}: "));
     let all = hook.requests();
     assert_eq!(all.len(), 1, "the fallback got it in the same run");
-    assert_eq!(
-        all[0].json(),
-        json!({ "text": format!("*{SUBJECT_FIRING}*\n{BODY_FIRING}") })
-    );
+    assert_eq!(all[0].json(), slack(SUBJECT_FIRING, BODY_FIRING, "#d50200"));
     // The primary keeps its own copy in the outbox; the fallback's delivery is done.
     let outbox = lab.outbox();
     assert_eq!(outbox.len(), 1);

@@ -35,6 +35,12 @@ pub struct AmConfig {
     pub ca_file: Option<PathBuf>,
     /// Skip certificate verification.
     pub insecure: bool,
+    /// Push an always-firing `Watchdog` alert every run, so that Alertmanager users can
+    /// route it to a dead man's switch and learn when hapwatch stops running.
+    pub watchdog: bool,
+    /// Push only from the active node of an HA pair (`only_if`), like the other
+    /// notifiers, instead of from every node.
+    pub follow_only_if: bool,
 }
 
 /// One alert queued for Alertmanager.
@@ -50,6 +56,9 @@ pub struct AmAlert {
     /// Unix time it resolved; `None` while it fires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_at: Option<f64>,
+    /// A page about it (`generatorURL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_url: Option<String>,
 }
 
 /// An alert as the outbox holds it: this version's form, or the one earlier versions
@@ -65,6 +74,8 @@ enum StoredAlert {
         starts_at: f64,
         #[serde(default)]
         resolved_at: Option<f64>,
+        #[serde(default)]
+        generator_url: Option<String>,
     },
     Legacy {
         labels: Labels,
@@ -85,11 +96,13 @@ impl From<StoredAlert> for AmAlert {
                 annotations,
                 starts_at,
                 resolved_at,
+                generator_url,
             } => AmAlert {
                 labels,
                 annotations,
                 starts_at,
                 resolved_at,
+                generator_url,
             },
             // The old form does not say whether the alert fired or resolved. Ending it
             // at its old `endsAt` is what Alertmanager did with it anyway when that time
@@ -111,6 +124,7 @@ impl From<StoredAlert> for AmAlert {
                     annotations,
                     starts_at,
                     resolved_at: Some(unix(&ends_at).max(starts_at)),
+                    generator_url: None,
                 }
             }
         }
@@ -119,8 +133,8 @@ impl From<StoredAlert> for AmAlert {
 
 /// Folds a newer push into a pending one: the newer push's alerts, plus the pending
 /// recoveries it does not mention (a recovery must still be told). A pending *firing*
-/// alert the newer push leaves out is dropped: the newer push is the current truth
-/// (silenced, or no longer routed there), and Alertmanager lets it lapse at its `endsAt`
+/// alert the newer push leaves out is dropped: the newer push is the current truth (no
+/// longer routed there, or forgotten), and Alertmanager lets it lapse at its `endsAt`
 /// as it would have without the outage. One entry per alert: bounded by the alerts the
 /// state knows, however many runs the push waits.
 pub fn merge(pending: Vec<AmAlert>, newer: Vec<AmAlert>) -> Vec<AmAlert> {
@@ -178,12 +192,16 @@ pub(super) fn render(
                 None => now + ends_ahead,
                 Some(at) => at.min(now).max(starts),
             };
-            json!({
+            let mut alert = json!({
                 "labels": a.labels,
                 "annotations": a.annotations,
                 "startsAt": rfc3339(starts),
                 "endsAt": rfc3339(ends),
-            })
+            });
+            if let Some(url) = &a.generator_url {
+                alert["generatorURL"] = json!(url);
+            }
+            alert
         })
         .collect();
     Ok(HttpRequest {
@@ -208,6 +226,7 @@ mod tests {
             annotations: BTreeMap::new(),
             starts_at,
             resolved_at,
+            generator_url: None,
         }
     }
 
@@ -249,6 +268,8 @@ mod tests {
             bearer_token: None,
             ca_file: None,
             insecure: false,
+            watchdog: false,
+            follow_only_if: false,
         };
         // Queued a day "ahead" (the clock stepped back since).
         let day = 86_400.0;

@@ -159,6 +159,7 @@ const TEMPLATE_VARIABLES: &[&str] = &[
     "text",
     "firing",
     "resolved",
+    "still_firing",
 ];
 
 impl NotifierTemplates {
@@ -193,10 +194,17 @@ impl NotifierTemplates {
 
 /// The deliveries of one run: each notification to the notifiers its route names, and to
 /// each Alertmanager notifier every alert firing now plus those resolved in this run.
-/// `interval` is the time since the previous run (for `endsAt`).
+/// `interval` is the time since the previous run (for `endsAt`); `links` maps a source
+/// name to its page (`generatorURL`).
+///
+/// Alertmanager gets the real state of every alert, silenced by hapwatch or not: leaving
+/// a silenced alert out would make Alertmanager resolve it at its `endsAt` and announce a
+/// recovery that did not happen. Alertmanager users silence in Alertmanager.
+#[allow(clippy::too_many_arguments)]
 pub fn plan(
     notifiers: &Notifiers,
     rules: &RuleSet,
+    links: &BTreeMap<String, String>,
     state: &State,
     notifications: &[Notification],
     now: f64,
@@ -249,12 +257,8 @@ pub fn plan(
             {
                 continue;
             }
-            let silenced = state
-                .silences
-                .iter()
-                .any(|s| s.silences(&alert.labels, now));
             let resolved_at = match alert.status {
-                Status::Firing if !silenced => None,
+                Status::Firing => None,
                 Status::Resolved if alert.resolved_at == Some(now) && notifier.send_resolved => {
                     Some(now)
                 }
@@ -265,7 +269,15 @@ pub fn plan(
                 annotations: alert.annotations.clone(),
                 starts_at: alert.firing_since.unwrap_or(alert.active_since),
                 resolved_at,
+                generator_url: alert
+                    .labels
+                    .get("source")
+                    .and_then(|source| links.get(source))
+                    .cloned(),
             });
+        }
+        if matches!(&notifier.kind, Kind::Alertmanager(cfg) if cfg.watchdog) {
+            alerts.push(watchdog(now));
         }
         if !alerts.is_empty() {
             out.push((
@@ -275,6 +287,33 @@ pub fn plan(
         }
     }
     out
+}
+
+/// The always-firing alert of `watchdog = true`, like Prometheus' `Watchdog`: while
+/// hapwatch runs, Alertmanager holds it firing; once runs stop, it resolves at its
+/// `endsAt`, which a dead man's switch (a receiver that expects it every few minutes)
+/// notices.
+fn watchdog(now: f64) -> AmAlert {
+    let labels: Labels = [
+        ("alertname", "Watchdog"),
+        ("severity", "none"),
+        ("source", "hapwatch"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .into();
+    let annotations = [(
+        "summary".to_string(),
+        "hapwatch is running: this alert fires as long as it runs; route it to a dead man's switch"
+            .to_string(),
+    )]
+    .into();
+    AmAlert {
+        labels,
+        annotations,
+        starts_at: now,
+        resolved_at: None,
+        generator_url: None,
+    }
 }
 
 /// Renders `payload` for `notifier` as sent at `now`. Without `secrets`, secret values are
@@ -775,6 +814,7 @@ pub fn notify_test(config: &Config, name: &str, now: f64) -> Result<String, Stri
                 annotations,
                 starts_at: now,
                 resolved_at: None,
+                generator_url: None,
             }],
             ends_ahead: 300.0,
         },
@@ -794,8 +834,10 @@ pub fn notify_test(config: &Config, name: &str, now: f64) -> Result<String, Stri
                     ends_at: None,
                     repeat: false,
                     thread: None,
+                    generator_url: None,
                 }],
                 resolved: Vec::new(),
+                still_firing: Vec::new(),
                 created_at: now,
             })
         }
@@ -837,6 +879,7 @@ mod tests {
             annotations: BTreeMap::new(),
             starts_at: 1_800_000_060.0,
             resolved_at: None,
+            generator_url: None,
         };
         enqueue(
             &mut state,

@@ -217,8 +217,11 @@ pub struct RawNotifier {
     format: Option<String>,
     template: Option<String>,
     content_type: Option<String>,
+    external_url: Option<String>,
     // alertmanager
     urls: Option<Vec<String>>,
+    watchdog: Option<bool>,
+    follow_only_if: Option<bool>,
     // TLS, for smtp, webhook and alertmanager
     ca_file: Option<String>,
     insecure: Option<bool>,
@@ -259,6 +262,7 @@ const TYPE_KEYS: &[(&str, &[&str])] = &[
             "format",
             "template",
             "content_type",
+            "external_url",
             "ca_file",
             "insecure",
         ],
@@ -275,13 +279,15 @@ const TYPE_KEYS: &[(&str, &[&str])] = &[
             "bearer_token_file",
             "ca_file",
             "insecure",
+            "watchdog",
+            "follow_only_if",
         ],
     ),
 ];
 
 impl RawNotifier {
     fn set_keys(&self) -> Vec<&'static str> {
-        let keys: [(&'static str, bool); 26] = [
+        let keys: [(&'static str, bool); 29] = [
             ("host", self.host.is_some()),
             ("port", self.port.is_some()),
             ("tls", self.tls.is_some()),
@@ -306,6 +312,9 @@ impl RawNotifier {
             ("template", self.template.is_some()),
             ("content_type", self.content_type.is_some()),
             ("urls", self.urls.is_some()),
+            ("external_url", self.external_url.is_some()),
+            ("watchdog", self.watchdog.is_some()),
+            ("follow_only_if", self.follow_only_if.is_some()),
             ("ca_file", self.ca_file.is_some()),
             ("insecure", self.insecure.is_some()),
         ];
@@ -427,6 +436,8 @@ impl RawNotifier {
                     bearer_token,
                     ca_file,
                     insecure,
+                    watchdog: self.watchdog.unwrap_or(false),
+                    follow_only_if: self.follow_only_if.unwrap_or(false),
                 })
             }
         };

@@ -17,8 +17,13 @@ pub enum WebhookFormat {
     Hapwatch,
     /// Alertmanager's webhook payload, `"version": "4"`.
     Alertmanager,
-    /// `{"text": …}` for Slack / Mattermost incoming webhooks.
+    /// A Slack incoming-webhook message: one attachment coloured by status (red firing,
+    /// green resolved), the subject as its title, the listing as its text, every
+    /// interpolated value escaped as Slack requires (`&`, `<`, `>`).
     Slack,
+    /// The same attachment for Mattermost, whose markdown differs: the listing in a code
+    /// block, so that nothing HAProxy reports can mention, link or format.
+    Mattermost,
     /// The `template` key, rendered.
     Template,
 }
@@ -49,6 +54,9 @@ pub struct WebhookConfig {
     pub ca_file: Option<PathBuf>,
     /// Skip certificate verification.
     pub insecure: bool,
+    /// `externalURL` of the Alertmanager format: the page operators open to act (e.g. the
+    /// stats page, or a dashboard).
+    pub external_url: Option<String>,
 }
 
 impl WebhookConfig {
@@ -66,13 +74,20 @@ impl WebhookConfig {
             None | Some("hapwatch") => WebhookFormat::Hapwatch,
             Some("alertmanager") => WebhookFormat::Alertmanager,
             Some("slack") => WebhookFormat::Slack,
+            Some("mattermost") => WebhookFormat::Mattermost,
             Some("template") => WebhookFormat::Template,
             Some(other) => {
                 return Err(format!(
-                "format = {other:?}: use \"hapwatch\", \"alertmanager\", \"slack\" or \"template\""
+                "format = {other:?}: use \"hapwatch\", \"alertmanager\", \"slack\", \"mattermost\" or \"template\""
             ))
             }
         };
+        if let Some(external) = &raw.external_url {
+            check_url(external).map_err(|e| format!("external_url: {e}"))?;
+            if crate::secret::url_has_userinfo(external) {
+                return Err("external_url: no user name or password in it (it is sent to the receiver as is)".into());
+            }
+        }
         if (format == WebhookFormat::Template) != raw.template.is_some() {
             return Err("format = \"template\" and `template` go together".into());
         }
@@ -124,6 +139,7 @@ impl WebhookConfig {
                 .unwrap_or_else(|| "application/json".into()),
             ca_file,
             insecure,
+            external_url: raw.external_url.clone(),
         })
     }
 }
@@ -139,10 +155,13 @@ pub(super) fn render(
 ) -> Result<HttpRequest, String> {
     let body = match cfg.format {
         WebhookFormat::Hapwatch => serde_json::to_vec(&hapwatch_payload(n, &notifier.name)),
-        WebhookFormat::Alertmanager => serde_json::to_vec(&alertmanager_payload(n, &notifier.name)),
-        WebhookFormat::Slack => serde_json::to_vec(&json!({
-            "text": format!("*{}*\n{}", crate::message::subject(n), crate::message::body(n)),
-        })),
+        WebhookFormat::Alertmanager => serde_json::to_vec(&alertmanager_payload(
+            n,
+            &notifier.name,
+            cfg.external_url.as_deref().unwrap_or(""),
+        )),
+        WebhookFormat::Slack => serde_json::to_vec(&chat_payload(n, false)),
+        WebhookFormat::Mattermost => serde_json::to_vec(&chat_payload(n, true)),
         WebhookFormat::Template => Ok(templates.render(&notifier.name, "template", n).into_bytes()),
     }
     .map_err(|e| format!("cannot encode the body: {e}"))?;
@@ -210,7 +229,9 @@ pub fn hapwatch_payload(n: &Notification, receiver: &str) -> Value {
     json!({
         "version": "1",
         "receiver": receiver,
-        "status": if n.firing.is_empty() { "resolved" } else { "firing" },
+        // Like Alertmanager's: firing while anything of the group fires, so that a
+        // receiver that closes an incident on "resolved" does not close it early.
+        "status": if n.firing.is_empty() && n.still_firing.is_empty() { "resolved" } else { "firing" },
         "group_key": n.group_key,
         "group_labels": n.group_labels,
         "common_labels": common_labels,
@@ -220,46 +241,75 @@ pub fn hapwatch_payload(n: &Notification, receiver: &str) -> Value {
         "text": crate::message::body(n),
         "firing": n.firing.iter().map(notice_json).collect::<Vec<_>>(),
         "resolved": n.resolved.iter().map(notice_json).collect::<Vec<_>>(),
+        "still_firing": n.still_firing.iter().map(notice_json).collect::<Vec<_>>(),
     })
 }
 
-/// Alertmanager's webhook payload (version 4), as its receivers expect it.
-pub fn alertmanager_payload(n: &Notification, receiver: &str) -> Value {
-    let (common_labels, common_annotations) = common(n);
-    let alert = |notice: &Notice, status: &str| {
-        json!({
-            "status": status,
-            "labels": notice.labels,
-            "annotations": notice.annotations,
-            "startsAt": rfc3339(notice.starts_at),
-            "endsAt": notice.ends_at.map_or_else(|| "0001-01-01T00:00:00Z".to_string(), rfc3339),
-            "generatorURL": "",
-            "fingerprint": notice.fingerprint,
-        })
-    };
-    let alerts: Vec<Value> = n
+/// Alertmanager's webhook payload (version 4), as Alertmanager itself posts it for a
+/// group: every alert of the group that fires now (news or not) and those resolved in this
+/// run, sorted as Alertmanager sorts them, `status` firing while any of them fires,
+/// common labels and annotations over all of them, and its `groupKey` form (the root
+/// route's `{}`, then the group labels).
+pub fn alertmanager_payload(n: &Notification, receiver: &str, external_url: &str) -> Value {
+    let mut alerts: Vec<(&Notice, &str)> = n
         .firing
         .iter()
-        .map(|a| alert(a, "firing"))
-        .chain(n.resolved.iter().map(|a| alert(a, "resolved")))
+        .chain(&n.still_firing)
+        .map(|a| (a, "firing"))
+        .chain(n.resolved.iter().map(|a| (a, "resolved")))
         .collect();
+    // Alertmanager's `AlertSlice` order: fewer labels first, then by label values.
+    alerts.sort_by(|(a, _), (b, _)| {
+        a.labels
+            .len()
+            .cmp(&b.labels.len())
+            .then_with(|| a.labels.cmp(&b.labels))
+    });
+    let all: Vec<&Notice> = alerts.iter().map(|(a, _)| *a).collect();
+    let (common_labels, common_annotations) = common_of(&all);
+    let alerts: Vec<Value> = alerts
+        .iter()
+        .map(|(notice, status)| {
+            json!({
+                "status": status,
+                "labels": notice.labels,
+                "annotations": notice.annotations,
+                "startsAt": rfc3339(notice.starts_at),
+                "endsAt": notice.ends_at.map_or_else(|| "0001-01-01T00:00:00Z".to_string(), rfc3339),
+                "generatorURL": notice.generator_url.as_deref().unwrap_or(""),
+                "fingerprint": notice.fingerprint,
+            })
+        })
+        .collect();
+    let firing = !n.firing.is_empty() || !n.still_firing.is_empty();
     json!({
         "version": "4",
-        "groupKey": n.group_key,
+        "groupKey": format!("{{}}:{}", am_labels(&n.group_labels)),
         "truncatedAlerts": 0,
-        "status": if n.firing.is_empty() { "resolved" } else { "firing" },
+        "status": if firing { "firing" } else { "resolved" },
         "receiver": receiver,
         "groupLabels": n.group_labels,
         "commonLabels": common_labels,
         "commonAnnotations": common_annotations,
-        "externalURL": "",
+        "externalURL": external_url,
         "alerts": alerts,
     })
+}
+
+/// `{alertname="ServerDown", source="lb1"}`: a label set as Alertmanager prints it
+/// (Prometheus' `LabelSet.String()`).
+fn am_labels(labels: &crate::alert::Labels) -> String {
+    let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{{{}}}", inner.join(", "))
 }
 
 /// Labels and annotations shared by every alert of the notification.
 fn common(n: &Notification) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
     let all: Vec<&Notice> = n.firing.iter().chain(&n.resolved).collect();
+    common_of(&all)
+}
+
+fn common_of(all: &[&Notice]) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
     let shared = |pick: fn(&Notice) -> &BTreeMap<String, String>| -> BTreeMap<String, String> {
         let Some(first) = all.first() else {
             return BTreeMap::new();
@@ -271,4 +321,107 @@ fn common(n: &Notification) -> (BTreeMap<String, String>, BTreeMap<String, Strin
             .collect()
     };
     (shared(|a| &a.labels), shared(|a| &a.annotations))
+}
+
+/// Slack's colour for an alerting message: red while anything of the group fires, green
+/// once all of it is resolved.
+const RED: &str = "#d50200";
+const GREEN: &str = "#2eb886";
+
+/// Slack / Mattermost: one attachment (its title is bold in both, its colour bar says the
+/// status), the subject as title and fallback, the listing as text. Everything in it comes
+/// from HAProxy, labels and annotations, so all of it is escaped; the only markup is
+/// hapwatch's own (Mattermost's code fence).
+fn chat_payload(n: &Notification, mattermost: bool) -> Value {
+    let subject = crate::message::subject(n);
+    let body = crate::message::body(n);
+    let firing = !n.firing.is_empty() || !n.still_firing.is_empty();
+    // The fallback is plain text (notifications, simple clients): Mattermost shows it as
+    // is, so only mentions are defused there; Slack wants its escaping everywhere.
+    let (title, text, fallback) = if mattermost {
+        (
+            mattermost_inline(&subject),
+            mattermost_block(&body),
+            subject.replace('@', "@\u{2060}"),
+        )
+    } else {
+        let title = slack_escape(&subject);
+        (title.clone(), slack_escape(&body), title)
+    };
+    json!({
+        "attachments": [{
+            "fallback": fallback,
+            "color": if firing { RED } else { GREEN },
+            "title": title,
+            "text": text,
+        }],
+    })
+}
+
+/// Slack's escaping of message text: `&`, `<` and `>` become `&amp;`, `&lt;`, `&gt;`, so
+/// that `<!channel>` or `<https://…|click>` in a value is shown, not acted on.
+pub fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A one-line value for Mattermost outside a code block: Slack's escaping (Mattermost
+/// renders the entities), markdown punctuation backslash-escaped, and a word joiner
+/// (U+2060) after `@` so that `@channel` or `@someone` is no mention.
+fn mattermost_inline(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in slack_escape(text).chars() {
+        match c {
+            '@' => out.push_str("@\u{2060}"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '#' | '~' | '|' | '!' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `text` as a Mattermost code block: nothing in it is markdown, a link or a mention. The
+/// fence is longer than any run of backticks inside, so the text cannot close it.
+fn mattermost_block(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    format!("{fence}\n{}\n{fence}", text.trim_end_matches('\n'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slack_escapes_only_what_slack_acts_on() {
+        assert_eq!(
+            slack_escape("<!channel> & <https://example.net|click>"),
+            "&lt;!channel&gt; &amp; &lt;https://example.net|click&gt;"
+        );
+    }
+
+    #[test]
+    fn mattermost_values_cannot_mention_link_or_close_the_block() {
+        let inline = mattermost_inline("@channel [click](https://example.net)");
+        assert!(!inline.contains("@channel"), "{inline}");
+        assert!(!inline.contains("[click]("), "{inline}");
+        let block = mattermost_block("a\n````\nb\n");
+        assert_eq!(block, "`````\na\n````\nb\n`````");
+        assert_eq!(mattermost_block("x"), "```\nx\n```");
+    }
+
+    #[test]
+    fn group_keys_are_written_like_alertmanager() {
+        let labels: crate::alert::Labels = [("alertname", "ServerDown"), ("source", "lb1")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into();
+        assert_eq!(
+            am_labels(&labels),
+            r#"{alertname="ServerDown", source="lb1"}"#
+        );
+    }
 }

@@ -450,6 +450,10 @@ impl RuleSet {
         if let Some(description) = &rule.description {
             annotations.insert("description".to_string(), render(description));
         }
+        // Alertmanager drops a label whose value is empty before it fingerprints (an empty
+        // value means "no such label" there): the same here, so that both name an alert
+        // the same way. Templates above still saw the label, as `""`.
+        labels.retain(|_, value| !value.is_empty());
         Alert {
             labels,
             annotations,

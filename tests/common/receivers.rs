@@ -2000,6 +2000,8 @@ pub fn http_request(
 pub struct AlertmanagerBuilder {
     webhook: Option<String>,
     resolve_timeout: String,
+    group_by: Vec<String>,
+    group_wait: String,
 }
 
 impl AlertmanagerBuilder {
@@ -2010,6 +2012,21 @@ impl AlertmanagerBuilder {
     /// Alertmanager itself would notify.
     pub fn webhook(mut self, url: &str) -> Self {
         self.webhook = Some(url.to_string());
+        self
+    }
+
+    /// Sets the route's `group_by` (default `['...']`: every alert its own group), e.g.
+    /// `["alertname", "source"]` to group like hapwatch's default `group_by`.
+    pub fn group_by(mut self, labels: &[&str]) -> Self {
+        self.group_by = labels.iter().map(|l| l.to_string()).collect();
+        self
+    }
+
+    /// Sets the route's `group_wait` (default `0s`). With `0s`, the alerts of one push
+    /// that share a group may be posted in two notifications (the first is flushed before
+    /// the next is added); `1s` gathers them.
+    pub fn group_wait(mut self, duration: &str) -> Self {
+        self.group_wait = duration.to_string();
         self
     }
 
@@ -2042,10 +2059,17 @@ impl AlertmanagerBuilder {
                 Value::String(url.clone())
             ),
         };
+        let group_by: Vec<String> = self
+            .group_by
+            .iter()
+            .map(|l| Value::String(l.clone()).to_string())
+            .collect();
         let config = format!(
-            "global:\n  resolve_timeout: {}\nroute:\n  receiver: blackhole\n  group_by: ['...']\n  \
-             group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n{receiver}",
-            self.resolve_timeout
+            "global:\n  resolve_timeout: {}\nroute:\n  receiver: blackhole\n  group_by: [{}]\n  \
+             group_wait: {}\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n{receiver}",
+            self.resolve_timeout,
+            group_by.join(", "),
+            self.group_wait
         );
         let config_path = dir.path().join("alertmanager.yml");
         std::fs::write(&config_path, &config).expect("cannot write alertmanager.yml");
@@ -2178,6 +2202,8 @@ impl Alertmanager {
         AlertmanagerBuilder {
             webhook: None,
             resolve_timeout: "5m".to_string(),
+            group_by: vec!["...".to_string()],
+            group_wait: "0s".to_string(),
         }
     }
 
