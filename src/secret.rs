@@ -175,13 +175,18 @@ impl Redactor {
         self.push(encoded.trim_end_matches('='));
     }
 
-    /// Masks `value` and its base64 form.
+    /// Masks `value`, its base64 form, and the form it takes inside a JSON string (a
+    /// quote or backslash escaped), which `state show --format json` and JSON log lines
+    /// print.
     pub fn add(&mut self, value: &str) {
         if value.is_empty() {
             return;
         }
         self.push(value);
         self.push_base64(value);
+        if let Ok(json) = serde_json::to_string(value) {
+            self.push(&json[1..json.len() - 1]);
+        }
     }
 
     /// Masks a password and the forms it takes together with its user name: base64 of
@@ -333,14 +338,17 @@ impl UrlParts {
                 continue;
             }
             let authority_start = sep + 3;
+            // The user information ends at the last `@` before the path: a password may
+            // hold a `?` or `#` (not allowed there unencoded, but written so), which must
+            // not end it early and leave the rest of the password in the clear.
             let mut i = authority_start;
-            while i < bytes.len() && !ends_url(bytes[i]) && !matches!(bytes[i], b'/' | b'?' | b'#')
-            {
+            while i < bytes.len() && !ends_url(bytes[i]) && bytes[i] != b'/' {
                 i += 1;
             }
             let userinfo = text[authority_start..i]
                 .rfind('@')
                 .map(|at| (authority_start, authority_start + at));
+            let mut i = userinfo.map_or(authority_start, |(_, at)| at + 1);
             while i < bytes.len() && !ends_url(bytes[i]) && !matches!(bytes[i], b'?' | b'#') {
                 i += 1;
             }
@@ -547,5 +555,36 @@ mod tests {
         all.merge(&r);
         assert!(!all.is_empty());
         assert_eq!(all.redact("x t0k3nvalue y"), "x [redacted] y");
+    }
+
+    /// A `#` or `?` in a password (not allowed unencoded, but written so) used to end the
+    /// user information early: the rest of the password was printed.
+    #[test]
+    fn a_password_with_a_hash_or_question_mark_is_masked_whole() {
+        let r = Redactor::new();
+        for url in [
+            "http://admin:Pa#ss9word@127.0.0.1:18081/stats",
+            "http://admin:Pa?ss9word@127.0.0.1:18081/stats",
+        ] {
+            assert_eq!(
+                r.redact(&format!("HTTP 500 from {url}: x")),
+                "HTTP 500 from http://[redacted]@127.0.0.1:18081/stats: x"
+            );
+            assert!(url_has_userinfo(url), "{url}");
+        }
+        let mut known = Redactor::new();
+        known.add_url("http://admin:Pa#ss9word@127.0.0.1:18081/stats");
+        assert_eq!(known.redact("said Pa#ss9word"), "said [redacted]");
+        // A query with an `@` and no path is masked as user information: more, not less.
+        assert!(!r.redact("http://h:9093?token=a@b x").contains("token=a"));
+    }
+
+    /// `state show --format json` prints secrets the way JSON escapes them.
+    #[test]
+    fn json_escaped_forms_are_masked() {
+        let mut r = Redactor::new();
+        r.add("se\"cr\\et-token");
+        let json = serde_json::to_string("last error: se\"cr\\et-token").unwrap();
+        assert_eq!(r.redact(&json), "\"last error: [redacted]\"");
     }
 }
