@@ -603,11 +603,20 @@ fn endpoint(src: &RawSource, base: &Path) -> Result<Endpoint, String> {
     Ok(if let Some(path) = &src.socket {
         Endpoint::Socket(resolve(path))
     } else if let Some(addr) = &src.tcp {
-        let Some((_, port)) = addr.rsplit_once(':') else {
-            return Err(format!(
-                "tcp = {addr:?} needs a port, e.g. \"127.0.0.1:9999\""
-            ));
+        let Some((host, port)) = addr.rsplit_once(':') else {
+            // `tcp = "9999"`: a port alone is the usual slip (haproxy.cfg's `ipv4@:9999`).
+            return Err(if addr.parse::<u16>().is_ok() {
+                format!("tcp = {addr:?} needs a host before the port, e.g. \"127.0.0.1:{addr}\"")
+            } else {
+                format!("tcp = {addr:?} needs a port, e.g. \"{addr}:9999\"")
+            });
         };
+        if host.trim_matches(['[', ']']).is_empty() {
+            return Err(format!(
+                "tcp = {addr:?} needs a host before the port, e.g. \"127.0.0.1{}\"",
+                &addr[addr.len() - port.len() - 1..]
+            ));
+        }
         if !port.parse::<u16>().is_ok_and(|p| p != 0) {
             return Err(format!(
                 "tcp = {addr:?}: {port:?} is not a TCP port; give one from 1 to 65535, e.g. \
@@ -814,6 +823,20 @@ file = "-"
             err.ends_with("`username` only applies to a `url` source"),
             "{err}"
         );
+        for (tcp, says) in [
+            (
+                "30999",
+                "tcp = \"30999\" needs a host before the port, e.g. \"127.0.0.1:30999\"",
+            ),
+            (
+                ":30999",
+                "tcp = \":30999\" needs a host before the port, e.g. \"127.0.0.1:30999\"",
+            ),
+            ("lb1", "tcp = \"lb1\" needs a port, e.g. \"lb1:9999\""),
+        ] {
+            let err = parse(&format!("[[source]]\nname = \"a\"\ntcp = \"{tcp}\"\n")).unwrap_err();
+            assert!(err.ends_with(says), "{err}");
+        }
         let err = parse("[[source]]\nname = \"a\"\ntcp = \"x\"\ntimeout = \"5\"\n").unwrap_err();
         assert!(
             err.starts_with("/etc/hw/h.toml:4:11: invalid duration \"5\": missing unit"),
