@@ -403,9 +403,14 @@ fn a_dump_with_no_rows_resolves_nothing() {
     ] {
         s.write("lb1.csv", &dump);
         let out = s.run_at(at);
-        out.status(1)
-            .stderr_contains("reported no proxies (the dump has a header and no rows)")
-            .stderr_line_count(1);
+        out.status(1);
+        if at == 60.0 {
+            out.stderr_contains("reported no proxies (the dump has a header and no rows)")
+                .stderr_line_count(1);
+        } else {
+            // The same problem goes on: said when it started (cron mails every line).
+            out.stderr_empty();
+        }
         let notes = summarize(&out);
         assert!(
             notes.iter().all(|n| !n.contains('-')),
