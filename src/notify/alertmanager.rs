@@ -161,16 +161,7 @@ pub(super) fn render(
     secrets: bool,
 ) -> Result<HttpRequest, String> {
     let mut headers = vec![("Content-Type".into(), "application/json".into(), false)];
-    let reveal = |secret: &SecretRef| -> Result<String, String> {
-        if secrets {
-            secret
-                .resolve()
-                .map(|s| s.expose().to_string())
-                .map_err(|e| e.to_string())
-        } else {
-            Ok(String::new())
-        }
-    };
+    let reveal = |secret: &SecretRef| super::reveal(secret, secrets);
     if let (Some(user), Some(password)) = (&cfg.username, &cfg.password) {
         use base64::Engine;
         let token = base64::engine::general_purpose::STANDARD

@@ -462,6 +462,19 @@ impl RawNotifier {
     }
 }
 
+/// A secret's value for a request being rendered; with `secrets` false (a dry run), an
+/// empty value, so that nothing secret is read or shown.
+fn reveal(secret: &SecretRef, secrets: bool) -> Result<String, String> {
+    if secrets {
+        secret
+            .resolve()
+            .map(|s| s.expose().to_string())
+            .map_err(|e| e.to_string())
+    } else {
+        Ok(String::new())
+    }
+}
+
 fn check_url(url: &str) -> Result<(), String> {
     if url.starts_with("http://") || url.starts_with("https://") {
         Ok(())

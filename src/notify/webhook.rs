@@ -167,16 +167,7 @@ pub(super) fn render(
     .map_err(|e| format!("cannot encode the body: {e}"))?;
     let mut headers: Vec<(String, String, bool)> =
         vec![("Content-Type".into(), cfg.content_type.clone(), false)];
-    let reveal = |secret: &SecretRef| -> Result<String, String> {
-        if secrets {
-            secret
-                .resolve()
-                .map(|s| s.expose().to_string())
-                .map_err(|e| e.to_string())
-        } else {
-            Ok(String::new())
-        }
-    };
+    let reveal = |secret: &SecretRef| super::reveal(secret, secrets);
     for (name, value) in &cfg.headers {
         headers.push((name.clone(), reveal(value)?, true));
     }
