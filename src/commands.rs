@@ -538,7 +538,7 @@ pub fn run(
         sent = delivered.sent.len();
         lock.save(&current)?;
         if let Some(heartbeat) = &config.heartbeat {
-            if let Err(e) = heartbeat.ping(!trouble) {
+            if let Err(e) = heartbeat.ping(!trouble, budget.limit(heartbeat.timeout)) {
                 log::warn(e);
             }
         }
