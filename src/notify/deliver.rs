@@ -7,8 +7,12 @@
 //!
 //! A receiver that refuses a delivery for good (HTTP 4xx other than 408 and 429, an SMTP
 //! 5xx reply) gets it once: it is reported and dropped, so that it never blocks the
-//! notifications behind it. Every attempt is bounded by the notifier's `timeout` and by
-//! what is left of the run's `run_timeout`.
+//! notifications behind it; a mail recipient refused for good is reported and left out,
+//! the others still get the mail. A notification its notifier can no longer send (its
+//! `type` changed) is refused for good too. Every attempt (each URL, each retry) is bounded
+//! by the notifier's `timeout` and by what is left of the run's `run_timeout`; an SMTP
+//! session abandoned at its deadline is never doubled by a retry, and its late result is
+//! collected before the run ends.
 
 use super::{
     alertmanager, smtp, webhook, AmAlert, HttpRequest, Kind, Message, Notifier, Notifiers,
