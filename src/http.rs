@@ -87,10 +87,10 @@ fn finish(config: ureq::config::Config, pinned: Option<crate::tls::PinnedTls>) -
     match pinned {
         Some(pinned) => {
             use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
-            let connector = ()
-                .chain(ConnectProxyConnector::default())
-                .chain(TcpConnector::default())
-                .chain(pinned);
+            let connector =
+                ().chain(ConnectProxyConnector::default())
+                    .chain(TcpConnector::default())
+                    .chain(pinned);
             ureq::Agent::with_parts(
                 config,
                 connector,
