@@ -936,8 +936,8 @@ fn an_item_queued_before_a_notifier_type_change_is_refused_not_stuck() {
         .status(1)
         .stderr_line_count(1)
         .stderr_contains(&format!(
-            "hapwatch: notifier hook: notifier hook is now of type alertmanager and cannot send \
-             this notification queued for its earlier type (refused for good: dropped, not \
+            "hapwatch: notifier hook: now of type alertmanager, which cannot send this \
+             notification queued under its earlier type (refused for good: dropped, not \
              retried: {SUBJECT_FIRING})"
         ));
     assert!(lab.outbox().is_empty(), "{:?}", lab.outbox());

@@ -337,8 +337,7 @@ pub fn send(
         // it, and keeping it would hold up everything queued behind it.
         return Err(Failure {
             message: format!(
-                "notifier {} is now of type {} and cannot send this {} queued for its earlier type",
-                notifier.name,
+                "now of type {}, which cannot send this {} queued under its earlier type",
                 kind_name(&notifier.kind),
                 match payload {
                     Payload::Notification(_) => "notification",
@@ -693,6 +692,8 @@ pub fn deliver(
             keep.push(item);
             continue;
         }
+        // A session already pending (abandoned as another's fallback) is not this item's.
+        let pending_before = smtp::session_pending(&name);
         match send(notifiers, notifier, &item.payload, now, budget) {
             Ok(refused) => {
                 working.insert(name.clone());
@@ -715,7 +716,7 @@ pub fn deliver(
             Err(e) => {
                 item.attempts += 1;
                 item.next_attempt = now + backoff(item.attempts);
-                if smtp::session_pending(&name) {
+                if !pending_before && smtp::session_pending(&name) {
                     abandoned.insert(name.clone(), (keep.len(), done.failed.len()));
                 }
                 if is_new {
