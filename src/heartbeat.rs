@@ -38,8 +38,11 @@ impl Heartbeat {
         Ok(())
     }
 
-    /// Pings the success or failure URL.
-    pub fn ping(&self, ok: bool) -> Result<(), String> {
+    /// Pings the success or failure URL within `limit` (its `timeout`, or what is left of
+    /// the run's `run_timeout` when that is less: the ping is part of the run). `None`:
+    /// the run's time is spent, and the ping is not attempted (the missed ping tells the
+    /// monitoring side that the run had trouble).
+    pub fn ping(&self, ok: bool, limit: Option<Duration>) -> Result<(), String> {
         let url = if ok {
             self.url.clone()
         } else {
@@ -47,7 +50,12 @@ impl Heartbeat {
                 .clone()
                 .unwrap_or_else(|| format!("{}/fail", self.url.trim_end_matches('/')))
         };
-        let agent = crate::http::agent(self.timeout, None, false)?;
+        let Some(limit) = limit else {
+            return Err(format!(
+                "heartbeat {url}: not pinged: the run's time budget ([alerting] run_timeout) is spent"
+            ));
+        };
+        let agent = crate::http::agent(limit, None, false)?;
         let response = agent
             .get(&url)
             .call()

@@ -15,7 +15,7 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tempfile::TempDir;
@@ -444,29 +444,57 @@ fn alertmanager_down_for_many_runs_keeps_one_push_and_sends_current_times_when_b
 struct FakeSmtp {
     port: u16,
     stop: Arc<AtomicBool>,
+    /// Connections accepted.
+    connections: Arc<AtomicUsize>,
+    /// Mails transferred to the end (the final `.`).
+    mails: Arc<AtomicUsize>,
 }
 
 impl FakeSmtp {
     /// `trickle`: the greeting comes one byte every 2 s. Otherwise the greeting and the
     /// replies up to DATA come at once, and the end of the mail is never answered.
     fn start(trickle: bool) -> FakeSmtp {
+        FakeSmtp::start_with(trickle.then_some(Duration::from_secs(2)), false)
+    }
+
+    /// The greeting one byte every `pause` (at once with `None`); the end of the mail
+    /// answered `250` when `accept`, never otherwise.
+    fn start_with(pause: Option<Duration>, accept: bool) -> FakeSmtp {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let mails = Arc::new(AtomicUsize::new(0));
+        let (flag, count, delivered) = (stop.clone(), connections.clone(), mails.clone());
         listener.set_nonblocking(true).unwrap();
         std::thread::spawn(move || {
             while !flag.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        let flag = flag.clone();
-                        std::thread::spawn(move || serve_smtp(stream, trickle, &flag));
+                        count.fetch_add(1, Ordering::SeqCst);
+                        let (flag, delivered) = (flag.clone(), delivered.clone());
+                        std::thread::spawn(move || {
+                            serve_smtp(stream, pause, accept, &flag, &delivered)
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
             }
         });
-        FakeSmtp { port, stop }
+        FakeSmtp {
+            port,
+            stop,
+            connections,
+            mails,
+        }
+    }
+
+    /// (connections, mails) so far.
+    fn counts(&self) -> (usize, usize) {
+        (
+            self.connections.load(Ordering::SeqCst),
+            self.mails.load(Ordering::SeqCst),
+        )
     }
 }
 
@@ -476,15 +504,21 @@ impl Drop for FakeSmtp {
     }
 }
 
-fn serve_smtp(stream: TcpStream, trickle: bool, stop: &AtomicBool) {
+fn serve_smtp(
+    stream: TcpStream,
+    pause: Option<Duration>,
+    accept: bool,
+    stop: &AtomicBool,
+    mails: &AtomicUsize,
+) {
     stream.set_nonblocking(false).unwrap();
     let mut writer = stream.try_clone().unwrap();
-    if trickle {
+    if let Some(pause) = pause {
         for byte in b"220 slow.example ESMTP\r\n" {
             if stop.load(Ordering::Relaxed) || writer.write_all(&[*byte]).is_err() {
                 return;
             }
-            std::thread::sleep(Duration::from_secs(2));
+            std::thread::sleep(pause);
         }
     } else if writer.write_all(b"220 fake.example ESMTP\r\n").is_err() {
         return;
@@ -503,7 +537,16 @@ fn serve_smtp(stream: TcpStream, trickle: bool, stop: &AtomicBool) {
             Err(_) => continue,
         }
         if in_data {
-            // The end of the mail: stay silent.
+            if line == ".\r\n" {
+                mails.fetch_add(1, Ordering::SeqCst);
+                if accept {
+                    in_data = false;
+                    if writer.write_all(b"250 queued\r\n").is_err() {
+                        return;
+                    }
+                }
+            }
+            // Otherwise the end of the mail: stay silent.
             continue;
         }
         let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
@@ -514,7 +557,10 @@ fn serve_smtp(stream: TcpStream, trickle: bool, stop: &AtomicBool) {
                 in_data = true;
                 b"354 go ahead\r\n"
             }
-            "QUIT" => return,
+            "QUIT" => {
+                let _ = writer.write_all(b"221 bye\r\n");
+                return;
+            }
             _ => b"502 no\r\n",
         };
         if writer.write_all(reply).is_err() {
@@ -532,12 +578,16 @@ fn fake_smtp_notifier(port: u16) -> String {
     )
 }
 
-/// One byte every 2 s keeps every read within a 3 s per-read timeout; the whole session
-/// must still end at 3 s.
+/// One byte every 2 s keeps every read within a 3 s per-read timeout; the attempt must
+/// still end at 3 s. The run then waits for the abandoned session (it might still deliver)
+/// only within what is left of its `run_timeout` (5 s here).
 #[test]
 fn a_trickling_smtp_server_cannot_hold_a_run_past_its_timeout() {
     let smtp = FakeSmtp::start(true);
-    let lab = Lab::new(&fake_smtp_notifier(smtp.port));
+    let lab = Lab::new(&format!(
+        "[alerting]\nrun_timeout = \"5s\"\n\n{}",
+        fake_smtp_notifier(smtp.port)
+    ));
     let out = lab.run_at(0.0);
     out.status(1)
         .finished_within(Duration::from_secs(20))
@@ -776,4 +826,217 @@ fn alertmanager_times_are_computed_when_sent_after_the_clock_stepped_back() {
         assert!(unix(&alert["startsAt"]) <= now + 1.0, "{alert}");
         assert!(unix(&alert["endsAt"]) > now, "{alert}");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Round 2 review: abandoned sessions, refused recipients, budgets, type changes, the clock
+// ---------------------------------------------------------------------------------------
+
+/// A server whose greeting takes 6 s (one byte every 0.25 s) with `timeout = "3s"` and
+/// `retries = 2`: the first session is abandoned at 3 s but still delivers at about 6 s.
+/// No retry starts a second session beside it; the run collects its result, counts the
+/// mail as delivered, and the next run does not send it again: one connection, one mail.
+#[test]
+fn an_abandoned_smtp_session_that_delivers_late_is_not_sent_again() {
+    let smtp = FakeSmtp::start_with(Some(Duration::from_millis(250)), true);
+    let lab = Lab::new(&fake_smtp_notifier(smtp.port).replace("retries = 0", "retries = 2"));
+    lab.run_at(0.0)
+        .success()
+        .finished_within(Duration::from_secs(25))
+        .stderr_empty();
+    assert!(lab.outbox().is_empty(), "{:?}", lab.outbox());
+    assert_eq!(smtp.counts(), (1, 1), "(connections, mails)");
+
+    lab.run_at(60.0).success().stderr_empty();
+    assert!(lab.outbox().is_empty());
+    assert_eq!(
+        smtp.counts(),
+        (1, 1),
+        "(connections, mails): not sent again"
+    );
+}
+
+/// One recipient refused for good (`550 5.1.1 user unknown`) among two: the other still
+/// gets the mail, only the refused address is reported (stderr, state `refused`), and
+/// nothing is retried.
+#[test]
+fn one_refused_recipient_does_not_stop_the_mail_to_the_others() {
+    let Some(smtp) = SmtpServer::builder()
+        .reject_rcpt_to("bob@left.example.net", "550 5.1.1 user unknown")
+        .start_or_skip()
+    else {
+        return;
+    };
+    let lab = Lab::new(&format!(
+        "[notifier.mail]\ntype = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+         from = \"hapwatch@lb1.example.net\"\n\
+         to = [\"oncall@example.net\", \"bob@left.example.net\"]\nretries = 0\n\n",
+        smtp.port()
+    ));
+    lab.run_at(0.0)
+        .status(1)
+        .stderr_line_count(1)
+        .stderr_contains("hapwatch: notifier mail: recipient bob@left.example.net refused: ")
+        .stderr_contains("5.1.1 user unknown (refused for good: not sent to this recipient")
+        .stderr_lacks("oncall@example.net");
+    let mails = smtp.wait_for_messages(1, Duration::from_secs(10));
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0].rcpt_tos, ["oncall@example.net"]);
+    assert_eq!(mails[0].subject(), Some(SUBJECT_FIRING));
+    assert!(lab.outbox().is_empty(), "{:?}", lab.outbox());
+    let state: Value = serde_json::from_str(&lab.state_text()).unwrap();
+    let refused = state["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["notifier"], "mail");
+    assert!(
+        refused[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("bob@left.example.net"),
+        "{refused:?}"
+    );
+
+    lab.run_at(60.0).success().stderr_empty();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(smtp.messages().len(), 1, "nothing sent again");
+}
+
+/// Five Alertmanager URLs that accept and never answer, `timeout = "4s"` each: the run's
+/// `run_timeout = "5s"` bounds them together (before: 5 × 4 s).
+#[test]
+fn run_timeout_bounds_several_alertmanager_urls_together() {
+    let hang = HttpReceiver::builder()
+        .default_response(Respond::Hang)
+        .start();
+    let urls: Vec<String> = (1..=5)
+        .map(|i| format!("\"{}\"", hang.url_for(&format!("/am{i}"))))
+        .collect();
+    let lab = Lab::new(&format!(
+        "[alerting]\nrun_timeout = \"5s\"\n\n[notifier.am]\ntype = \"alertmanager\"\n\
+         urls = [{}]\nretries = 0\ntimeout = \"4s\"\n",
+        urls.join(", ")
+    ));
+    lab.run_at(0.0)
+        .status(1)
+        .finished_within(Duration::from_secs(14))
+        .stderr_contains("hapwatch: notifier am: ")
+        .stderr_contains("kept in the outbox for the next runs");
+    assert_eq!(lab.outbox().len(), 1, "nothing lost");
+}
+
+/// A notification queued for a webhook whose `type` then became `alertmanager` can never
+/// be sent: it is dropped as refused for good (reported, in state `refused`) instead of
+/// holding up the notifier's queue until `outbox_max_age`.
+#[test]
+fn an_item_queued_before_a_notifier_type_change_is_refused_not_stuck() {
+    let down = HttpReceiver::builder()
+        .default_response(Respond::text(500, "down"))
+        .start();
+    let lab = Lab::new(&webhook("hook", &down.url_for("/hook"), "retries = 0"));
+    lab.run_at(0.0).status(1);
+    assert_eq!(lab.outbox().len(), 1);
+
+    let am = HttpReceiver::start();
+    lab.set_notifiers(&format!(
+        "[notifier.hook]\ntype = \"alertmanager\"\nurl = \"{}\"\nretries = 0\n",
+        am.url()
+    ));
+    lab.run_at(60.0)
+        .status(1)
+        .stderr_line_count(1)
+        .stderr_contains(&format!(
+            "hapwatch: notifier hook: now of type alertmanager, which cannot send this \
+             notification queued under its earlier type (refused for good: dropped, not \
+             retried: {SUBJECT_FIRING})"
+        ));
+    assert!(lab.outbox().is_empty(), "{:?}", lab.outbox());
+    assert_eq!(am.requests().len(), 1, "the push behind it went out");
+    let state: Value = serde_json::from_str(&lab.state_text()).unwrap();
+    assert_eq!(state["refused"][0]["notifier"], "hook");
+    assert_eq!(state["refused"][0]["what"], SUBJECT_FIRING);
+}
+
+/// A run with the clock 30 days behind must not save its "age counts from now" clamp:
+/// once the clock is right again, the item is 2 minutes old, not 30 days (expired).
+#[test]
+fn a_clock_behind_for_one_run_does_not_age_the_outbox_afterwards() {
+    let hook = HttpReceiver::builder()
+        .default_response(Respond::text(500, "down"))
+        .start();
+    let lab = Lab::new(&webhook("hook", &hook.url_for("/hook"), "retries = 0"));
+    lab.run_at(0.0).status(1);
+    lab.run_at(-30.0 * 86_400.0).status(1);
+    assert_eq!(
+        lab.outbox()[0]["created_at"],
+        BASE,
+        "the clamp is not saved"
+    );
+    lab.run_at(120.0)
+        .status(1)
+        .stderr_lacks("gave up")
+        .stderr_lacks("outbox_max_age");
+    let outbox = lab.outbox();
+    assert_eq!(outbox[0]["created_at"], BASE, "{outbox:?}");
+}
+
+/// The heartbeat is part of the run: a heartbeat URL that accepts and never answers, with
+/// its own `timeout = "20s"`, is bounded by `run_timeout = "2s"`.
+#[test]
+fn run_timeout_bounds_the_heartbeat() {
+    let hang = HttpReceiver::builder()
+        .default_response(Respond::Hang)
+        .start();
+    let lab = Lab::new(&format!(
+        "[alerting]\nrun_timeout = \"2s\"\n\n[heartbeat]\nurl = \"{}\"\ntimeout = \"20s\"\n",
+        hang.url_for("/ping")
+    ));
+    lab.hapwatch()
+        .args(["run", "--now", &BASE.to_string()])
+        .guard(Duration::from_secs(40))
+        .run()
+        .finished_within(Duration::from_secs(12))
+        .stderr_contains("heartbeat ");
+}
+
+/// The `file` source swapped between a regular file and a FIFO while runs go on: each run
+/// ends (a FIFO is bounded by the source's `timeout`); none blocks opening a FIFO it took
+/// for the regular file it checked a moment before.
+#[test]
+fn a_file_source_swapped_for_a_fifo_never_hangs_a_run() {
+    let lab = Lab::with_source("timeout = \"1s\"", "");
+    let (regular, fifo) = (lab.path("regular.csv"), lab.path("fifo.csv"));
+    std::fs::write(&regular, fixture_bytes(DOWN)).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, target) = (stop.clone(), lab.path("lb1.csv"));
+        let tmp = lab.path("swap.tmp");
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for source in [&regular, &fifo] {
+                    let _ = std::fs::remove_file(&tmp);
+                    // Fails only once the test is over (its directory removed).
+                    if std::fs::hard_link(source, &tmp).is_err()
+                        || std::fs::rename(&tmp, &target).is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        })
+    };
+    for _ in 0..40 {
+        let out = lab
+            .hapwatch()
+            .args(["run", "--now", &BASE.to_string()])
+            .guard(Duration::from_secs(10))
+            .run();
+        assert!(matches!(out.code, Some(0 | 1)), "{out:?}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    swapper.join().unwrap();
 }

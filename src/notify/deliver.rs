@@ -7,8 +7,12 @@
 //!
 //! A receiver that refuses a delivery for good (HTTP 4xx other than 408 and 429, an SMTP
 //! 5xx reply) gets it once: it is reported and dropped, so that it never blocks the
-//! notifications behind it. Every attempt is bounded by the notifier's `timeout` and by
-//! what is left of the run's `run_timeout`.
+//! notifications behind it; a mail recipient refused for good is reported and left out,
+//! the others still get the mail. A notification its notifier can no longer send (its
+//! `type` changed) is refused for good too. Every attempt (each URL, each retry) is bounded
+//! by the notifier's `timeout` and by what is left of the run's `run_timeout`; an SMTP
+//! session abandoned at its deadline is never doubled by a retry, and its late result is
+//! collected before the run ends.
 
 use super::{
     alertmanager, smtp, webhook, AmAlert, HttpRequest, Kind, Message, Notifier, Notifiers,
@@ -355,14 +359,40 @@ pub fn render(
 }
 
 /// Sends `payload` through `notifier` at `now`, with its retries, within `budget`. A
-/// permanent refusal is not retried.
+/// permanent refusal is not retried. `Ok` holds one line per mail recipient refused for
+/// good while the others got it.
+///
+/// An SMTP session abandoned at its timeout may still deliver the mail: no retry (and no
+/// other session to that notifier in this run) starts beside it; [`deliver`] collects its
+/// result before the run ends.
 pub fn send(
     notifiers: &Notifiers,
     notifier: &Notifier,
     payload: &Payload,
     now: f64,
     budget: &Budget,
-) -> Result<(), Failure> {
+) -> Result<Vec<String>, Failure> {
+    if matches!(notifier.kind, Kind::Smtp(_)) && smtp::session_pending(&notifier.name) {
+        return Err(Failure::transient(format!(
+            "not attempted: an earlier SMTP session to notifier {}, abandoned at its timeout, may still deliver (no second session beside it)",
+            notifier.name
+        )));
+    }
+    if !can_send(notifier, payload) {
+        // The notifier's `type` changed since this was queued: no later attempt can send
+        // it, and keeping it would hold up everything queued behind it.
+        return Err(Failure {
+            message: format!(
+                "now of type {}, which cannot send this {} queued under its earlier type",
+                kind_name(&notifier.kind),
+                match payload {
+                    Payload::Notification(_) => "notification",
+                    Payload::Alertmanager { .. } => "Alertmanager push",
+                }
+            ),
+            permanent: true,
+        });
+    }
     let message = render(notifiers, notifier, payload, true, now).map_err(Failure::transient)?;
     let mut attempt = 0;
     loop {
@@ -370,27 +400,45 @@ pub fn send(
             return Err(out_of_time(budget));
         };
         let result = match (&message, &notifier.kind) {
-            (Message::Mail(mail), Kind::Smtp(cfg)) => smtp::send(cfg, mail, limit),
+            (Message::Mail(mail), Kind::Smtp(cfg)) => smtp::send(&notifier.name, cfg, mail, limit),
             (Message::Text(text), Kind::Stdout { .. }) => {
                 use std::io::Write;
                 let mut out = std::io::stdout().lock();
                 out.write_all(text.as_bytes())
                     .and_then(|()| out.flush())
                     .map_err(|e| Failure::transient(format!("cannot write to stdout: {e}")))
+                    .map(|()| Vec::new())
             }
-            (Message::Http(request), Kind::Webhook(cfg)) => {
-                post(request, limit, cfg.ca_file.as_deref(), cfg.insecure)
-            }
-            (Message::Http(request), Kind::Alertmanager(cfg)) => {
-                post(request, limit, cfg.ca_file.as_deref(), cfg.insecure)
-            }
+            (Message::Http(request), Kind::Webhook(cfg)) => post(
+                request,
+                notifier.timeout,
+                budget,
+                cfg.ca_file.as_deref(),
+                cfg.insecure,
+            )
+            .map(|()| Vec::new()),
+            (Message::Http(request), Kind::Alertmanager(cfg)) => post(
+                request,
+                notifier.timeout,
+                budget,
+                cfg.ca_file.as_deref(),
+                cfg.insecure,
+            )
+            .map(|()| Vec::new()),
             _ => Err(Failure::transient("message and notifier do not match")),
         };
         match result {
-            Ok(()) => return Ok(()),
+            Ok(refused) => return Ok(refused.iter().map(|r| crate::secret::redact(r)).collect()),
             // The error may quote the peer, which may echo credentials: masked before it
-            // is printed or stored in the outbox (`last_error`).
-            Err(e) if e.permanent || attempt >= notifier.retries => return Err(e.redacted()),
+            // is printed or stored in the outbox (`last_error`). A session left running
+            // may still deliver: no second one beside it.
+            Err(e)
+                if e.permanent
+                    || attempt >= notifier.retries
+                    || smtp::session_pending(&notifier.name) =>
+            {
+                return Err(e.redacted())
+            }
             Err(e) => {
                 attempt += 1;
                 let pause = Duration::from_millis(500 * u64::from(attempt));
@@ -403,6 +451,28 @@ pub fn send(
                 std::thread::sleep(pause);
             }
         }
+    }
+}
+
+/// Whether `notifier`, as configured now, can send `payload` at all.
+fn can_send(notifier: &Notifier, payload: &Payload) -> bool {
+    matches!(
+        (&notifier.kind, payload),
+        (Kind::Alertmanager(_), Payload::Alertmanager { .. })
+            | (
+                Kind::Smtp(_) | Kind::Webhook(_) | Kind::Stdout { .. },
+                Payload::Notification(_)
+            )
+    )
+}
+
+/// The `type = "..."` of a notifier, for messages.
+fn kind_name(kind: &Kind) -> &'static str {
+    match kind {
+        Kind::Smtp(_) => "smtp",
+        Kind::Webhook(_) => "webhook",
+        Kind::Alertmanager(_) => "alertmanager",
+        Kind::Stdout { .. } => "stdout",
     }
 }
 
@@ -422,17 +492,29 @@ fn permanent_status(status: u16) -> bool {
 /// Sends an HTTP request to its URLs until one accepts it (2xx). Redirects are not
 /// followed: a 3xx is a (transient) failure that names its `Location`. The failure is
 /// permanent only when every URL refused for good.
+///
+/// Each URL gets `timeout` or what is left of `budget`, recomputed before it: several
+/// URLs that never answer cannot hold the run past its `run_timeout`.
 fn post(
     request: &HttpRequest,
     timeout: Duration,
+    budget: &Budget,
     ca_file: Option<&std::path::Path>,
     insecure: bool,
 ) -> Result<(), Failure> {
-    let agent =
-        crate::http::notifier_agent(timeout, ca_file, insecure).map_err(Failure::transient)?;
     let mut errors = Vec::new();
     let mut permanent = true;
     for url in &request.urls {
+        let Some(timeout) = budget.limit(timeout) else {
+            permanent = false;
+            errors.push(format!(
+                "{url}: not attempted: the run's time budget ([alerting] run_timeout = {}) is spent",
+                seconds(budget.run_timeout)
+            ));
+            break;
+        };
+        let agent =
+            crate::http::notifier_agent(timeout, ca_file, insecure).map_err(Failure::transient)?;
         let mut builder = ureq::http::Request::builder()
             .method(request.method.as_str())
             .uri(url.as_str());
@@ -585,6 +667,9 @@ pub fn deliver(
     let mut blockers: HashMap<String, String> = HashMap::new();
     let mut working: HashSet<String> = HashSet::new();
     let mut out_of_time = 0;
+    // Notifiers whose SMTP session was abandoned at its timeout: where its item is in
+    // `keep`, and its line in `done.failed`.
+    let mut abandoned: HashMap<String, (usize, usize)> = HashMap::new();
     let queued = std::mem::take(&mut state.outbox);
     for mut item in queued {
         // Never tried, and not queued behind another: planned by this run.
@@ -598,13 +683,14 @@ pub fn deliver(
             ));
             continue;
         };
-        if item.created_at > now {
-            item.created_at = now;
-        }
+        // Created "in the future" (the clock was behind then, or is behind now): its age
+        // counts from now, for this run only. Saving the clamp would make the item look
+        // as old as the clock's error once the clock is right again, and expire it.
+        let created = item.created_at.min(now);
         if item.next_attempt > now + MAX_BACKOFF {
             item.next_attempt = now;
         }
-        if now - item.created_at > max_age {
+        if now - created > max_age {
             done.expired.push(format!(
                 "outbox: gave up on a notification for {} after {} attempts since {} (outbox_max_age): {}",
                 item.notifier,
@@ -652,10 +738,13 @@ pub fn deliver(
             keep.push(item);
             continue;
         }
+        // A session already pending (abandoned as another's fallback) is not this item's.
+        let pending_before = smtp::session_pending(&name);
         match send(notifiers, notifier, &item.payload, now, budget) {
-            Ok(()) => {
+            Ok(refused) => {
                 working.insert(name.clone());
                 done.sent.push(describe(&name, &item.payload));
+                refused_recipients(state, &mut done, &name, &item.payload, refused, now);
             }
             Err(e) if e.permanent => {
                 // Sending it again cannot help, and keeping it would hold up every later
@@ -665,17 +754,7 @@ pub fn deliver(
                     "notifier {name}: {e} (refused for good: dropped, not retried: {})",
                     what(&item.payload)
                 ));
-                state.refused.push(crate::state::Refused {
-                    notifier: name.clone(),
-                    at: now,
-                    what: what(&item.payload),
-                    error: e.message.clone(),
-                });
-                let excess = state
-                    .refused
-                    .len()
-                    .saturating_sub(crate::state::REFUSED_KEPT);
-                state.refused.drain(..excess);
+                record_refused(state, &name, now, what(&item.payload), e.message.clone());
                 if is_new {
                     try_fallback(notifiers, notifier, &item.payload, &mut done, now, budget);
                 }
@@ -683,6 +762,9 @@ pub fn deliver(
             Err(e) => {
                 item.attempts += 1;
                 item.next_attempt = now + backoff(item.attempts);
+                if !pending_before && smtp::session_pending(&name) {
+                    abandoned.insert(name.clone(), (keep.len(), done.failed.len()));
+                }
                 if is_new {
                     done.failed.push(format!(
                         "notifier {name}: {e} (kept in the outbox for the next runs)"
@@ -703,6 +785,7 @@ pub fn deliver(
             }
         }
     }
+    collect_abandoned(state, &mut done, &mut keep, &abandoned, now, budget);
     if out_of_time > 0 {
         done.failed.push(format!(
             "the run's time budget ([alerting] run_timeout = {}) is spent: {out_of_time} notification{} not attempted, kept in the outbox for the next runs",
@@ -712,6 +795,94 @@ pub fn deliver(
     }
     state.outbox = keep;
     done
+}
+
+/// Waits, within what is left of `budget`, for the SMTP sessions abandoned at their
+/// timeout: one that delivered after all counts as delivered (out of the outbox, its
+/// failure line withdrawn), so that the next run does not send it again; one refused for
+/// good is dropped as such. One still running is forgotten (it ends with the process,
+/// before the end of the mail): its item stays in the outbox.
+fn collect_abandoned(
+    state: &mut State,
+    done: &mut Delivered,
+    keep: &mut Vec<OutboxItem>,
+    abandoned: &HashMap<String, (usize, usize)>,
+    now: f64,
+    budget: &Budget,
+) {
+    let mut delivered_late = HashSet::new();
+    let mut withdrawn = HashSet::new();
+    for (name, outcome) in smtp::collect_abandoned(budget.deadline) {
+        let Some(&(at, line)) = abandoned.get(&name) else {
+            // A fallback's session: nothing queued to update.
+            continue;
+        };
+        let payload = keep[at].payload.clone();
+        match outcome {
+            Ok(refused) => {
+                delivered_late.insert(at);
+                withdrawn.insert(line);
+                done.sent.push(describe(&name, &payload));
+                let refused = refused.iter().map(|r| crate::secret::redact(r)).collect();
+                refused_recipients(state, done, &name, &payload, refused, now);
+            }
+            Err(e) if e.permanent => {
+                let e = e.redacted();
+                delivered_late.insert(at);
+                done.failed[line] = format!(
+                    "notifier {name}: {e} (refused for good: dropped, not retried: {})",
+                    what(&payload)
+                );
+                record_refused(state, &name, now, what(&payload), e.message);
+            }
+            Err(_) => {}
+        }
+    }
+    let mut k = 0;
+    keep.retain(|_| {
+        k += 1;
+        !delivered_late.contains(&(k - 1))
+    });
+    let mut k = 0;
+    done.failed.retain(|_| {
+        k += 1;
+        !withdrawn.contains(&(k - 1))
+    });
+}
+
+/// Reports and records the mail recipients that refused `payload` for good while the
+/// others got it.
+fn refused_recipients(
+    state: &mut State,
+    done: &mut Delivered,
+    name: &str,
+    payload: &Payload,
+    refused: Vec<String>,
+    now: f64,
+) {
+    for line in refused {
+        done.failed.push(format!(
+            "notifier {name}: {line} (refused for good: not sent to this recipient, not retried; the other recipients got it: {})",
+            what(payload)
+        ));
+        record_refused(state, name, now, what(payload), line);
+    }
+}
+
+/// Remembers a refusal for good for `state show`, keeping the latest
+/// [`crate::state::REFUSED_KEPT`].
+fn record_refused(state: &mut State, name: &str, now: f64, what: String, error: String) {
+    state.refused.push(crate::state::Refused {
+        notifier: name.to_string(),
+        at: now,
+        what,
+        error,
+    });
+    let excess = state
+        .refused
+        .len()
+        .saturating_sub(crate::state::REFUSED_KEPT);
+    state.refused.drain(..excess);
 }
 
 /// `[FIRING:1] ServerDown app-main (lb1) (queued 5m ago: HTTP 500 …)`: the item at the
@@ -742,7 +913,15 @@ fn try_fallback(
         return;
     };
     match send(notifiers, fallback, payload, now, budget) {
-        Ok(()) => done.sent.push(describe(&fallback.name, payload)),
+        Ok(refused) => {
+            done.sent.push(describe(&fallback.name, payload));
+            for line in refused {
+                done.failed.push(format!(
+                    "notifier {} (fallback of {}): {line} (refused for good; the other recipients got it)",
+                    fallback.name, notifier.name
+                ));
+            }
+        }
         Err(e) => done.failed.push(format!(
             "notifier {} (fallback of {}): {e}",
             fallback.name, notifier.name
@@ -847,7 +1026,14 @@ pub fn notify_test(config: &Config, name: &str, now: f64) -> Result<String, Stri
         ..notifier.clone()
     };
     let budget = Budget::new(Instant::now(), config.alerting.run_timeout);
-    send(&config.notifiers, &single_try, &payload, now, &budget).map_err(|e| e.message)?;
+    let refused =
+        send(&config.notifiers, &single_try, &payload, now, &budget).map_err(|e| e.message)?;
+    if !refused.is_empty() {
+        return Err(format!(
+            "{} (the other recipients got it)",
+            refused.join("; ")
+        ));
+    }
     Ok(describe(name, &payload))
 }
 

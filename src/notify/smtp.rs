@@ -179,19 +179,69 @@ pub(super) fn render(
     }
 }
 
-/// Sends `mail`; the error quotes the server's reply (code and text) when there is one.
+/// What one SMTP session ended with: `Ok` holds one line per recipient the server refused
+/// for good while the others accepted the mail.
+pub(super) type Outcome = Result<Vec<String>, Failure>;
+
+/// A session abandoned at its deadline, which may still deliver the mail: its result
+/// arrives on `result` if it ends before the process does.
+struct Abandoned {
+    notifier: String,
+    result: std::sync::mpsc::Receiver<Outcome>,
+}
+
+/// Sessions abandoned by this run, not collected yet.
+static ABANDONED: std::sync::Mutex<Vec<Abandoned>> = std::sync::Mutex::new(Vec::new());
+
+fn abandoned() -> std::sync::MutexGuard<'static, Vec<Abandoned>> {
+    ABANDONED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Whether a session to `notifier` was abandoned at its deadline and may still deliver:
+/// starting another one beside it could deliver the mail twice.
+pub(super) fn session_pending(notifier: &str) -> bool {
+    abandoned().iter().any(|a| a.notifier == notifier)
+}
+
+/// Waits until `deadline` for the sessions abandoned so far, and returns what each that
+/// ended said, by notifier name. The others are forgotten: they end with the process,
+/// before the end of the mail, so the mail stays in the outbox and was not delivered.
+pub(super) fn collect_abandoned(deadline: std::time::Instant) -> Vec<(String, Outcome)> {
+    let sessions = std::mem::take(&mut *abandoned());
+    sessions
+        .into_iter()
+        .filter_map(|a| {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let outcome = a.result.recv_timeout(left).ok()?;
+            Some((a.notifier, outcome))
+        })
+        .collect()
+}
+
+/// Sends `mail` for notifier `notifier`; the error quotes the server's reply (code and
+/// text) when there is one.
 ///
 /// `timeout` bounds the whole session (connect, TLS, AUTH, the mail), not each read:
 /// lettre only has a per-operation timeout, which a server sending one byte at a time
 /// (or a silent one after DATA) can stretch far beyond it. The session runs on its own
 /// thread, and is abandoned at the deadline: a silent server ends it within another
 /// `timeout` (lettre's per-operation timeout is set too), a trickling one with the
-/// process. Should it still complete, the mail arrives twice at worst (at least once).
+/// process. Such a session may still deliver the mail: it is remembered
+/// ([`session_pending`]) so that no second session is started beside it, and
+/// [`collect_abandoned`] picks up its result before the run ends.
+///
+/// A server that refuses one recipient for good (`550 user unknown`) makes lettre stop
+/// before the mail: with several recipients, the mail is then sent to each on its own
+/// (in the same session thread, within the same deadline), so that the others still get
+/// it; the refused ones are returned.
 pub(super) fn send(
+    notifier: &str,
     cfg: &SmtpConfig,
     mail: &Mail,
     timeout: std::time::Duration,
-) -> Result<(), Failure> {
+) -> Outcome {
     let fail = Failure::transient;
     let mut builder = Message::builder()
         .from(cfg.from.clone())
@@ -247,32 +297,92 @@ pub(super) fn send(
         ));
     }
     let transport = transport.build();
-    let timed_out = || {
+    let (host, port) = (cfg.host.clone(), cfg.port);
+    let timed_out = move || {
         fail(format!(
-            "SMTP {}:{}: timed out after {} (the whole session: connect, TLS, AUTH and the mail)",
-            cfg.host,
-            cfg.port,
+            "SMTP {host}:{port}: timed out after {} (the whole session: connect, TLS, AUTH and the mail)",
             super::deliver::seconds(timeout)
         ))
+    };
+    let on_thread = timed_out.clone();
+    let (host, port) = (cfg.host.clone(), cfg.port);
+    let failure = move |e: lettre::transport::smtp::Error| {
+        if is_timeout(&e) {
+            // lettre's own per-read timeout fired (EAGAIN or ETIMEDOUT): the same deadline.
+            on_thread()
+        } else {
+            Failure {
+                message: describe(&e, &host, port),
+                // A 5xx reply refuses for good; a 4xx one says "later".
+                permanent: e.is_permanent(),
+            }
+        }
     };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("smtp".into())
         .spawn(move || {
-            let _ = tx.send(transport.send(&message));
+            let _ = tx.send(session(&transport, &message, failure));
         })
         .map_err(|e| fail(format!("cannot start the SMTP session: {e}")))?;
     match rx.recv_timeout(timeout) {
-        Ok(Ok(_)) => Ok(()),
-        // lettre's own per-read timeout fired (EAGAIN or ETIMEDOUT): the same deadline.
-        Ok(Err(e)) if is_timeout(&e) => Err(timed_out()),
-        Ok(Err(e)) => Err(Failure {
-            message: describe(&e, &cfg.host, cfg.port),
-            // A 5xx reply refuses for good; a 4xx one says "later".
-            permanent: e.is_permanent(),
-        }),
-        Err(_) => Err(timed_out()),
+        Ok(outcome) => outcome,
+        Err(_) => {
+            abandoned().push(Abandoned {
+                notifier: notifier.to_string(),
+                result: rx,
+            });
+            Err(timed_out())
+        }
     }
+}
+
+/// One SMTP session sending `message`; with several recipients and a refusal for good,
+/// one per recipient (see [`send`]).
+fn session(
+    transport: &SmtpTransport,
+    message: &Message,
+    failure: impl Fn(lettre::transport::smtp::Error) -> Failure,
+) -> Outcome {
+    let first = match transport.send(message) {
+        Ok(_) => return Ok(Vec::new()),
+        Err(e) => failure(e),
+    };
+    let envelope = message.envelope();
+    if !first.permanent || envelope.to().len() < 2 {
+        return Err(first);
+    }
+    let bytes = message.formatted();
+    let mut refused = Vec::new();
+    let mut later = None;
+    for rcpt in envelope.to() {
+        let Ok(single) =
+            lettre::address::Envelope::new(envelope.from().cloned(), vec![rcpt.clone()])
+        else {
+            continue;
+        };
+        match transport.send_raw(&single, &bytes) {
+            Ok(_) => {}
+            Err(e) => {
+                let f = failure(e);
+                if f.permanent {
+                    refused.push(format!("recipient {rcpt} refused: {}", f.message));
+                } else {
+                    later.get_or_insert(f);
+                }
+            }
+        }
+    }
+    if let Some(later) = later {
+        // Retried later to every recipient: those that accepted it now may get it twice
+        // (at least once).
+        return Err(later);
+    }
+    if refused.len() == envelope.to().len() {
+        // Every recipient refused (or the sender was): the first reply says it all.
+        return Err(first);
+    }
+    Ok(refused)
 }
 
 /// Whether an SMTP error is a socket timeout (a read or write that waited too long).
