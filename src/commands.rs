@@ -577,7 +577,9 @@ pub fn run(
         sent = delivered.sent.len();
         lock.save(&current)?;
         if let Some(heartbeat) = &config.heartbeat {
-            let problem = heartbeat.ping(!trouble, budget.limit(heartbeat.timeout)).err();
+            let problem = heartbeat
+                .ping(!trouble, budget.limit(heartbeat.timeout))
+                .err();
             // Saved again only when the heartbeat starts or stops failing.
             if report_problem(
                 &mut current.problems,
