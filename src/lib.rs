@@ -20,6 +20,7 @@ pub mod notify;
 pub mod report;
 pub mod rules;
 pub mod ruletest;
+pub mod run;
 pub mod scope;
 pub mod secret;
 pub mod silence;

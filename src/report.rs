@@ -497,3 +497,88 @@ pub fn state(out: &mut impl Write, state: &crate::state::State, now: f64) -> io:
     }
     write_aligned(out, &lines, 0)
 }
+
+/// The `-v` line that sums up a run: sources, alerts, notifications, outbox, time.
+pub fn run_summary(outcome: &crate::run::Outcome) -> String {
+    format!(
+        "run: {} sources ({} unreachable), {} alerts firing, {} pending, {} notifications planned, {} sent, {} in the outbox, {:.1} ms",
+        outcome.sources,
+        outcome.unreachable,
+        outcome.firing.len(),
+        outcome.pending,
+        outcome.step.notifications.len(),
+        outcome.sent,
+        outcome.outbox,
+        outcome.elapsed.as_secs_f64() * 1000.0
+    )
+}
+
+/// `hapwatch run --nagios`: one plugin status line (at most five alerts named, with
+/// perfdata); returns the status it printed (critical if a critical alert fires, warning
+/// if any other does).
+pub fn nagios_run(
+    out: &mut impl Write,
+    outcome: &crate::run::Outcome,
+) -> io::Result<crate::error::Nagios> {
+    use crate::error::Nagios;
+    let firing = &outcome.firing;
+    let status = firing
+        .iter()
+        .map(|labels| {
+            if labels.get("severity").is_some_and(|s| s == "critical") {
+                Nagios::Critical
+            } else {
+                Nagios::Warning
+            }
+        })
+        .max()
+        .unwrap_or(Nagios::Ok);
+    let names: Vec<String> = firing.iter().take(5).map(describe_alert).collect();
+    let more = if firing.len() > 5 { ", …" } else { "" };
+    let summary = if firing.is_empty() {
+        "no alert firing".to_string()
+    } else {
+        format!("{} firing: {}{more}", firing.len(), names.join(", "))
+    };
+    writeln!(
+        out,
+        "HAPWATCH {} - {summary} | firing={};;;0 pending={};;;0 unreachable={};;;0 time={:.3}s",
+        status.label(),
+        firing.len(),
+        outcome.pending,
+        outcome.unreachable,
+        outcome.elapsed.as_secs_f64()
+    )?;
+    Ok(status)
+}
+
+/// `hapwatch check --nagios`: one plugin status line over the sources read.
+pub fn nagios_check(
+    out: &mut impl Write,
+    status: crate::error::Nagios,
+    summary: &str,
+    sources: usize,
+    unreachable: usize,
+    rows: usize,
+    elapsed: std::time::Duration,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "HAPWATCH {} - {} | sources={sources};;;0 unreachable={unreachable};;;0 rows={rows};;;0 time={:.3}s",
+        status.label(),
+        crate::message::one_line(summary),
+        elapsed.as_secs_f64()
+    )
+}
+
+/// `ServerDown app-main/web3 (lb1)`.
+pub fn describe_alert(labels: &crate::alert::Labels) -> String {
+    let get = |k: &str| labels.get(k).map_or("", String::as_str);
+    let row = crate::alert::row_of(labels).map_or_else(String::new, |r| format!(" {r}"));
+    crate::message::one_line(&format!("{}{row} ({})", get("alertname"), get("source")))
+}
+
+/// `3 sources`, `1 rule`.
+pub fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
