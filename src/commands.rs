@@ -133,17 +133,12 @@ pub fn check(
     }
     let mut out = std::io::stdout().lock();
     if !args.nagios {
-        writeln!(
-            out,
-            "{}: {} ({}, {})",
-            config.path.display(),
-            if secrets_missing {
-                "valid, but secrets are missing"
-            } else {
-                "OK"
-            },
-            plural(config.sources.len(), "source"),
-            plural(config.rules.rules.len(), "rule"),
+        report::check_header(
+            &mut out,
+            &config.path,
+            secrets_missing,
+            config.sources.len(),
+            config.rules.rules.len(),
         )?;
     }
     let to_read: Vec<&SourceConfig> = config
@@ -165,25 +160,7 @@ pub fn check(
         if !connect || args.nagios {
             continue;
         }
-        let count = |t: ProxyType| snapshot.stats.rows().filter(|r| r.kind() == t).count();
-        let version = snapshot
-            .info
-            .as_ref()
-            .and_then(|i| i.version())
-            .map_or("version unknown (no show info)".to_string(), |v| {
-                format!("HAProxy {v}")
-            });
-        writeln!(
-            out,
-            "source {}: {version}, {} rows ({} frontends, {} backends, {} servers, {} listeners) in {:.1} ms",
-            f.name,
-            snapshot.stats.len(),
-            count(ProxyType::Frontend),
-            count(ProxyType::Backend),
-            count(ProxyType::Server),
-            count(ProxyType::Listener),
-            f.elapsed.as_secs_f64() * 1000.0
-        )?;
+        report::source_summary(&mut out, &f.name, snapshot, f.elapsed)?;
     }
     if args.nagios {
         let failed: Vec<String> = fetched
@@ -272,8 +249,7 @@ pub fn eval(config_path: &Path, args: &EvalArgs) -> Result<Exit, Error> {
     match args.format {
         EvalFormat::Table => report::alerts_table(&mut out, &alerts)?,
         EvalFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &alerts).map_err(std::io::Error::from)?;
-            writeln!(out)?;
+            report::pretty_json(&mut out, &alerts)?;
         }
     }
     out.flush()?;
@@ -496,9 +472,7 @@ pub fn silence(
         match format {
             EvalFormat::Table => report::silences(&mut out, &current.silences, now)?,
             EvalFormat::Json => {
-                serde_json::to_writer_pretty(&mut out, &current.silences)
-                    .map_err(std::io::Error::from)?;
-                writeln!(out)?;
+                report::pretty_json(&mut out, &current.silences)?;
             }
         }
         return Ok(Exit::Success);
@@ -566,9 +540,7 @@ pub fn state(
             match format {
                 EvalFormat::Table => report::state(&mut text, &current, unix_now())?,
                 EvalFormat::Json => {
-                    serde_json::to_writer_pretty(&mut text, &current)
-                        .map_err(std::io::Error::from)?;
-                    writeln!(text)?;
+                    report::pretty_json(&mut text, &current)?;
                 }
             }
             out.write_all(crate::secret::redact(&String::from_utf8_lossy(&text)).as_bytes())?;
@@ -591,7 +563,7 @@ pub fn notify_test(config_path: &Path, name: &str) -> Result<Exit, Error> {
     let config = Config::load(config_path)?;
     match notify::notify_test(&config, name, unix_now()) {
         Ok(done) => {
-            println!("sent: {done}");
+            report::notify_test_sent(&mut std::io::stdout().lock(), &done)?;
             Ok(Exit::Success)
         }
         Err(e) if config.notifiers.get(name).is_none() => Err(Error::Usage(e)),
@@ -615,7 +587,7 @@ pub fn test(files: &[std::path::PathBuf]) -> Result<Exit, Error> {
         passed += report.passed;
         failed += report.failed;
     }
-    writeln!(out, "{passed} passed, {failed} failed")?;
+    report::test_summary(&mut out, passed, failed)?;
     Ok(if failed > 0 {
         Exit::Trouble
     } else {
@@ -627,7 +599,7 @@ pub fn test(files: &[std::path::PathBuf]) -> Result<Exit, Error> {
 /// and a cron user can read it, or 600 with `--private` for inline secrets) and
 /// `rules.toml` beside it.
 pub fn init(config_path: &Path, args: &crate::cli::InitArgs) -> Result<Exit, Error> {
-    use crate::init::{detect_socket, starter_config, write_new, Found, DEFAULT_RULES};
+    use crate::init::{detect_socket, starter_config, write_new, DEFAULT_RULES};
     let (socket, found) = detect_socket(args.socket.as_deref(), &args.haproxy_cfg);
     let state_file = crate::config::StateSettings::default().file;
     write_new(
@@ -641,27 +613,14 @@ pub fn init(config_path: &Path, args: &crate::cli::InitArgs) -> Result<Exit, Err
         .parent()
         .unwrap_or(Path::new("."))
         .join("rules.toml");
-    let rules_note = match write_new(&rules, DEFAULT_RULES, 0o644, args.force) {
-        Ok(()) => format!("wrote {}", rules.display()),
-        Err(e) => format!("kept {} ({e})", rules.display()),
-    };
-    let origin = match found {
-        Found::Given => "as given".to_string(),
-        Found::Config(cfg) => format!("from {}", cfg.display()),
-        Found::Usual => "found in a usual location".to_string(),
-        Found::Guess => {
-            "not found: adjust `socket` to your haproxy.cfg's `stats socket`".to_string()
-        }
-    };
-    println!(
-        "wrote {} (socket {}, {origin}); {rules_note}",
-        config_path.display(),
-        socket.display()
-    );
-    println!(
-        "next: hapwatch -c {} check --connect, then hapwatch -c {} run --dry-run",
-        config_path.display(),
-        config_path.display()
-    );
+    let rules_written = write_new(&rules, DEFAULT_RULES, 0o644, args.force);
+    report::init_done(
+        &mut std::io::stdout().lock(),
+        config_path,
+        &socket,
+        &found,
+        &rules,
+        &rules_written,
+    )?;
     Ok(Exit::Success)
 }

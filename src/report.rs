@@ -582,3 +582,106 @@ pub fn describe_alert(labels: &crate::alert::Labels) -> String {
 pub fn plural(n: usize, word: &str) -> String {
     format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
+
+/// The first line of `hapwatch check`: the config, whether it is usable, what it holds.
+pub fn check_header(
+    out: &mut impl Write,
+    path: &std::path::Path,
+    secrets_missing: bool,
+    sources: usize,
+    rules: usize,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "{}: {} ({}, {})",
+        path.display(),
+        if secrets_missing {
+            "valid, but secrets are missing"
+        } else {
+            "OK"
+        },
+        plural(sources, "source"),
+        plural(rules, "rule"),
+    )
+}
+
+/// `hapwatch check --connect`: one line per source read (version, rows by type, time).
+pub fn source_summary(
+    out: &mut impl Write,
+    name: &str,
+    snapshot: &Snapshot,
+    elapsed: std::time::Duration,
+) -> io::Result<()> {
+    use crate::stats::ProxyType;
+    let count = |t: ProxyType| snapshot.stats.rows().filter(|r| r.kind() == t).count();
+    let version = snapshot
+        .info
+        .as_ref()
+        .and_then(|i| i.version())
+        .map_or("version unknown (no show info)".to_string(), |v| {
+            format!("HAProxy {v}")
+        });
+    writeln!(
+        out,
+        "source {name}: {version}, {} rows ({} frontends, {} backends, {} servers, {} listeners) in {:.1} ms",
+        snapshot.stats.len(),
+        count(ProxyType::Frontend),
+        count(ProxyType::Backend),
+        count(ProxyType::Server),
+        count(ProxyType::Listener),
+        elapsed.as_secs_f64() * 1000.0
+    )
+}
+
+/// Any value as one pretty-printed JSON document and a newline (eval, silence list,
+/// state show).
+pub fn pretty_json(out: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value).map_err(io::Error::from)?;
+    writeln!(out)
+}
+
+/// `hapwatch notify-test`: what was sent.
+pub fn notify_test_sent(out: &mut impl Write, done: &str) -> io::Result<()> {
+    writeln!(out, "sent: {done}")
+}
+
+/// `hapwatch test`: the closing count.
+pub fn test_summary(out: &mut impl Write, passed: usize, failed: usize) -> io::Result<()> {
+    writeln!(out, "{passed} passed, {failed} failed")
+}
+
+/// `hapwatch init`: what was written, where the socket came from, what to do next.
+pub fn init_done(
+    out: &mut impl Write,
+    config_path: &std::path::Path,
+    socket: &std::path::Path,
+    found: &crate::init::Found,
+    rules: &std::path::Path,
+    rules_written: &Result<(), String>,
+) -> io::Result<()> {
+    use crate::init::Found;
+    let rules_note = match rules_written {
+        Ok(()) => format!("wrote {}", rules.display()),
+        Err(e) => format!("kept {} ({e})", rules.display()),
+    };
+    let origin = match found {
+        Found::Given => "as given".to_string(),
+        Found::Config(cfg) => format!("from {}", cfg.display()),
+        Found::Usual => "found in a usual location".to_string(),
+        Found::Guess => {
+            "not found: adjust `socket` to your haproxy.cfg's `stats socket`".to_string()
+        }
+    };
+    writeln!(
+        out,
+        "wrote {} (socket {}, {origin}); {rules_note}",
+        config_path.display(),
+        socket.display()
+    )?;
+    writeln!(
+        out,
+        "next: hapwatch -c {} check --connect, then hapwatch -c {} run --dry-run",
+        config_path.display(),
+        config_path.display()
+    )
+}
