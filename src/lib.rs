@@ -27,6 +27,7 @@ pub mod silence;
 pub mod source;
 pub mod state;
 pub mod stats;
+pub mod text;
 pub mod tls;
 
 use cli::{Cli, Command};
@@ -132,7 +133,7 @@ pub fn run(cli: Cli) -> Exit {
         Err(e) if nagios => {
             println!(
                 "HAPWATCH UNKNOWN - {}",
-                message::one_line(&secret::redact(&e.to_string()))
+                text::one_line(&secret::redact(&e.to_string()))
             );
             Exit::Nagios(error::Nagios::Unknown)
         }

@@ -404,7 +404,7 @@ pub fn state(out: &mut impl Write, state: &crate::state::State, now: f64) -> io:
         writeln!(out, "config: {config}")?;
     }
     if let Some(at) = state.last_run {
-        writeln!(out, "last run: {}", crate::message::format_time(at))?;
+        writeln!(out, "last run: {}", crate::text::format_time(at))?;
     }
     if state.alerts.is_empty() {
         writeln!(out, "no alerts remembered")?;
@@ -427,7 +427,7 @@ pub fn state(out: &mut impl Write, state: &crate::state::State, now: f64) -> io:
             lines.push([
                 fingerprint.clone(),
                 status,
-                crate::message::format_time(
+                crate::text::format_time(
                     a.resolved_at.or(a.firing_since).unwrap_or(a.active_since),
                 ),
                 a.labels.get("alertname").cloned().unwrap_or_default(),
@@ -447,9 +447,9 @@ pub fn state(out: &mut impl Write, state: &crate::state::State, now: f64) -> io:
         for r in &state.refused {
             lines.push([
                 r.notifier.clone(),
-                crate::message::format_time(r.at),
-                crate::message::one_line(&r.what),
-                crate::message::one_line(&r.error),
+                crate::text::format_time(r.at),
+                crate::text::one_line(&r.what),
+                crate::text::one_line(&r.error),
             ]);
         }
         write_aligned(out, &lines, 0)?;
@@ -492,7 +492,7 @@ pub fn state(out: &mut impl Write, state: &crate::state::State, now: f64) -> io:
                 format!("in {}", format_secs((item.next_attempt - now) as u64))
             },
             what,
-            crate::message::one_line(&item.last_error),
+            crate::text::one_line(&item.last_error),
         ]);
     }
     write_aligned(out, &lines, 0)
@@ -566,7 +566,7 @@ pub fn nagios_check(
         out,
         "HAPWATCH {} - {} | sources={sources};;;0 unreachable={unreachable};;;0 rows={rows};;;0 time={:.3}s",
         status.label(),
-        crate::message::one_line(summary),
+        crate::text::one_line(summary),
         elapsed.as_secs_f64()
     )
 }
@@ -575,7 +575,7 @@ pub fn nagios_check(
 pub fn describe_alert(labels: &crate::alert::Labels) -> String {
     let get = |k: &str| labels.get(k).map_or("", String::as_str);
     let row = crate::alert::row_of(labels).map_or_else(String::new, |r| format!(" {r}"));
-    crate::message::one_line(&format!("{}{row} ({})", get("alertname"), get("source")))
+    crate::text::one_line(&format!("{}{row} ({})", get("alertname"), get("source")))
 }
 
 /// `3 sources`, `1 rule`.

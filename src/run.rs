@@ -416,15 +416,15 @@ fn report_problem(
         (Some(line), Some(since)) => {
             log::info(format!(
                 "{line} (reported at {}; printed again when it ends)",
-                crate::message::rfc3339(since)
+                crate::text::rfc3339(since)
             ));
             false
         }
         (None, Some(since)) => {
             log::warn(format!(
                 "{key} is fine again (it failed from {} to {})",
-                crate::message::rfc3339(since),
-                crate::message::rfc3339(now)
+                crate::text::rfc3339(since),
+                crate::text::rfc3339(now)
             ));
             problems.remove(key);
             true
@@ -455,7 +455,7 @@ pub fn report_salvaged(path: &Path, moved_to: &Path, lost: &[String], dry_run: b
     if lost.len() > SHOWN {
         parts.push_str(&format!("; and {} more", lost.len() - SHOWN));
     }
-    log::error(crate::message::one_line(&format!(
+    log::error(crate::text::one_line(&format!(
         "state file {} had unreadable parts, dropped: {parts}; kept everything else (outbox included){}",
         path.display(),
         if dry_run {

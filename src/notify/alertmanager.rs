@@ -13,7 +13,7 @@
 
 use super::HttpRequest;
 use crate::alert::Labels;
-use crate::message::rfc3339;
+use crate::text::rfc3339;
 use crate::secret::SecretRef;
 use serde::{Deserialize, Serialize};
 use serde_json::json;

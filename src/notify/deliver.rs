@@ -20,7 +20,7 @@ use super::{
 use crate::alert::Labels;
 use crate::config::Config;
 use crate::engine::{Notice, Notification};
-use crate::message::rfc3339;
+use crate::text::rfc3339;
 use crate::rules::template::Templates;
 use crate::rules::RuleSet;
 use crate::state::{State, Status};
@@ -895,7 +895,7 @@ fn describe_blocker(item: &OutboxItem, now: f64) -> String {
         format!(
             "{} (queued {age} ago: {})",
             what(&item.payload),
-            crate::message::one_line(&item.last_error)
+            crate::text::one_line(&item.last_error)
         )
     }
 }

@@ -4,7 +4,7 @@
 
 use super::{check_url, HttpRequest, Notifier, RawNotifier};
 use crate::engine::{Notice, Notification};
-use crate::message::rfc3339;
+use crate::text::rfc3339;
 use crate::secret::SecretRef;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
