@@ -29,6 +29,7 @@ pub mod state;
 pub mod stats;
 pub mod text;
 pub mod tls;
+pub mod vocab;
 
 use cli::{Cli, Command};
 use error::{Error, Exit};

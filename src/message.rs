@@ -1,8 +1,8 @@
 //! Plain-text rendering of a notification: a subject line and a body listing each alert.
 //! Used for mail, for chat messages, and for stdout when no notifier is configured.
 
-use crate::engine::{Notice, Notification};
 use crate::text::{format_time, one_line};
+use crate::vocab::{Notice, Notification};
 use std::fmt::Write;
 
 /// `[FIRING:3] ServerDown app-main (lb1)`, `[RESOLVED:1] …`, `[FIRING:2, RESOLVED:1] …`;

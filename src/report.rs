@@ -347,7 +347,7 @@ pub fn dry_run(
 pub fn dry_run_json(
     out: &mut impl Write,
     outcome: &crate::engine::Outcome,
-    planned: &[(String, crate::notify::Payload)],
+    planned: &[(String, crate::vocab::Payload)],
 ) -> io::Result<()> {
     let deliveries: Vec<serde_json::Value> = planned
         .iter()
@@ -469,13 +469,13 @@ pub fn state(out: &mut impl Write, state: &crate::state::State, now: f64) -> io:
     .map(String::from)];
     for item in &state.outbox {
         let what = match &item.payload {
-            crate::notify::Payload::Notification(n) => format!(
+            crate::vocab::Payload::Notification(n) => format!(
                 "{} firing, {} resolved {}",
                 n.firing.len(),
                 n.resolved.len(),
                 n.group_key
             ),
-            crate::notify::Payload::Alertmanager { alerts, .. } => {
+            crate::vocab::Payload::Alertmanager { alerts, .. } => {
                 format!("{} alerts for Alertmanager", alerts.len())
             }
         };

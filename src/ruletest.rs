@@ -7,12 +7,12 @@
 use crate::alert::Labels;
 use crate::config::Config;
 use crate::engine::{self, format_labels, SourceResult};
-use crate::notify::Payload;
 use crate::run::{Pipeline, WithoutNotifiers};
 use crate::silence::{Matcher, Silence};
 use crate::source;
 use crate::state::{State, Status};
 use crate::stats::{Info, Snapshot, Stats};
+use crate::vocab::Payload;
 use serde::Deserialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -19,35 +19,13 @@ use super::{
 };
 use crate::alert::Labels;
 use crate::config::Config;
-use crate::engine::{Notice, Notification};
-use crate::text::rfc3339;
 use crate::rules::template::Templates;
 use crate::rules::RuleSet;
 use crate::state::{State, Status};
-use serde::{Deserialize, Serialize};
+use crate::text::rfc3339;
+use crate::vocab::{Notice, Notification, OutboxItem, Payload};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
-
-/// What a delivery carries.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum Payload {
-    /// A grouped notification (mail, webhook).
-    Notification(Notification),
-    /// Alerts for Alertmanager's API: one entry per alert, the latest state of each.
-    Alertmanager {
-        /// The alerts.
-        alerts: Vec<AmAlert>,
-        /// How far after the time it is sent a firing alert's `endsAt` lies (four run
-        /// intervals), in seconds.
-        #[serde(default = "default_ends_ahead")]
-        ends_ahead: f64,
-    },
-}
-
-fn default_ends_ahead() -> f64 {
-    240.0
-}
 
 /// Why a delivery failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,27 +88,6 @@ impl Budget {
 /// `3 s`, `0.5 s`: a duration in messages.
 pub fn seconds(d: Duration) -> String {
     format!("{} s", (d.as_secs_f64() * 1000.0).round() / 1000.0)
-}
-
-/// A delivery that failed, kept in the state file until it succeeds or expires.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OutboxItem {
-    /// Notifier name.
-    pub notifier: String,
-    /// What to send.
-    pub payload: Payload,
-    /// Unix time of the first attempt.
-    pub created_at: f64,
-    /// Attempts so far.
-    pub attempts: u32,
-    /// Not before this Unix time.
-    pub next_attempt: f64,
-    /// The last failure.
-    pub last_error: String,
-    /// Updated by this run (its Alertmanager push merged into this pending one): if it
-    /// still waits for its backoff, the run says so. Not saved.
-    #[serde(skip)]
-    pub refreshed: bool,
 }
 
 /// What delivery did, for the run's report and exit code.

@@ -2,8 +2,8 @@
 //! explicitly allowed.
 
 use super::{Failure, Notifier, RawNotifier};
-use crate::engine::Notification;
 use crate::secret::SecretRef;
+use crate::vocab::Notification;
 use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::authentication::Credentials;
