@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::engine::{self, SourceResult};
 use crate::error::Error;
 use crate::log;
-use crate::notify::{self, Notifiers, Payload};
+use crate::notify::{self, Notifiers, Payload, RuleRoute, RuleRoutes};
 use crate::source::{self, Fetched};
 use crate::state::{self, Loaded, Lock, State};
 use std::path::{Path, PathBuf};
@@ -51,6 +51,7 @@ pub struct Options {
 pub struct Pipeline {
     config: Config,
     implicit: Option<Notifiers>,
+    rule_routes: RuleRoutes,
 }
 
 /// What one step of the engine decided: the engine's outcome and the deliveries planned
@@ -101,7 +102,21 @@ impl Pipeline {
             WithoutNotifiers::Stdout { json } => Notifiers::stdout(json),
             WithoutNotifiers::Nowhere => Notifiers::default(),
         });
-        Pipeline { config, implicit }
+        // Planning needs what each rule says about delivery, not the rules themselves.
+        let mut rule_routes = RuleRoutes::new();
+        for rule in &config.rules.rules {
+            rule_routes
+                .entry(rule.name.clone())
+                .or_insert_with(|| RuleRoute {
+                    notify: rule.notify.clone(),
+                    send_resolved: rule.send_resolved,
+                });
+        }
+        Pipeline {
+            config,
+            implicit,
+            rule_routes,
+        }
     }
 
     /// The config the pipeline was built from.
@@ -131,7 +146,7 @@ impl Pipeline {
         let notifiers = self.notifiers();
         let mut planned = notify::plan(
             notifiers,
-            &config.rules,
+            &self.rule_routes,
             &config.links,
             state,
             &step.notifications,

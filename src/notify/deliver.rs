@@ -20,7 +20,6 @@ use super::{
 use crate::alert::Labels;
 use crate::config::Config;
 use crate::rules::template::Templates;
-use crate::rules::RuleSet;
 use crate::state::{State, Status};
 use crate::text::rfc3339;
 use crate::vocab::{Notice, Notification, OutboxItem, Payload};
@@ -153,6 +152,18 @@ impl NotifierTemplates {
     }
 }
 
+/// What a rule says about delivering its alerts: planning needs this, not the rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleRoute {
+    /// The rule's `notify` (empty: the routes decide).
+    pub notify: Vec<String>,
+    /// The rule's `send_resolved`, overriding the notifier's.
+    pub send_resolved: Option<bool>,
+}
+
+/// [`RuleRoute`]s by rule name (alert name).
+pub type RuleRoutes = BTreeMap<String, RuleRoute>;
+
 /// The deliveries of one run: each notification to the notifiers its route names, and to
 /// each Alertmanager notifier every alert firing now plus those resolved in this run.
 /// `interval` is the time since the previous run (for `endsAt`); `links` maps a source
@@ -164,7 +175,7 @@ impl NotifierTemplates {
 #[allow(clippy::too_many_arguments)]
 pub fn plan(
     notifiers: &Notifiers,
-    rules: &RuleSet,
+    rule_routes: &RuleRoutes,
     links: &BTreeMap<String, String>,
     state: &State,
     notifications: &[Notification],
@@ -184,10 +195,8 @@ pub fn plan(
             // A rule's `send_resolved` overrides the notifier's.
             n.resolved.retain(|notice| {
                 let name = notice.labels.get("alertname").map_or("", String::as_str);
-                rules
-                    .rules
-                    .iter()
-                    .find(|r| r.name == name)
+                rule_routes
+                    .get(name)
                     .and_then(|r| r.send_resolved)
                     .unwrap_or(notifier.send_resolved)
             });
@@ -205,11 +214,7 @@ pub fn plan(
         let mut alerts = Vec::new();
         for alert in state.alerts.values() {
             let name = alert.labels.get("alertname").map_or("", String::as_str);
-            let notify = rules
-                .rules
-                .iter()
-                .find(|r| r.name == name)
-                .map_or(&[][..], |r| &r.notify[..]);
+            let notify = rule_routes.get(name).map_or(&[][..], |r| &r.notify[..]);
             let severity = alert.labels.get("severity").map_or("", String::as_str);
             if !notifiers
                 .routes

@@ -11,6 +11,7 @@ pub use crate::vocab::{AmAlert, OutboxItem, Payload};
 pub use alertmanager::AmConfig;
 pub use deliver::{
     deliver, enqueue, notify_test, plan, render, Budget, Delivered, Failure, NotifierTemplates,
+    RuleRoute, RuleRoutes,
 };
 pub use smtp::{SmtpConfig, TlsMode};
 pub use webhook::{WebhookConfig, WebhookFormat};
