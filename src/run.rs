@@ -64,9 +64,22 @@ pub struct Evaluation {
     pub planned: Vec<(String, Payload)>,
 }
 
+/// How reading one source went.
+#[derive(Debug, Clone)]
+pub struct SourceRead {
+    /// The source's name.
+    pub name: String,
+    /// Rows read, or why the source could not be read (secrets masked).
+    pub rows: Result<usize, String>,
+    /// Time the read took.
+    pub elapsed: Duration,
+}
+
 /// What one cycle did.
 #[derive(Debug)]
 pub struct Outcome {
+    /// Each source, in config order: rows read or the error.
+    pub read: Vec<SourceRead>,
     /// Sources read.
     pub sources: usize,
     /// Sources that could not be read.
@@ -327,6 +340,19 @@ impl Pipeline {
         let notifiers = self.notifiers();
 
         let mut outcome = Outcome {
+            read: fetched
+                .iter()
+                .zip(&errors)
+                .map(|(f, error)| SourceRead {
+                    name: f.name.clone(),
+                    rows: f
+                        .result
+                        .as_ref()
+                        .map(|s| s.stats.len())
+                        .map_err(|_| error.clone()),
+                    elapsed: f.elapsed,
+                })
+                .collect(),
             sources: fetched.len(),
             unreachable: fetched.iter().filter(|f| f.result.is_err()).count(),
             step,
