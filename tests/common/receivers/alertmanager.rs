@@ -1,20 +1,11 @@
 //! A real Prometheus Alertmanager.
 
-#![allow(unused_imports)] // One import list for every receiver file.
-
-use super::super::{free_port, in_ci, temp_dir, test_name, wait_until};
+use super::super::{free_port, temp_dir, wait_until};
 use super::*;
-use serde_json::{json, Value};
-use std::collections::VecDeque;
-use std::fs::OpenOptions;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::Duration;
 use tempfile::TempDir;
 
 // ---------------------------------------------------------------------------------------

@@ -1,20 +1,12 @@
 //! What the receivers share: the Python that runs their scripts, child processes
 //! started from a script (logged, waited for, killed), start-up limits, and a throw-away CA.
 
-#![allow(unused_imports)] // One import list for every receiver file.
-
-use super::super::{free_port, in_ci, temp_dir, test_name, wait_until};
-use super::*;
-use serde_json::{json, Value};
-use std::collections::VecDeque;
+use super::super::{in_ci, temp_dir, test_name};
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
