@@ -5,12 +5,12 @@ use crate::cli::{
     StateCommand,
 };
 use crate::config::{Config, Endpoint, HttpEndpoint, SourceConfig};
-use crate::engine::{self, SourceResult};
 use crate::error::{Error, Exit, Nagios};
 use crate::log;
 use crate::notify;
-use crate::report::{self, Named};
+use crate::report::{self, plural, Named};
 use crate::rules::Input;
+use crate::run::{Options, Pipeline, WithoutNotifiers};
 use crate::scope::Scope;
 use crate::silence::{Matcher, Silence};
 use crate::source::{self, Fetched};
@@ -133,17 +133,12 @@ pub fn check(
     }
     let mut out = std::io::stdout().lock();
     if !args.nagios {
-        writeln!(
-            out,
-            "{}: {} ({}, {})",
-            config.path.display(),
-            if secrets_missing {
-                "valid, but secrets are missing"
-            } else {
-                "OK"
-            },
-            plural(config.sources.len(), "source"),
-            plural(config.rules.rules.len(), "rule"),
+        report::check_header(
+            &mut out,
+            &config.path,
+            secrets_missing,
+            config.sources.len(),
+            config.rules.rules.len(),
         )?;
     }
     let to_read: Vec<&SourceConfig> = config
@@ -165,25 +160,7 @@ pub fn check(
         if !connect || args.nagios {
             continue;
         }
-        let count = |t: ProxyType| snapshot.stats.rows().filter(|r| r.kind() == t).count();
-        let version = snapshot
-            .info
-            .as_ref()
-            .and_then(|i| i.version())
-            .map_or("version unknown (no show info)".to_string(), |v| {
-                format!("HAProxy {v}")
-            });
-        writeln!(
-            out,
-            "source {}: {version}, {} rows ({} frontends, {} backends, {} servers, {} listeners) in {:.1} ms",
-            f.name,
-            snapshot.stats.len(),
-            count(ProxyType::Frontend),
-            count(ProxyType::Backend),
-            count(ProxyType::Server),
-            count(ProxyType::Listener),
-            f.elapsed.as_secs_f64() * 1000.0
-        )?;
+        report::source_summary(&mut out, &f.name, snapshot, f.elapsed)?;
     }
     if args.nagios {
         let failed: Vec<String> = fetched
@@ -203,14 +180,14 @@ pub fn check(
         } else {
             (Nagios::Critical, failed.join("; "))
         };
-        writeln!(
-            out,
-            "HAPWATCH {} - {} | sources={};;;0 unreachable={};;;0 rows={rows};;;0 time={:.3}s",
-            status.label(),
-            crate::message::one_line(&summary),
+        report::nagios_check(
+            &mut out,
+            status,
+            &summary,
             fetched.len(),
             failed.len(),
-            started.elapsed().as_secs_f64()
+            rows,
+            started.elapsed(),
         )?;
         return Ok(Exit::Nagios(status));
     }
@@ -272,8 +249,7 @@ pub fn eval(config_path: &Path, args: &EvalArgs) -> Result<Exit, Error> {
     match args.format {
         EvalFormat::Table => report::alerts_table(&mut out, &alerts)?,
         EvalFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &alerts).map_err(std::io::Error::from)?;
-            writeln!(out)?;
+            report::pretty_json(&mut out, &alerts)?;
         }
     }
     out.flush()?;
@@ -285,10 +261,6 @@ pub fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-fn plural(n: usize, word: &str) -> String {
-    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
 
 fn select_sources<'c>(
@@ -337,9 +309,8 @@ fn succeeded(fetched: &[Fetched]) -> impl Iterator<Item = Named<'_>> {
     })
 }
 
-/// `hapwatch run`: lock the state, read every source, step the engine, deliver, save;
-/// then ping the heartbeat. Without notifiers, notifications are printed on stdout (cron
-/// mails them). With `--nagios`, one plugin status line instead.
+/// `hapwatch run`: one cycle of the run pipeline. Without notifiers, notifications are
+/// printed on stdout (cron mails them). With `--nagios`, one plugin status line instead.
 pub fn run(
     config_path: &Path,
     state_path: Option<&Path>,
@@ -349,383 +320,43 @@ pub fn run(
     let started = std::time::Instant::now();
     let config = Config::load(config_path)?;
     config.require_sources()?;
-    let path = state_path.unwrap_or(&config.state.file);
     let now = args.now.unwrap_or_else(unix_now);
-    let mut trouble = false;
-
-    // A dry run reads the state without locking or repairing it: the rename in `save`
-    // means it always sees a whole file.
-    let lock = if args.dry_run {
-        None
+    let without = if args.nagios {
+        WithoutNotifiers::Nowhere
     } else {
-        Some(Lock::acquire(path, config.state.lock_timeout)?)
-    };
-    // HAProxy takes a while to produce a big dump: read the state meanwhile. Each
-    // source's rows are evaluated as they arrive, once the state (their previous
-    // samples) is read.
-    let samples = engine::PendingSamples::new();
-    /// Sets the samples (to none) if reading the state panics, so that the watches
-    /// waiting for them let the scope end.
-    struct Unblock<'a>(&'a engine::PendingSamples);
-    impl Drop for Unblock<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.set(Default::default());
-        }
-    }
-    let (loaded, fetched) = std::thread::scope(|scope| {
-        let unblock = Unblock(&samples);
-        let watches = config
-            .sources
-            .iter()
-            .map(|s| engine::Watch::new(&config, &s.name, now, &samples))
-            .collect();
-        let fetching = scope
-            .spawn(|| source::fetch_all_into(&config.sources, config.rules.type_mask(), watches));
-        let mut loaded = match &lock {
-            Some(lock) => lock.load(),
-            None => state::peek(path),
-        };
-        let previous = match &mut loaded {
-            Ok(Loaded::Ok(state) | Loaded::Salvaged { state, .. }) => {
-                std::mem::take(&mut state.samples)
-            }
-            _ => Default::default(),
-        };
-        // Set in every case: the watches wait for it.
-        let _ = samples.set(previous);
-        drop(unblock);
-        let fetched: (Vec<Fetched>, Vec<engine::Evaluated>) = fetching
-            .join()
-            .expect("the fetch thread panicked")
-            .into_iter()
-            .map(|(fetched, watch)| (fetched, watch.finish()))
-            .unzip();
-        (loaded, fetched)
-    });
-    let (fetched, evaluated) = fetched;
-    let samples = samples.into_inner().unwrap_or_default();
-    let (mut current, mut quiet) = match loaded? {
-        Loaded::Ok(mut s) => {
-            s.samples = samples;
-            (s, false)
-        }
-        Loaded::Missing => (State::new(), false),
-        Loaded::Salvaged {
-            mut state,
-            moved_to,
-            lost,
-        } => {
-            report_salvaged(path, &moved_to, &lost, args.dry_run);
-            trouble = true;
-            state.samples = samples;
-            // Without (some of) its alerts, the run cannot tell a new problem from one
-            // announced before: as with an unusable file, nothing is announced this once
-            // (recoveries of the alerts it kept still are).
-            let alerts_lost = lost.iter().any(|l| l.starts_with("alerts"));
-            (state, alerts_lost)
-        }
-        Loaded::Corrupt { moved_to, reason } => {
-            log::error(format!(
-                "state file {} was unusable ({reason}); {} and starting from empty state without re-announcing alerts already firing",
-                path.display(),
-                if args.dry_run { "ignoring it".to_string() } else { format!("moved it to {}", moved_to.display()) }
-            ));
-            trouble = true;
-            (State::new(), true)
+        WithoutNotifiers::Stdout {
+            json: args.format == RunFormat::Json,
         }
     };
-    current.claim(path, &config_id(&config), adopt_state)?;
-    let mut standby = false;
-    if let Some(guard) = &config.only_if {
-        match guard.active() {
-            Ok(true) => {}
-            Ok(false) => {
-                log::info(
-                    "only_if: this is not the active node; alerts are tracked, not announced",
-                );
-                quiet = true;
-                standby = true;
-            }
-            Err(e) => log::warn(format!("{e}; notifying as if active")),
-        }
-    }
-
-    // A source that stays unreadable is reported when it fails and when it answers again
-    // (every run with -v): its SourceUnreachable alert already tells that it lasts.
-    for f in &fetched {
-        let problem = f
-            .result
-            .as_ref()
-            .err()
-            .map(|e| format!("source {}: {e}", f.name));
-        trouble |= problem.is_some();
-        let key = format!("source {}", f.name);
-        if args.dry_run {
-            if let Some(problem) = problem {
-                log::error(problem);
-            }
-        } else {
-            report_problem(&mut current.problems, &key, problem, now, log::Level::Error);
-        }
-    }
-    // Problems of sources (or a heartbeat) no longer configured are of no further use.
-    current
-        .problems
-        .retain(|key, _| match key.strip_prefix("source ") {
-            Some(name) => config.source(name).is_some(),
-            None => key != "heartbeat" || config.heartbeat.is_some(),
-        });
-    // Masked here, once: these texts become the SourceUnreachable summary, so they reach
-    // every notifier, the state file and dry runs.
-    let errors: Vec<String> = fetched
-        .iter()
-        .map(|f| {
-            f.result
-                .as_ref()
-                .err()
-                .map(|e| crate::secret::redact(&e.to_string()))
-                .unwrap_or_default()
-        })
-        .collect();
-    let mut results: Vec<SourceResult<'_>> = fetched
-        .iter()
-        .zip(&errors)
-        .zip(evaluated)
-        .map(|((f, error), evaluated)| SourceResult {
-            name: &f.name,
-            result: f.result.as_ref().map_err(|_| error.clone()),
-            // A failed source's watch saw part of a dump at most.
-            evaluated: f.result.is_ok().then_some(evaluated),
-        })
-        .collect();
-    let interval = current.last_run.map_or(60.0, |last| now - last);
-    let outcome = engine::step(&config, &mut current, now, &mut results, quiet);
-    // Without a notifier, notifications go to stdout through the same outbox (not in
-    // --nagios mode, whose stdout is the status line).
-    let implicit;
-    let notifiers = if config.notifiers.is_empty() {
-        implicit = if args.nagios {
-            notify::Notifiers::default()
-        } else {
-            notify::Notifiers::stdout(args.format == RunFormat::Json)
-        };
-        &implicit
-    } else {
-        &config.notifiers
-    };
-    let mut planned = notify::plan(
-        notifiers,
-        &config.rules,
-        &config.links,
-        &current,
-        &outcome.notifications,
+    let pipeline = Pipeline::new(config, without);
+    let outcome = pipeline.cycle(
         now,
-        interval,
-    );
-    // On the standby node, Alertmanager notifiers with `follow_only_if` stay silent too:
-    // two nodes that disagree for a run would otherwise make Alertmanager announce a
-    // recovery and the problem again.
-    if standby {
-        planned.retain(|(name, _)| {
-            !matches!(
-                notifiers.get(name).map(|n| &n.kind),
-                Some(notify::Kind::Alertmanager(cfg)) if cfg.follow_only_if
-            )
-        });
-    }
-
+        &Options {
+            state_path: state_path.map(Path::to_path_buf),
+            adopt_state,
+            dry_run: args.dry_run,
+            started,
+        },
+    )?;
     let mut out = BufWriter::new(std::io::stdout().lock());
-    let mut sent = 0;
     if args.dry_run {
-        let rendered: Vec<(String, Result<notify::Message, String>)> = planned
-            .iter()
-            .filter_map(|(name, payload)| {
-                let notifier = config.notifiers.get(name)?;
-                Some((
-                    name.clone(),
-                    notify::render(&config.notifiers, notifier, payload, false, now),
-                ))
-            })
-            .collect();
         match args.format {
-            RunFormat::Text => report::dry_run(&mut out, &outcome, &rendered)?,
-            RunFormat::Json => report::dry_run_json(&mut out, &outcome, &planned)?,
-        }
-    } else if let Some(lock) = &lock {
-        // Write-ahead: this run's state changes and the notifications they cause are saved
-        // before anything is sent, so that nothing sent is ever unrecorded (a killed run
-        // would otherwise announce a change the next run does not know about), and
-        // nothing recorded is lost (the outbox sends it on the next run).
-        if !planned.is_empty() {
-            notify::enqueue(&mut current, planned, now);
-            lock.save(&current)?;
-        }
-        // The run's time budget counts from its start: whatever it spent waiting for the
-        // lock and reading the sources is not left for delivering.
-        let budget = notify::Budget::new(started, config.alerting.run_timeout);
-        let delivered = notify::deliver(
-            notifiers,
-            &mut current,
-            config.alerting.outbox_max_age,
-            now,
-            &budget,
-        );
-        for line in delivered.failed.iter().chain(&delivered.expired) {
-            log::error(line);
-        }
-        trouble |= !delivered.failed.is_empty() || !delivered.expired.is_empty();
-        sent = delivered.sent.len();
-        lock.save(&current)?;
-        if let Some(heartbeat) = &config.heartbeat {
-            let problem = heartbeat
-                .ping(!trouble, budget.limit(heartbeat.timeout))
-                .err();
-            // Saved again only when the heartbeat starts or stops failing.
-            if report_problem(
-                &mut current.problems,
-                "heartbeat",
-                problem,
-                now,
-                log::Level::Warn,
-            ) {
-                lock.save(&current)?;
-            }
+            RunFormat::Text => report::dry_run(&mut out, &outcome.step, &outcome.rendered)?,
+            RunFormat::Json => report::dry_run_json(&mut out, &outcome.step, &outcome.planned)?,
         }
     }
-    let firing: Vec<&state::AlertState> = current
-        .alerts
-        .values()
-        .filter(|a| a.status == state::Status::Firing)
-        .collect();
-    let pending = current
-        .alerts
-        .values()
-        .filter(|a| a.status == state::Status::Pending)
-        .count();
-    let unreachable = fetched.iter().filter(|f| f.result.is_err()).count();
-    log::info(format!(
-        "run: {} sources ({unreachable} unreachable), {} alerts firing, {pending} pending, {} notifications planned, {sent} sent, {} in the outbox, {:.1} ms",
-        fetched.len(),
-        firing.len(),
-        outcome.notifications.len(),
-        current.outbox.len(),
-        started.elapsed().as_secs_f64() * 1000.0
-    ));
+    log::info(report::run_summary(&outcome));
     if args.nagios {
-        let status = firing
-            .iter()
-            .map(|a| {
-                if a.labels.get("severity").is_some_and(|s| s == "critical") {
-                    Nagios::Critical
-                } else {
-                    Nagios::Warning
-                }
-            })
-            .max()
-            .unwrap_or(Nagios::Ok);
-        let names: Vec<String> = firing
-            .iter()
-            .take(5)
-            .map(|a| describe_alert(&a.labels))
-            .collect();
-        let more = if firing.len() > 5 { ", …" } else { "" };
-        let summary = if firing.is_empty() {
-            "no alert firing".to_string()
-        } else {
-            format!("{} firing: {}{more}", firing.len(), names.join(", "))
-        };
-        writeln!(
-            out,
-            "HAPWATCH {} - {summary} | firing={};;;0 pending={pending};;;0 unreachable={unreachable};;;0 time={:.3}s",
-            status.label(),
-            firing.len(),
-            started.elapsed().as_secs_f64()
-        )?;
+        let status = report::nagios_run(&mut out, &outcome)?;
         out.flush()?;
         return Ok(Exit::Nagios(status));
     }
     out.flush()?;
-    Ok(if trouble {
+    Ok(if outcome.trouble {
         Exit::Trouble
     } else {
         Exit::Success
     })
-}
-
-/// Prints a problem that may last across runs (`problem`: its line now, `None`: not
-/// present now) at `level` when it starts, and when it ends; while it lasts, only with
-/// `-v`. `problems` (in the state) remembers what was reported. True when it changed.
-fn report_problem(
-    problems: &mut std::collections::BTreeMap<String, f64>,
-    key: &str,
-    problem: Option<String>,
-    now: f64,
-    level: log::Level,
-) -> bool {
-    match (problem, problems.get(key).copied()) {
-        (Some(line), None) => {
-            log::log(level, line);
-            problems.insert(key.to_string(), now);
-            true
-        }
-        (Some(line), Some(since)) => {
-            log::info(format!(
-                "{line} (reported at {}; printed again when it ends)",
-                crate::message::rfc3339(since)
-            ));
-            false
-        }
-        (None, Some(since)) => {
-            log::warn(format!(
-                "{key} is fine again (it failed from {} to {})",
-                crate::message::rfc3339(since),
-                crate::message::rfc3339(now)
-            ));
-            problems.remove(key);
-            true
-        }
-        (None, None) => false,
-    }
-}
-
-/// `ServerDown app-main/web3 (lb1)`.
-fn describe_alert(labels: &crate::alert::Labels) -> String {
-    let get = |k: &str| labels.get(k).map_or("", String::as_str);
-    let row = crate::alert::row_of(labels).map_or_else(String::new, |r| format!(" {r}"));
-    crate::message::one_line(&format!("{}{row} ({})", get("alertname"), get("source")))
-}
-
-/// The identity a state file records for a config: its absolute path as given. Not the
-/// real path: a deploy that switches a link (a Kubernetes ConfigMap's `..data`, a release
-/// directory, a Nix store path) keeps the same config.
-fn config_id(config: &Config) -> String {
-    std::path::absolute(&config.path)
-        .unwrap_or_else(|_| config.path.clone())
-        .display()
-        .to_string()
-}
-
-/// One stderr line for a state file that was read only in part.
-fn report_salvaged(path: &Path, moved_to: &Path, lost: &[String], dry_run: bool) {
-    const SHOWN: usize = 3;
-    let mut parts = lost
-        .iter()
-        .take(SHOWN)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("; ");
-    if lost.len() > SHOWN {
-        parts.push_str(&format!("; and {} more", lost.len() - SHOWN));
-    }
-    log::error(crate::message::one_line(&format!(
-        "state file {} had unreadable parts, dropped: {parts}; kept everything else (outbox included){}",
-        path.display(),
-        if dry_run {
-            String::new()
-        } else {
-            format!("; the original is now {}", moved_to.display())
-        }
-    )));
 }
 
 /// The state for a command that changes it, or an error for one that is unusable (a
@@ -740,7 +371,7 @@ fn load_for_edit(lock: &Lock) -> Result<State, Error> {
             moved_to,
             lost,
         } => {
-            report_salvaged(lock.path(), &moved_to, &lost, false);
+            crate::run::report_salvaged(lock.path(), &moved_to, &lost, false);
             Ok(state)
         }
         Loaded::Corrupt { moved_to, reason } => {
@@ -760,7 +391,7 @@ fn load_for_reading(path: &Path) -> Result<State, Error> {
         Loaded::Ok(s) => Ok(s),
         Loaded::Missing => Ok(State::new()),
         Loaded::Salvaged { state, lost, .. } => {
-            report_salvaged(path, path, &lost, true);
+            crate::run::report_salvaged(path, path, &lost, true);
             Ok(state)
         }
         Loaded::Corrupt { reason, .. } => Err(Error::Input(format!(
@@ -841,16 +472,14 @@ pub fn silence(
         match format {
             EvalFormat::Table => report::silences(&mut out, &current.silences, now)?,
             EvalFormat::Json => {
-                serde_json::to_writer_pretty(&mut out, &current.silences)
-                    .map_err(std::io::Error::from)?;
-                writeln!(out)?;
+                report::pretty_json(&mut out, &current.silences)?;
             }
         }
         return Ok(Exit::Success);
     }
     let lock = Lock::acquire(path, config.state.lock_timeout)?;
     let mut current = load_for_edit(&lock)?;
-    current.claim(path, &config_id(&config), adopt_state)?;
+    current.claim(path, &crate::run::config_id(&config), adopt_state)?;
     current.silences.retain(|s| !s.expired(now));
     match command {
         SilenceCommand::Add {
@@ -911,9 +540,7 @@ pub fn state(
             match format {
                 EvalFormat::Table => report::state(&mut text, &current, unix_now())?,
                 EvalFormat::Json => {
-                    serde_json::to_writer_pretty(&mut text, &current)
-                        .map_err(std::io::Error::from)?;
-                    writeln!(text)?;
+                    report::pretty_json(&mut text, &current)?;
                 }
             }
             out.write_all(crate::secret::redact(&String::from_utf8_lossy(&text)).as_bytes())?;
@@ -922,7 +549,7 @@ pub fn state(
             let lock = Lock::acquire(path, config.state.lock_timeout)?;
             // Another config's state is not this one's to forget (--adopt-state says it is).
             let mut previous = load_for_edit(&lock)?;
-            previous.claim(path, &config_id(&config), adopt_state)?;
+            previous.claim(path, &crate::run::config_id(&config), adopt_state)?;
             let mut fresh = State::new();
             fresh.config = previous.config;
             lock.save(&fresh)?;
@@ -936,7 +563,7 @@ pub fn notify_test(config_path: &Path, name: &str) -> Result<Exit, Error> {
     let config = Config::load(config_path)?;
     match notify::notify_test(&config, name, unix_now()) {
         Ok(done) => {
-            println!("sent: {done}");
+            report::notify_test_sent(&mut std::io::stdout().lock(), &done)?;
             Ok(Exit::Success)
         }
         Err(e) if config.notifiers.get(name).is_none() => Err(Error::Usage(e)),
@@ -960,7 +587,7 @@ pub fn test(files: &[std::path::PathBuf]) -> Result<Exit, Error> {
         passed += report.passed;
         failed += report.failed;
     }
-    writeln!(out, "{passed} passed, {failed} failed")?;
+    report::test_summary(&mut out, passed, failed)?;
     Ok(if failed > 0 {
         Exit::Trouble
     } else {
@@ -972,7 +599,7 @@ pub fn test(files: &[std::path::PathBuf]) -> Result<Exit, Error> {
 /// and a cron user can read it, or 600 with `--private` for inline secrets) and
 /// `rules.toml` beside it.
 pub fn init(config_path: &Path, args: &crate::cli::InitArgs) -> Result<Exit, Error> {
-    use crate::init::{detect_socket, starter_config, write_new, Found, DEFAULT_RULES};
+    use crate::init::{detect_socket, starter_config, write_new, DEFAULT_RULES};
     let (socket, found) = detect_socket(args.socket.as_deref(), &args.haproxy_cfg);
     let state_file = crate::config::StateSettings::default().file;
     write_new(
@@ -986,27 +613,14 @@ pub fn init(config_path: &Path, args: &crate::cli::InitArgs) -> Result<Exit, Err
         .parent()
         .unwrap_or(Path::new("."))
         .join("rules.toml");
-    let rules_note = match write_new(&rules, DEFAULT_RULES, 0o644, args.force) {
-        Ok(()) => format!("wrote {}", rules.display()),
-        Err(e) => format!("kept {} ({e})", rules.display()),
-    };
-    let origin = match found {
-        Found::Given => "as given".to_string(),
-        Found::Config(cfg) => format!("from {}", cfg.display()),
-        Found::Usual => "found in a usual location".to_string(),
-        Found::Guess => {
-            "not found: adjust `socket` to your haproxy.cfg's `stats socket`".to_string()
-        }
-    };
-    println!(
-        "wrote {} (socket {}, {origin}); {rules_note}",
-        config_path.display(),
-        socket.display()
-    );
-    println!(
-        "next: hapwatch -c {} check --connect, then hapwatch -c {} run --dry-run",
-        config_path.display(),
-        config_path.display()
-    );
+    let rules_written = write_new(&rules, DEFAULT_RULES, 0o644, args.force);
+    report::init_done(
+        &mut std::io::stdout().lock(),
+        config_path,
+        &socket,
+        &found,
+        &rules,
+        &rules_written,
+    )?;
     Ok(Exit::Success)
 }

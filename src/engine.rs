@@ -2,14 +2,15 @@
 //! lifecycle in the state, and plan the notifications. `hapwatch run` calls it with live
 //! dumps and the state file; rule tests call it with captures and simulated time.
 
-use crate::alert::{Alert, Fingerprint, Labels, Value};
+use crate::alert::{Alert, Labels};
 use crate::config::Config;
 use crate::rules::sample::{Capture, Sample};
 use crate::rules::{self, Evaluation, Hold};
 use crate::source::RowSink;
 use crate::state::{AlertState, State, Status};
 use crate::stats::{Info, Snapshot, Table};
-use serde::{Deserialize, Serialize};
+pub use crate::vocab::{Notice, Notification};
+use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::OnceLock;
 
@@ -154,62 +155,6 @@ impl RowSink for Watch<'_> {
     fn columns(&self) -> Option<Vec<String>> {
         Some(self.config.rules.columns_read())
     }
-}
-
-/// A notification to send: a group of alerts that started firing (or fire again after
-/// `repeat_interval`) or resolved in this run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Notification {
-    /// `{alertname="ServerDown",source="lb1"}`: the group's identity, stable across runs.
-    pub group_key: String,
-    /// The labels the group is formed on (`group_by`).
-    pub group_labels: Labels,
-    /// True for the digest that collects groups beyond `max_notifications_per_run`.
-    pub digest: bool,
-    /// Notifier names from the alerts' rules (empty: the default route).
-    pub receivers: Vec<String>,
-    /// Alerts firing (new, or repeated).
-    pub firing: Vec<Notice>,
-    /// Alerts resolved.
-    pub resolved: Vec<Notice>,
-    /// Alerts of the same group that were announced before and fire still: not news, but
-    /// a notification about part of a group says what else is down (and Alertmanager's
-    /// webhook format lists the whole group, as Alertmanager does).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub still_firing: Vec<Notice>,
-    /// Unix time of the run that planned it.
-    pub created_at: f64,
-}
-
-/// One alert inside a notification.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Notice {
-    /// Identity (16 hex digits, Alertmanager-compatible).
-    pub fingerprint: String,
-    /// Labels.
-    pub labels: Labels,
-    /// Rendered summary / description.
-    pub annotations: BTreeMap<String, String>,
-    /// The rule's value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<Value>,
-    /// When it started firing.
-    pub starts_at: f64,
-    /// When it resolved (resolved notices only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ends_at: Option<f64>,
-    /// True when this re-announces a problem that lasts (`repeat_interval`).
-    #[serde(default)]
-    pub repeat: bool,
-    /// The [`Notification::id`] of the notification that first announced this episode
-    /// (its incident's thread), for repeats and recoveries; `None` for a first
-    /// announcement, which starts the thread.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub thread: Option<String>,
-    /// A page about it (its source's `link`, else its stats page): Alertmanager's
-    /// `generatorURL`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generator_url: Option<String>,
 }
 
 /// An alert's move in this run, for dry runs and rule tests.
@@ -629,38 +574,4 @@ fn plan(
 pub fn format_labels(labels: &Labels) -> String {
     let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
     format!("{{{}}}", inner.join(","))
-}
-
-impl Notification {
-    /// A stable id for the group, for webhook group keys.
-    pub fn group_id(&self) -> String {
-        let labels: Labels = [("group".to_string(), self.group_key.clone())].into();
-        Fingerprint::of(&labels).to_string()
-    }
-
-    /// This notification's own id (16 hex digits): its group and the run that planned
-    /// it. Mail uses it as the Message-ID, and later notices of the same incident refer
-    /// to it ([`Notice::thread`]).
-    pub fn id(&self) -> String {
-        let labels: Labels = [
-            ("group".to_string(), self.group_key.clone()),
-            ("at".to_string(), format!("{:.3}", self.created_at)),
-        ]
-        .into();
-        Fingerprint::of(&labels).to_string()
-    }
-
-    /// The threads (notification ids) this notification continues: those of its repeats
-    /// and recoveries, each once, in order.
-    pub fn threads(&self) -> Vec<&str> {
-        let mut threads: Vec<&str> = Vec::new();
-        for notice in self.firing.iter().chain(&self.resolved) {
-            if let Some(t) = notice.thread.as_deref() {
-                if !threads.contains(&t) {
-                    threads.push(t);
-                }
-            }
-        }
-        threads
-    }
 }

@@ -160,7 +160,7 @@ pub fn excerpt(body: &[u8], limit: usize) -> String {
     if text.contains('\0') || odd * 10 > text.chars().count() {
         return format!("(binary body, {} bytes, not shown)", body.len());
     }
-    let text = crate::message::one_line(crate::secret::redact(&text).trim());
+    let text = crate::text::one_line(crate::secret::redact(&text).trim());
     let mut cut = text.len().min(limit);
     while !text.is_char_boundary(cut) {
         cut -= 1;

@@ -20,13 +20,16 @@ pub mod notify;
 pub mod report;
 pub mod rules;
 pub mod ruletest;
+pub mod run;
 pub mod scope;
 pub mod secret;
 pub mod silence;
 pub mod source;
 pub mod state;
 pub mod stats;
+pub mod text;
 pub mod tls;
+pub mod vocab;
 
 use cli::{Cli, Command};
 use error::{Error, Exit};
@@ -131,7 +134,7 @@ pub fn run(cli: Cli) -> Exit {
         Err(e) if nagios => {
             println!(
                 "HAPWATCH UNKNOWN - {}",
-                message::one_line(&secret::redact(&e.to_string()))
+                text::one_line(&secret::redact(&e.to_string()))
             );
             Exit::Nagios(error::Nagios::Unknown)
         }

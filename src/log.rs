@@ -56,7 +56,7 @@ pub fn log(level: Level, message: impl Display) {
         return;
     }
     // Every line may quote a peer or a URL: secrets are masked here, whatever the caller.
-    let message = crate::message::one_line(&crate::secret::redact(&message.to_string()));
+    let message = crate::text::one_line(&crate::secret::redact(&message.to_string()));
     let line = match format {
         Format::Text => match level {
             Level::Warn => format!("hapwatch: warning: {message}\n"),
@@ -74,7 +74,7 @@ pub fn log(level: Level, message: impl Display) {
             };
             format!(
                 "{}\n",
-                serde_json::json!({ "time": crate::message::rfc3339(now), "level": level, "message": message })
+                serde_json::json!({ "time": crate::text::rfc3339(now), "level": level, "message": message })
             )
         }
     };

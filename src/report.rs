@@ -347,7 +347,7 @@ pub fn dry_run(
 pub fn dry_run_json(
     out: &mut impl Write,
     outcome: &crate::engine::Outcome,
-    planned: &[(String, crate::notify::Payload)],
+    planned: &[(String, crate::vocab::Payload)],
 ) -> io::Result<()> {
     let deliveries: Vec<serde_json::Value> = planned
         .iter()
@@ -404,7 +404,7 @@ pub fn state(out: &mut impl Write, state: &crate::state::State, now: f64) -> io:
         writeln!(out, "config: {config}")?;
     }
     if let Some(at) = state.last_run {
-        writeln!(out, "last run: {}", crate::message::format_time(at))?;
+        writeln!(out, "last run: {}", crate::text::format_time(at))?;
     }
     if state.alerts.is_empty() {
         writeln!(out, "no alerts remembered")?;
@@ -427,7 +427,7 @@ pub fn state(out: &mut impl Write, state: &crate::state::State, now: f64) -> io:
             lines.push([
                 fingerprint.clone(),
                 status,
-                crate::message::format_time(
+                crate::text::format_time(
                     a.resolved_at.or(a.firing_since).unwrap_or(a.active_since),
                 ),
                 a.labels.get("alertname").cloned().unwrap_or_default(),
@@ -447,9 +447,9 @@ pub fn state(out: &mut impl Write, state: &crate::state::State, now: f64) -> io:
         for r in &state.refused {
             lines.push([
                 r.notifier.clone(),
-                crate::message::format_time(r.at),
-                crate::message::one_line(&r.what),
-                crate::message::one_line(&r.error),
+                crate::text::format_time(r.at),
+                crate::text::one_line(&r.what),
+                crate::text::one_line(&r.error),
             ]);
         }
         write_aligned(out, &lines, 0)?;
@@ -469,13 +469,13 @@ pub fn state(out: &mut impl Write, state: &crate::state::State, now: f64) -> io:
     .map(String::from)];
     for item in &state.outbox {
         let what = match &item.payload {
-            crate::notify::Payload::Notification(n) => format!(
+            crate::vocab::Payload::Notification(n) => format!(
                 "{} firing, {} resolved {}",
                 n.firing.len(),
                 n.resolved.len(),
                 n.group_key
             ),
-            crate::notify::Payload::Alertmanager { alerts, .. } => {
+            crate::vocab::Payload::Alertmanager { alerts, .. } => {
                 format!("{} alerts for Alertmanager", alerts.len())
             }
         };
@@ -492,8 +492,196 @@ pub fn state(out: &mut impl Write, state: &crate::state::State, now: f64) -> io:
                 format!("in {}", format_secs((item.next_attempt - now) as u64))
             },
             what,
-            crate::message::one_line(&item.last_error),
+            crate::text::one_line(&item.last_error),
         ]);
     }
     write_aligned(out, &lines, 0)
+}
+
+/// The `-v` line that sums up a run: sources, alerts, notifications, outbox, time.
+pub fn run_summary(outcome: &crate::run::Outcome) -> String {
+    format!(
+        "run: {} sources ({} unreachable), {} alerts firing, {} pending, {} notifications planned, {} sent, {} in the outbox, {:.1} ms",
+        outcome.sources,
+        outcome.unreachable,
+        outcome.firing.len(),
+        outcome.pending,
+        outcome.step.notifications.len(),
+        outcome.sent,
+        outcome.outbox,
+        outcome.elapsed.as_secs_f64() * 1000.0
+    )
+}
+
+/// `hapwatch run --nagios`: one plugin status line (at most five alerts named, with
+/// perfdata); returns the status it printed (critical if a critical alert fires, warning
+/// if any other does).
+pub fn nagios_run(
+    out: &mut impl Write,
+    outcome: &crate::run::Outcome,
+) -> io::Result<crate::error::Nagios> {
+    use crate::error::Nagios;
+    let firing = &outcome.firing;
+    let status = firing
+        .iter()
+        .map(|labels| {
+            if labels.get("severity").is_some_and(|s| s == "critical") {
+                Nagios::Critical
+            } else {
+                Nagios::Warning
+            }
+        })
+        .max()
+        .unwrap_or(Nagios::Ok);
+    let names: Vec<String> = firing.iter().take(5).map(describe_alert).collect();
+    let more = if firing.len() > 5 { ", …" } else { "" };
+    let summary = if firing.is_empty() {
+        "no alert firing".to_string()
+    } else {
+        format!("{} firing: {}{more}", firing.len(), names.join(", "))
+    };
+    writeln!(
+        out,
+        "HAPWATCH {} - {summary} | firing={};;;0 pending={};;;0 unreachable={};;;0 time={:.3}s",
+        status.label(),
+        firing.len(),
+        outcome.pending,
+        outcome.unreachable,
+        outcome.elapsed.as_secs_f64()
+    )?;
+    Ok(status)
+}
+
+/// `hapwatch check --nagios`: one plugin status line over the sources read.
+pub fn nagios_check(
+    out: &mut impl Write,
+    status: crate::error::Nagios,
+    summary: &str,
+    sources: usize,
+    unreachable: usize,
+    rows: usize,
+    elapsed: std::time::Duration,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "HAPWATCH {} - {} | sources={sources};;;0 unreachable={unreachable};;;0 rows={rows};;;0 time={:.3}s",
+        status.label(),
+        crate::text::one_line(summary),
+        elapsed.as_secs_f64()
+    )
+}
+
+/// `ServerDown app-main/web3 (lb1)`.
+pub fn describe_alert(labels: &crate::alert::Labels) -> String {
+    let get = |k: &str| labels.get(k).map_or("", String::as_str);
+    let row = crate::alert::row_of(labels).map_or_else(String::new, |r| format!(" {r}"));
+    crate::text::one_line(&format!("{}{row} ({})", get("alertname"), get("source")))
+}
+
+/// `3 sources`, `1 rule`.
+pub fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+/// The first line of `hapwatch check`: the config, whether it is usable, what it holds.
+pub fn check_header(
+    out: &mut impl Write,
+    path: &std::path::Path,
+    secrets_missing: bool,
+    sources: usize,
+    rules: usize,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "{}: {} ({}, {})",
+        path.display(),
+        if secrets_missing {
+            "valid, but secrets are missing"
+        } else {
+            "OK"
+        },
+        plural(sources, "source"),
+        plural(rules, "rule"),
+    )
+}
+
+/// `hapwatch check --connect`: one line per source read (version, rows by type, time).
+pub fn source_summary(
+    out: &mut impl Write,
+    name: &str,
+    snapshot: &Snapshot,
+    elapsed: std::time::Duration,
+) -> io::Result<()> {
+    use crate::stats::ProxyType;
+    let count = |t: ProxyType| snapshot.stats.rows().filter(|r| r.kind() == t).count();
+    let version = snapshot
+        .info
+        .as_ref()
+        .and_then(|i| i.version())
+        .map_or("version unknown (no show info)".to_string(), |v| {
+            format!("HAProxy {v}")
+        });
+    writeln!(
+        out,
+        "source {name}: {version}, {} rows ({} frontends, {} backends, {} servers, {} listeners) in {:.1} ms",
+        snapshot.stats.len(),
+        count(ProxyType::Frontend),
+        count(ProxyType::Backend),
+        count(ProxyType::Server),
+        count(ProxyType::Listener),
+        elapsed.as_secs_f64() * 1000.0
+    )
+}
+
+/// Any value as one pretty-printed JSON document and a newline (eval, silence list,
+/// state show).
+pub fn pretty_json(out: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value).map_err(io::Error::from)?;
+    writeln!(out)
+}
+
+/// `hapwatch notify-test`: what was sent.
+pub fn notify_test_sent(out: &mut impl Write, done: &str) -> io::Result<()> {
+    writeln!(out, "sent: {done}")
+}
+
+/// `hapwatch test`: the closing count.
+pub fn test_summary(out: &mut impl Write, passed: usize, failed: usize) -> io::Result<()> {
+    writeln!(out, "{passed} passed, {failed} failed")
+}
+
+/// `hapwatch init`: what was written, where the socket came from, what to do next.
+pub fn init_done(
+    out: &mut impl Write,
+    config_path: &std::path::Path,
+    socket: &std::path::Path,
+    found: &crate::init::Found,
+    rules: &std::path::Path,
+    rules_written: &Result<(), String>,
+) -> io::Result<()> {
+    use crate::init::Found;
+    let rules_note = match rules_written {
+        Ok(()) => format!("wrote {}", rules.display()),
+        Err(e) => format!("kept {} ({e})", rules.display()),
+    };
+    let origin = match found {
+        Found::Given => "as given".to_string(),
+        Found::Config(cfg) => format!("from {}", cfg.display()),
+        Found::Usual => "found in a usual location".to_string(),
+        Found::Guess => {
+            "not found: adjust `socket` to your haproxy.cfg's `stats socket`".to_string()
+        }
+    };
+    writeln!(
+        out,
+        "wrote {} (socket {}, {origin}); {rules_note}",
+        config_path.display(),
+        socket.display()
+    )?;
+    writeln!(
+        out,
+        "next: hapwatch -c {} check --connect, then hapwatch -c {} run --dry-run",
+        config_path.display(),
+        config_path.display()
+    )
 }

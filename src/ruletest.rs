@@ -7,11 +7,12 @@
 use crate::alert::Labels;
 use crate::config::Config;
 use crate::engine::{self, format_labels, SourceResult};
-use crate::notify::{self, Payload};
+use crate::run::{Pipeline, WithoutNotifiers};
 use crate::silence::{Matcher, Silence};
 use crate::source;
 use crate::state::{State, Status};
 use crate::stats::{Info, Snapshot, Stats};
+use crate::vocab::Payload;
 use serde::Deserialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -124,10 +125,12 @@ pub fn run_file(path: &Path) -> Result<Report, TestFileError> {
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
     let config = Config::load(&base.join(&file.config))?;
+    // As in `hapwatch run`: without a notifier, notifications go to stdout.
+    let pipeline = Pipeline::new(config, WithoutNotifiers::Stdout { json: false });
     let mut report = Report::default();
     let _ = writeln!(report.text, "{}", path.display());
     for case in &file.cases {
-        match run_case(&config, case, base) {
+        match run_case(&pipeline, case, base) {
             Ok(()) => {
                 report.passed += 1;
                 let _ = writeln!(report.text, "  ok    {}", case.name);
@@ -144,14 +147,7 @@ pub fn run_file(path: &Path) -> Result<Report, TestFileError> {
     Ok(report)
 }
 
-fn run_case(config: &Config, case: &Case, base: &Path) -> Result<(), String> {
-    // As in `hapwatch run`: without a notifier, notifications go to stdout.
-    let implicit = notify::Notifiers::stdout(false);
-    let notifiers = if config.notifiers.is_empty() {
-        &implicit
-    } else {
-        &config.notifiers
-    };
+fn run_case(pipeline: &Pipeline, case: &Case, base: &Path) -> Result<(), String> {
     let mut state = State::new();
     for (i, s) in case.silences.iter().enumerate() {
         let matchers = s
@@ -187,9 +183,8 @@ fn run_case(config: &Config, case: &Case, base: &Path) -> Result<(), String> {
                 ))
             }
         };
-        let interval = state.last_run.map_or(60.0, |last| now - last);
-        let outcome = engine::step(
-            config,
+        // The engine step and the plan of `hapwatch run`, without its sources and state file.
+        let evaluation = pipeline.evaluate(
             &mut state,
             now,
             &mut [SourceResult {
@@ -198,31 +193,27 @@ fn run_case(config: &Config, case: &Case, base: &Path) -> Result<(), String> {
                 evaluated: None,
             }],
             false,
+            false,
         );
         let deliveries: Vec<(String, Vec<Labels>, Vec<Labels>)> = {
-            notify::plan(
-                notifiers,
-                &config.rules,
-                &config.links,
-                &state,
-                &outcome.notifications,
-                now,
-                interval,
-            )
-            .into_iter()
-            .map(|(name, payload)| match payload {
-                Payload::Notification(n) => (name, labels_of(&n.firing), labels_of(&n.resolved)),
-                Payload::Alertmanager { alerts, .. } => {
-                    let (resolved, firing): (Vec<_>, Vec<_>) =
-                        alerts.into_iter().partition(|a| a.resolved_at.is_some());
-                    (
-                        name,
-                        firing.into_iter().map(|a| a.labels).collect(),
-                        resolved.into_iter().map(|a| a.labels).collect(),
-                    )
-                }
-            })
-            .collect()
+            evaluation
+                .planned
+                .into_iter()
+                .map(|(name, payload)| match payload {
+                    Payload::Notification(n) => {
+                        (name, labels_of(&n.firing), labels_of(&n.resolved))
+                    }
+                    Payload::Alertmanager { alerts, .. } => {
+                        let (resolved, firing): (Vec<_>, Vec<_>) =
+                            alerts.into_iter().partition(|a| a.resolved_at.is_some());
+                        (
+                            name,
+                            firing.into_iter().map(|a| a.labels).collect(),
+                            resolved.into_iter().map(|a| a.labels).collect(),
+                        )
+                    }
+                })
+                .collect()
         };
         let with_status = |status: Status| -> Vec<Labels> {
             state

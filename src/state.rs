@@ -59,7 +59,7 @@ pub struct State {
     pub next_silence_id: u64,
     /// Deliveries that failed, retried by later runs.
     #[serde(default)]
-    pub outbox: Vec<crate::notify::OutboxItem>,
+    pub outbox: Vec<crate::vocab::OutboxItem>,
     /// The last notifications a receiver refused for good (dropped, not retried), newest
     /// last, at most [`REFUSED_KEPT`]: `state show` lists them after the run's stderr line.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -56,41 +56,39 @@ fn assert_info_of(haproxy: &Haproxy, source: &Value) {
     assert_eq!(info["Pid"], haproxy.pid().to_string(), "{info}");
 }
 
+/// One HAProxy read through each access path, one `show` each: the same baseline rows;
+/// `show info` through the sockets, none (the key is there, and null) through the stats
+/// page.
 #[test]
-fn reads_the_user_level_unix_socket() {
+fn reads_the_unix_socket_the_tcp_socket_and_the_stats_page_with_an_env_password() {
     let Some(haproxy) = Haproxy::start_or_skip() else {
         return;
     };
-    let doc = show_json(&[haproxy.source("lb", Access::UserSocket)]);
-    let source = json_source(&doc, "lb");
-    assert_baseline(source);
-    assert_info_of(&haproxy, source);
-}
-
-#[test]
-fn reads_the_tcp_stats_socket() {
-    let Some(haproxy) = Haproxy::start_or_skip() else {
-        return;
-    };
-    let doc = show_json(&[haproxy.source("lb", Access::Tcp)]);
-    let source = json_source(&doc, "lb");
-    assert_baseline(source);
-    assert_info_of(&haproxy, source);
-}
-
-#[test]
-fn reads_the_stats_page_with_a_password_from_the_environment() {
-    let Some(haproxy) = Haproxy::start_or_skip() else {
-        return;
-    };
-    let page = haproxy
-        .source("lb", Access::StatsPage)
-        .set("password", format!("env:{PW_VAR}"));
-    let doc = show_json(&[page]);
-    let source = json_source(&doc, "lb");
-    assert_baseline(source);
-    // The stats page has no `show info`: the key is there, and null.
-    assert_eq!(source.get("info"), Some(&Value::Null), "{source}");
+    let cases = [
+        (
+            "user-level unix socket",
+            haproxy.source("lb", Access::UserSocket),
+            true,
+        ),
+        ("tcp stats socket", haproxy.source("lb", Access::Tcp), true),
+        (
+            "stats page, password from the environment",
+            haproxy
+                .source("lb", Access::StatsPage)
+                .set("password", format!("env:{PW_VAR}")),
+            false,
+        ),
+    ];
+    for (what, source, has_info) in cases {
+        let doc = show_json(&[source]);
+        let source = json_source(&doc, "lb");
+        assert_baseline(source);
+        if has_info {
+            assert_info_of(&haproxy, source);
+        } else {
+            assert_eq!(source.get("info"), Some(&Value::Null), "{what}: {source}");
+        }
+    }
 }
 
 #[test]

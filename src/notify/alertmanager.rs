@@ -13,11 +13,11 @@
 
 use super::HttpRequest;
 use crate::alert::Labels;
-use crate::message::rfc3339;
 use crate::secret::SecretRef;
-use serde::{Deserialize, Serialize};
+use crate::text::rfc3339;
+use crate::vocab::AmAlert;
 use serde_json::json;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 /// `type = "alertmanager"`.
@@ -41,94 +41,6 @@ pub struct AmConfig {
     /// Push only from the active node of an HA pair (`only_if`), like the other
     /// notifiers, instead of from every node.
     pub follow_only_if: bool,
-}
-
-/// One alert queued for Alertmanager.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(from = "StoredAlert")]
-pub struct AmAlert {
-    /// Identity.
-    pub labels: Labels,
-    /// Summary, description, status.
-    pub annotations: BTreeMap<String, String>,
-    /// Unix time it started firing.
-    pub starts_at: f64,
-    /// Unix time it resolved; `None` while it fires.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resolved_at: Option<f64>,
-    /// A page about it (`generatorURL`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generator_url: Option<String>,
-}
-
-/// An alert as the outbox holds it: this version's form, or the one earlier versions
-/// wrote (the RFC 3339 times as they were to be sent), so that an upgrade keeps a pending
-/// push instead of finding the state file unreadable.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum StoredAlert {
-    Current {
-        labels: Labels,
-        #[serde(default)]
-        annotations: BTreeMap<String, String>,
-        starts_at: f64,
-        #[serde(default)]
-        resolved_at: Option<f64>,
-        #[serde(default)]
-        generator_url: Option<String>,
-    },
-    Legacy {
-        labels: Labels,
-        #[serde(default)]
-        annotations: BTreeMap<String, String>,
-        #[serde(rename = "startsAt")]
-        starts_at: String,
-        #[serde(rename = "endsAt")]
-        ends_at: String,
-    },
-}
-
-impl From<StoredAlert> for AmAlert {
-    fn from(stored: StoredAlert) -> AmAlert {
-        match stored {
-            StoredAlert::Current {
-                labels,
-                annotations,
-                starts_at,
-                resolved_at,
-                generator_url,
-            } => AmAlert {
-                labels,
-                annotations,
-                starts_at,
-                resolved_at,
-                generator_url,
-            },
-            // The old form does not say whether the alert fired or resolved. Ending it
-            // at its old `endsAt` is what Alertmanager did with it anyway when that time
-            // passed; an alert still firing is in the next run's push, which replaces
-            // this entry (`merge`).
-            StoredAlert::Legacy {
-                labels,
-                annotations,
-                starts_at,
-                ends_at,
-            } => {
-                let unix = |text: &str| {
-                    chrono::DateTime::parse_from_rfc3339(text)
-                        .map_or(0.0, |t| t.timestamp_millis() as f64 / 1000.0)
-                };
-                let starts_at = unix(&starts_at);
-                AmAlert {
-                    labels,
-                    annotations,
-                    starts_at,
-                    resolved_at: Some(unix(&ends_at).max(starts_at)),
-                    generator_url: None,
-                }
-            }
-        }
-    }
 }
 
 /// Folds a newer push into a pending one: the newer push's alerts, plus the pending
@@ -210,6 +122,7 @@ pub(super) fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn alert(server: &str, starts_at: f64, resolved_at: Option<f64>) -> AmAlert {
         AmAlert {

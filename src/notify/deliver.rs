@@ -19,35 +19,12 @@ use super::{
 };
 use crate::alert::Labels;
 use crate::config::Config;
-use crate::engine::{Notice, Notification};
-use crate::message::rfc3339;
 use crate::rules::template::Templates;
-use crate::rules::RuleSet;
 use crate::state::{State, Status};
-use serde::{Deserialize, Serialize};
+use crate::text::rfc3339;
+use crate::vocab::{Notice, Notification, OutboxItem, Payload};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
-
-/// What a delivery carries.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum Payload {
-    /// A grouped notification (mail, webhook).
-    Notification(Notification),
-    /// Alerts for Alertmanager's API: one entry per alert, the latest state of each.
-    Alertmanager {
-        /// The alerts.
-        alerts: Vec<AmAlert>,
-        /// How far after the time it is sent a firing alert's `endsAt` lies (four run
-        /// intervals), in seconds.
-        #[serde(default = "default_ends_ahead")]
-        ends_ahead: f64,
-    },
-}
-
-fn default_ends_ahead() -> f64 {
-    240.0
-}
 
 /// Why a delivery failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,27 +87,6 @@ impl Budget {
 /// `3 s`, `0.5 s`: a duration in messages.
 pub fn seconds(d: Duration) -> String {
     format!("{} s", (d.as_secs_f64() * 1000.0).round() / 1000.0)
-}
-
-/// A delivery that failed, kept in the state file until it succeeds or expires.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OutboxItem {
-    /// Notifier name.
-    pub notifier: String,
-    /// What to send.
-    pub payload: Payload,
-    /// Unix time of the first attempt.
-    pub created_at: f64,
-    /// Attempts so far.
-    pub attempts: u32,
-    /// Not before this Unix time.
-    pub next_attempt: f64,
-    /// The last failure.
-    pub last_error: String,
-    /// Updated by this run (its Alertmanager push merged into this pending one): if it
-    /// still waits for its backoff, the run says so. Not saved.
-    #[serde(skip)]
-    pub refreshed: bool,
 }
 
 /// What delivery did, for the run's report and exit code.
@@ -196,6 +152,18 @@ impl NotifierTemplates {
     }
 }
 
+/// What a rule says about delivering its alerts: planning needs this, not the rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleRoute {
+    /// The rule's `notify` (empty: the routes decide).
+    pub notify: Vec<String>,
+    /// The rule's `send_resolved`, overriding the notifier's.
+    pub send_resolved: Option<bool>,
+}
+
+/// [`RuleRoute`]s by rule name (alert name).
+pub type RuleRoutes = BTreeMap<String, RuleRoute>;
+
 /// The deliveries of one run: each notification to the notifiers its route names, and to
 /// each Alertmanager notifier every alert firing now plus those resolved in this run.
 /// `interval` is the time since the previous run (for `endsAt`); `links` maps a source
@@ -207,7 +175,7 @@ impl NotifierTemplates {
 #[allow(clippy::too_many_arguments)]
 pub fn plan(
     notifiers: &Notifiers,
-    rules: &RuleSet,
+    rule_routes: &RuleRoutes,
     links: &BTreeMap<String, String>,
     state: &State,
     notifications: &[Notification],
@@ -227,10 +195,8 @@ pub fn plan(
             // A rule's `send_resolved` overrides the notifier's.
             n.resolved.retain(|notice| {
                 let name = notice.labels.get("alertname").map_or("", String::as_str);
-                rules
-                    .rules
-                    .iter()
-                    .find(|r| r.name == name)
+                rule_routes
+                    .get(name)
                     .and_then(|r| r.send_resolved)
                     .unwrap_or(notifier.send_resolved)
             });
@@ -248,11 +214,7 @@ pub fn plan(
         let mut alerts = Vec::new();
         for alert in state.alerts.values() {
             let name = alert.labels.get("alertname").map_or("", String::as_str);
-            let notify = rules
-                .rules
-                .iter()
-                .find(|r| r.name == name)
-                .map_or(&[][..], |r| &r.notify[..]);
+            let notify = rule_routes.get(name).map_or(&[][..], |r| &r.notify[..]);
             let severity = alert.labels.get("severity").map_or("", String::as_str);
             if !notifiers
                 .routes
@@ -895,7 +857,7 @@ fn describe_blocker(item: &OutboxItem, now: f64) -> String {
         format!(
             "{} (queued {age} ago: {})",
             what(&item.payload),
-            crate::message::one_line(&item.last_error)
+            crate::text::one_line(&item.last_error)
         )
     }
 }

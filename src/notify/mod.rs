@@ -7,16 +7,17 @@ mod deliver;
 mod smtp;
 mod webhook;
 
-pub use alertmanager::{AmAlert, AmConfig};
+pub use crate::vocab::{AmAlert, OutboxItem, Payload};
+pub use alertmanager::AmConfig;
 pub use deliver::{
     deliver, enqueue, notify_test, plan, render, Budget, Delivered, Failure, NotifierTemplates,
-    OutboxItem, Payload,
+    RuleRoute, RuleRoutes,
 };
 pub use smtp::{SmtpConfig, TlsMode};
 pub use webhook::{WebhookConfig, WebhookFormat};
 
-use crate::engine::Notification;
 use crate::secret::SecretRef;
+use crate::vocab::Notification;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -2,8 +2,8 @@
 //! explicitly allowed.
 
 use super::{Failure, Notifier, RawNotifier};
-use crate::engine::Notification;
 use crate::secret::SecretRef;
+use crate::vocab::Notification;
 use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::authentication::Credentials;
@@ -168,7 +168,7 @@ pub(super) fn render(
         to: cfg.to.iter().map(ToString::to_string).collect(),
         cc: cfg.cc.iter().map(ToString::to_string).collect(),
         // A subject is one line: nothing HAProxy reports may add a header.
-        subject: crate::message::one_line(&subject),
+        subject: crate::text::one_line(&subject),
         body,
         message_id: format!("<hapwatch-{}@{domain}>", n.id()),
         references: n
@@ -412,7 +412,7 @@ fn describe(err: &lettre::transport::smtp::Error, host: &str, port: u16) -> Stri
         }
         source = inner.source();
     }
-    crate::message::one_line(&text)
+    crate::text::one_line(&text)
 }
 
 /// `Auto-Submitted: auto-generated` (RFC 3834): vacation responders must not answer.

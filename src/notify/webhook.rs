@@ -3,9 +3,9 @@
 //! and HMAC-SHA256 signature of the body.
 
 use super::{check_url, HttpRequest, Notifier, RawNotifier};
-use crate::engine::{Notice, Notification};
-use crate::message::rfc3339;
 use crate::secret::SecretRef;
+use crate::text::rfc3339;
+use crate::vocab::{Notice, Notification};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;

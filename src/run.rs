@@ -1,0 +1,508 @@
+//! One run cycle, built once from a loaded config and driven by any front end: `hapwatch
+//! run` (with `--dry-run` or `--nagios`), `hapwatch test`, and a long-running mode that
+//! calls [`Pipeline::cycle`] in a loop.
+//!
+//! A cycle locks the state, reads every source (evaluating rows as they arrive), steps the
+//! engine, plans notifications, delivers them write-ahead through the outbox, and pings the
+//! heartbeat. It returns an [`Outcome`] and writes nothing on stdout: turning the outcome
+//! into a table, a dry-run rendering or a Nagios line is `report`'s job. Problems that an
+//! operator must see while the cycle runs (a corrupt state file, a source that fails, a
+//! failed delivery) go to the log on stderr as they happen, as before.
+
+use crate::alert::Labels;
+use crate::config::Config;
+use crate::engine::{self, SourceResult};
+use crate::error::Error;
+use crate::log;
+use crate::notify::{self, Notifiers, Payload, RuleRoute, RuleRoutes};
+use crate::source::{self, Fetched};
+use crate::state::{self, Loaded, Lock, State};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where notifications go when the config names no notifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WithoutNotifiers {
+    /// Printed on stdout by the delivery (cron mails them), as text or JSON lines.
+    Stdout {
+        /// JSON lines instead of text.
+        json: bool,
+    },
+    /// Nowhere (`--nagios`, whose stdout is the status line).
+    Nowhere,
+}
+
+/// What a front end asks of one cycle.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The state file; `None`: the config's `[state] file`.
+    pub state_path: Option<PathBuf>,
+    /// Take over a state file that another config claimed (`--adopt-state`).
+    pub adopt_state: bool,
+    /// Read the state without locking or changing it, and deliver nothing.
+    pub dry_run: bool,
+    /// When the run started: the run's time budget (`run_timeout`) counts from here.
+    pub started: Instant,
+}
+
+/// The run pipeline: a loaded config (rules compiled, notifiers built) and the notifiers
+/// that stand in when the config has none.
+#[derive(Debug)]
+pub struct Pipeline {
+    config: Config,
+    implicit: Option<Notifiers>,
+    rule_routes: RuleRoutes,
+}
+
+/// What one step of the engine decided: the engine's outcome and the deliveries planned
+/// per notifier.
+#[derive(Debug)]
+pub struct Evaluation {
+    /// Active alerts, their transitions and the notifications they cause.
+    pub step: engine::Outcome,
+    /// `(notifier, payload)` for every delivery planned.
+    pub planned: Vec<(String, Payload)>,
+}
+
+/// How reading one source went.
+#[derive(Debug, Clone)]
+pub struct SourceRead {
+    /// The source's name.
+    pub name: String,
+    /// Rows read, or why the source could not be read (secrets masked).
+    pub rows: Result<usize, String>,
+    /// Time the read took.
+    pub elapsed: Duration,
+}
+
+/// What one cycle did.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Each source, in config order: rows read or the error.
+    pub read: Vec<SourceRead>,
+    /// Sources read.
+    pub sources: usize,
+    /// Sources that could not be read.
+    pub unreachable: usize,
+    /// Active alerts, transitions and notifications of this cycle.
+    pub step: engine::Outcome,
+    /// A dry run: the deliveries that would be made (empty otherwise).
+    pub planned: Vec<(String, Payload)>,
+    /// A dry run: each planned delivery rendered for a configured notifier, or why it
+    /// cannot be (empty otherwise).
+    pub rendered: Vec<(String, Result<notify::Message, String>)>,
+    /// Deliveries queued in the outbox by this cycle (before sending).
+    pub queued: usize,
+    /// Deliveries sent by this cycle (outbox retries included).
+    pub sent: usize,
+    /// Deliveries left in the outbox after this cycle.
+    pub outbox: usize,
+    /// Labels of every alert firing after this cycle.
+    pub firing: Vec<Labels>,
+    /// Alerts pending after this cycle.
+    pub pending: usize,
+    /// Something went wrong (a source, the state file, a delivery): exit 1 in a run.
+    pub trouble: bool,
+    /// Time since [`Options::started`] when the cycle ended.
+    pub elapsed: Duration,
+}
+
+impl Pipeline {
+    /// The pipeline for `config`; `without` says where notifications go when the config
+    /// has no notifier.
+    pub fn new(config: Config, without: WithoutNotifiers) -> Pipeline {
+        let implicit = config.notifiers.is_empty().then(|| match without {
+            WithoutNotifiers::Stdout { json } => Notifiers::stdout(json),
+            WithoutNotifiers::Nowhere => Notifiers::default(),
+        });
+        // Planning needs what each rule says about delivery, not the rules themselves.
+        let mut rule_routes = RuleRoutes::new();
+        for rule in &config.rules.rules {
+            rule_routes
+                .entry(rule.name.clone())
+                .or_insert_with(|| RuleRoute {
+                    notify: rule.notify.clone(),
+                    send_resolved: rule.send_resolved,
+                });
+        }
+        Pipeline {
+            config,
+            implicit,
+            rule_routes,
+        }
+    }
+
+    /// The config the pipeline was built from.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The notifiers deliveries are planned for: the config's, or the stand-in.
+    pub fn notifiers(&self) -> &Notifiers {
+        self.implicit.as_ref().unwrap_or(&self.config.notifiers)
+    }
+
+    /// One engine step over `sources` at `now` on `state`, and the deliveries it plans.
+    /// `quiet` marks alerts that fire now as announced without notifying (after a state
+    /// was lost); `standby` keeps Alertmanager notifiers with `follow_only_if` silent.
+    pub fn evaluate(
+        &self,
+        state: &mut State,
+        now: f64,
+        sources: &mut [SourceResult<'_>],
+        quiet: bool,
+        standby: bool,
+    ) -> Evaluation {
+        let config = &self.config;
+        let interval = state.last_run.map_or(60.0, |last| now - last);
+        let step = engine::step(config, state, now, sources, quiet);
+        let notifiers = self.notifiers();
+        let mut planned = notify::plan(
+            notifiers,
+            &self.rule_routes,
+            &config.links,
+            state,
+            &step.notifications,
+            now,
+            interval,
+        );
+        // On the standby node, Alertmanager notifiers with `follow_only_if` stay silent too:
+        // two nodes that disagree for a run would otherwise make Alertmanager announce a
+        // recovery and the problem again.
+        if standby {
+            planned.retain(|(name, _)| {
+                !matches!(
+                    notifiers.get(name).map(|n| &n.kind),
+                    Some(notify::Kind::Alertmanager(cfg)) if cfg.follow_only_if
+                )
+            });
+        }
+        Evaluation { step, planned }
+    }
+
+    /// One cycle at time `now` (Unix seconds): lock the state, read every source, step the
+    /// engine, deliver (write-ahead), save, ping the heartbeat. A dry run reads the state
+    /// without locking or repairing it and renders instead of delivering.
+    pub fn cycle(&self, now: f64, options: &Options) -> Result<Outcome, Error> {
+        let config = &self.config;
+        let path = options.state_path.as_deref().unwrap_or(&config.state.file);
+        let dry_run = options.dry_run;
+        let mut trouble = false;
+
+        // A dry run reads the state without locking or repairing it: the rename in `save`
+        // means it always sees a whole file.
+        let lock = if dry_run {
+            None
+        } else {
+            Some(Lock::acquire(path, config.state.lock_timeout)?)
+        };
+        // HAProxy takes a while to produce a big dump: read the state meanwhile. Each
+        // source's rows are evaluated as they arrive, once the state (their previous
+        // samples) is read.
+        let samples = engine::PendingSamples::new();
+        /// Sets the samples (to none) if reading the state panics, so that the watches
+        /// waiting for them let the scope end.
+        struct Unblock<'a>(&'a engine::PendingSamples);
+        impl Drop for Unblock<'_> {
+            fn drop(&mut self) {
+                let _ = self.0.set(Default::default());
+            }
+        }
+        let (loaded, fetched) = std::thread::scope(|scope| {
+            let unblock = Unblock(&samples);
+            let watches = config
+                .sources
+                .iter()
+                .map(|s| engine::Watch::new(config, &s.name, now, &samples))
+                .collect();
+            let fetching = scope.spawn(|| {
+                source::fetch_all_into(&config.sources, config.rules.type_mask(), watches)
+            });
+            let mut loaded = match &lock {
+                Some(lock) => lock.load(),
+                None => state::peek(path),
+            };
+            let previous = match &mut loaded {
+                Ok(Loaded::Ok(state) | Loaded::Salvaged { state, .. }) => {
+                    std::mem::take(&mut state.samples)
+                }
+                _ => Default::default(),
+            };
+            // Set in every case: the watches wait for it.
+            let _ = samples.set(previous);
+            drop(unblock);
+            let fetched: (Vec<Fetched>, Vec<engine::Evaluated>) = fetching
+                .join()
+                .expect("the fetch thread panicked")
+                .into_iter()
+                .map(|(fetched, watch)| (fetched, watch.finish()))
+                .unzip();
+            (loaded, fetched)
+        });
+        let (fetched, evaluated) = fetched;
+        let samples = samples.into_inner().unwrap_or_default();
+        let (mut current, mut quiet) = match loaded? {
+            Loaded::Ok(mut s) => {
+                s.samples = samples;
+                (s, false)
+            }
+            Loaded::Missing => (State::new(), false),
+            Loaded::Salvaged {
+                mut state,
+                moved_to,
+                lost,
+            } => {
+                report_salvaged(path, &moved_to, &lost, dry_run);
+                trouble = true;
+                state.samples = samples;
+                // Without (some of) its alerts, the run cannot tell a new problem from one
+                // announced before: as with an unusable file, nothing is announced this once
+                // (recoveries of the alerts it kept still are).
+                let alerts_lost = lost.iter().any(|l| l.starts_with("alerts"));
+                (state, alerts_lost)
+            }
+            Loaded::Corrupt { moved_to, reason } => {
+                log::error(format!(
+                    "state file {} was unusable ({reason}); {} and starting from empty state without re-announcing alerts already firing",
+                    path.display(),
+                    if dry_run { "ignoring it".to_string() } else { format!("moved it to {}", moved_to.display()) }
+                ));
+                trouble = true;
+                (State::new(), true)
+            }
+        };
+        current.claim(path, &config_id(config), options.adopt_state)?;
+        let mut standby = false;
+        if let Some(guard) = &config.only_if {
+            match guard.active() {
+                Ok(true) => {}
+                Ok(false) => {
+                    log::info(
+                        "only_if: this is not the active node; alerts are tracked, not announced",
+                    );
+                    quiet = true;
+                    standby = true;
+                }
+                Err(e) => log::warn(format!("{e}; notifying as if active")),
+            }
+        }
+
+        // A source that stays unreadable is reported when it fails and when it answers
+        // again (every run with -v): its SourceUnreachable alert already tells that it lasts.
+        for f in &fetched {
+            let problem = f
+                .result
+                .as_ref()
+                .err()
+                .map(|e| format!("source {}: {e}", f.name));
+            trouble |= problem.is_some();
+            let key = format!("source {}", f.name);
+            if dry_run {
+                if let Some(problem) = problem {
+                    log::error(problem);
+                }
+            } else {
+                report_problem(&mut current.problems, &key, problem, now, log::Level::Error);
+            }
+        }
+        // Problems of sources (or a heartbeat) no longer configured are of no further use.
+        current
+            .problems
+            .retain(|key, _| match key.strip_prefix("source ") {
+                Some(name) => config.source(name).is_some(),
+                None => key != "heartbeat" || config.heartbeat.is_some(),
+            });
+        // Masked here, once: these texts become the SourceUnreachable summary, so they
+        // reach every notifier, the state file and dry runs.
+        let errors: Vec<String> = fetched
+            .iter()
+            .map(|f| {
+                f.result
+                    .as_ref()
+                    .err()
+                    .map(|e| crate::secret::redact(&e.to_string()))
+                    .unwrap_or_default()
+            })
+            .collect();
+        let mut results: Vec<SourceResult<'_>> = fetched
+            .iter()
+            .zip(&errors)
+            .zip(evaluated)
+            .map(|((f, error), evaluated)| SourceResult {
+                name: &f.name,
+                result: f.result.as_ref().map_err(|_| error.clone()),
+                // A failed source's watch saw part of a dump at most.
+                evaluated: f.result.is_ok().then_some(evaluated),
+            })
+            .collect();
+        let Evaluation { step, planned } =
+            self.evaluate(&mut current, now, &mut results, quiet, standby);
+        let notifiers = self.notifiers();
+
+        let mut outcome = Outcome {
+            read: fetched
+                .iter()
+                .zip(&errors)
+                .map(|(f, error)| SourceRead {
+                    name: f.name.clone(),
+                    rows: f
+                        .result
+                        .as_ref()
+                        .map(|s| s.stats.len())
+                        .map_err(|_| error.clone()),
+                    elapsed: f.elapsed,
+                })
+                .collect(),
+            sources: fetched.len(),
+            unreachable: fetched.iter().filter(|f| f.result.is_err()).count(),
+            step,
+            planned: Vec::new(),
+            rendered: Vec::new(),
+            queued: 0,
+            sent: 0,
+            outbox: 0,
+            firing: Vec::new(),
+            pending: 0,
+            trouble: false,
+            elapsed: Duration::ZERO,
+        };
+        if dry_run {
+            outcome.rendered = planned
+                .iter()
+                .filter_map(|(name, payload)| {
+                    let notifier = config.notifiers.get(name)?;
+                    Some((
+                        name.clone(),
+                        notify::render(&config.notifiers, notifier, payload, false, now),
+                    ))
+                })
+                .collect();
+            outcome.planned = planned;
+        } else if let Some(lock) = &lock {
+            // Write-ahead: this run's state changes and the notifications they cause are
+            // saved before anything is sent, so that nothing sent is ever unrecorded (a
+            // killed run would otherwise announce a change the next run does not know
+            // about), and nothing recorded is lost (the outbox sends it on the next run).
+            outcome.queued = planned.len();
+            if !planned.is_empty() {
+                notify::enqueue(&mut current, planned, now);
+                lock.save(&current)?;
+            }
+            // The run's time budget counts from its start: whatever it spent waiting for
+            // the lock and reading the sources is not left for delivering.
+            let budget = notify::Budget::new(options.started, config.alerting.run_timeout);
+            let delivered = notify::deliver(
+                notifiers,
+                &mut current,
+                config.alerting.outbox_max_age,
+                now,
+                &budget,
+            );
+            for line in delivered.failed.iter().chain(&delivered.expired) {
+                log::error(line);
+            }
+            trouble |= !delivered.failed.is_empty() || !delivered.expired.is_empty();
+            outcome.sent = delivered.sent.len();
+            lock.save(&current)?;
+            if let Some(heartbeat) = &config.heartbeat {
+                let problem = heartbeat
+                    .ping(!trouble, budget.limit(heartbeat.timeout))
+                    .err();
+                // Saved again only when the heartbeat starts or stops failing.
+                if report_problem(
+                    &mut current.problems,
+                    "heartbeat",
+                    problem,
+                    now,
+                    log::Level::Warn,
+                ) {
+                    lock.save(&current)?;
+                }
+            }
+        }
+        outcome.firing = current
+            .alerts
+            .values()
+            .filter(|a| a.status == state::Status::Firing)
+            .map(|a| a.labels.clone())
+            .collect();
+        outcome.pending = current
+            .alerts
+            .values()
+            .filter(|a| a.status == state::Status::Pending)
+            .count();
+        outcome.outbox = current.outbox.len();
+        outcome.trouble = trouble;
+        outcome.elapsed = options.started.elapsed();
+        Ok(outcome)
+    }
+}
+
+/// Logs a problem that may last across runs (`problem`: its line now, `None`: not
+/// present now) at `level` when it starts, and when it ends; while it lasts, only with
+/// `-v`. `problems` (in the state) remembers what was reported. True when it changed.
+fn report_problem(
+    problems: &mut std::collections::BTreeMap<String, f64>,
+    key: &str,
+    problem: Option<String>,
+    now: f64,
+    level: log::Level,
+) -> bool {
+    match (problem, problems.get(key).copied()) {
+        (Some(line), None) => {
+            log::log(level, line);
+            problems.insert(key.to_string(), now);
+            true
+        }
+        (Some(line), Some(since)) => {
+            log::info(format!(
+                "{line} (reported at {}; printed again when it ends)",
+                crate::text::rfc3339(since)
+            ));
+            false
+        }
+        (None, Some(since)) => {
+            log::warn(format!(
+                "{key} is fine again (it failed from {} to {})",
+                crate::text::rfc3339(since),
+                crate::text::rfc3339(now)
+            ));
+            problems.remove(key);
+            true
+        }
+        (None, None) => false,
+    }
+}
+
+/// The identity a state file records for a config: its absolute path as given. Not the
+/// real path: a deploy that switches a link (a Kubernetes ConfigMap's `..data`, a release
+/// directory, a Nix store path) keeps the same config.
+pub fn config_id(config: &Config) -> String {
+    std::path::absolute(&config.path)
+        .unwrap_or_else(|_| config.path.clone())
+        .display()
+        .to_string()
+}
+
+/// Logs one line for a state file that was read only in part.
+pub fn report_salvaged(path: &Path, moved_to: &Path, lost: &[String], dry_run: bool) {
+    const SHOWN: usize = 3;
+    let mut parts = lost
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if lost.len() > SHOWN {
+        parts.push_str(&format!("; and {} more", lost.len() - SHOWN));
+    }
+    log::error(crate::text::one_line(&format!(
+        "state file {} had unreadable parts, dropped: {parts}; kept everything else (outbox included){}",
+        path.display(),
+        if dry_run {
+            String::new()
+        } else {
+            format!("; the original is now {}", moved_to.display())
+        }
+    )));
+}
