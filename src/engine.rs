@@ -181,16 +181,42 @@ pub struct Outcome {
     pub notifications: Vec<Notification>,
 }
 
-/// Runs one step at time `now` (Unix seconds). `quiet` marks alerts that fire in this
-/// step as already announced without planning notifications: used after a corrupt state
-/// file was set aside, so that losing the state does not flood everyone.
+/// What a step keeps to itself (see [`step`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quiet {
+    /// Everything is announced.
+    No,
+    /// Alerts that fire are marked announced without a notification; recoveries of
+    /// alerts the state knows as announced are still announced. After a state that lost
+    /// some of its alerts: the lost ones must not be announced again as new, and the
+    /// ones it kept must not recover in silence.
+    Firing,
+    /// Nothing is announced: the passive node of an HA pair, or a state lost whole.
+    All,
+}
+
+impl From<bool> for Quiet {
+    fn from(quiet: bool) -> Quiet {
+        if quiet {
+            Quiet::All
+        } else {
+            Quiet::No
+        }
+    }
+}
+
+/// Runs one step at time `now` (Unix seconds). `quiet` ([`Quiet`], or a bool for all or
+/// nothing) marks alerts that fire in this step as already announced without planning
+/// notifications: used after a corrupt state file was set aside, so that losing the state
+/// does not flood everyone, and on an HA pair's passive node.
 pub fn step(
     config: &Config,
     state: &mut State,
     now: f64,
     sources: &mut [SourceResult<'_>],
-    quiet: bool,
+    quiet: impl Into<Quiet>,
 ) -> Outcome {
+    let quiet = quiet.into();
     let settings = &config.alerting;
     let mut outcome = Outcome::default();
     let mut failed: HashSet<&str> = HashSet::new();
@@ -286,7 +312,7 @@ pub fn step(
                 .is_none_or(|at| now - at >= settings.repeat_interval.as_secs_f64());
             if due && !silenced {
                 entry.notified_at = Some(now);
-                if !quiet {
+                if quiet == Quiet::No {
                     let receivers = rule.map(|r| r.notify.clone()).unwrap_or_default();
                     events.push((notice(&fingerprint, entry, repeat), true, receivers));
                 }
@@ -361,7 +387,7 @@ pub fn step(
                 let send_resolved = rule
                     .and_then(|r| r.send_resolved)
                     .unwrap_or(settings.send_resolved);
-                if entry.notified_at.is_some() && send_resolved && !quiet {
+                if entry.notified_at.is_some() && send_resolved && quiet != Quiet::All {
                     let receivers = rule.map(|r| r.notify.clone()).unwrap_or_default();
                     events.push((notice(fingerprint, entry, false), false, receivers));
                 }
@@ -384,7 +410,7 @@ pub fn step(
     }
     state.last_run = Some(now);
     outcome.transitions.sort_by(|a, b| a.labels.cmp(&b.labels));
-    let still = if quiet {
+    let still = if quiet == Quiet::All {
         Vec::new()
     } else {
         still_firing(config, state, &events, now)
@@ -530,6 +556,7 @@ fn plan(
             firing: Vec::new(),
             resolved: Vec::new(),
             still_firing: Vec::new(),
+            still_firing_more: 0,
             created_at: now,
         });
         if firing {
@@ -549,6 +576,7 @@ fn plan(
         n.firing.sort_by(|a, b| a.labels.cmp(&b.labels));
         n.resolved.sort_by(|a, b| a.labels.cmp(&b.labels));
         n.still_firing.sort_by(|a, b| a.labels.cmp(&b.labels));
+        cap_still_firing(n);
     }
     let budget = budget.max(1);
     if notifications.len() > budget {
@@ -564,10 +592,23 @@ fn plan(
             firing: rest.iter().flat_map(|n| n.firing.clone()).collect(),
             resolved: rest.iter().flat_map(|n| n.resolved.clone()).collect(),
             still_firing: rest.iter().flat_map(|n| n.still_firing.clone()).collect(),
+            still_firing_more: rest.iter().map(|n| n.still_firing_more).sum(),
             created_at: now,
         });
+        if let Some(digest) = notifications.last_mut() {
+            cap_still_firing(digest);
+        }
     }
     notifications
+}
+
+/// Keeps at most [`STILL_FIRING_LISTED`] still-firing alerts in a notification and counts
+/// the rest.
+fn cap_still_firing(n: &mut Notification) {
+    if n.still_firing.len() > crate::vocab::STILL_FIRING_LISTED {
+        n.still_firing_more += n.still_firing.len() - crate::vocab::STILL_FIRING_LISTED;
+        n.still_firing.truncate(crate::vocab::STILL_FIRING_LISTED);
+    }
 }
 
 /// `{a="1",b="2"}`.

@@ -16,7 +16,10 @@ pub fn subject(n: &Notification) -> String {
         counts.push(format!("RESOLVED:{}", n.resolved.len()));
     }
     if !n.still_firing.is_empty() {
-        counts.push(format!("STILL FIRING:{}", n.still_firing.len()));
+        counts.push(format!(
+            "STILL FIRING:{}",
+            n.still_firing.len() + n.still_firing_more
+        ));
     }
     let all: Vec<&Notice> = n
         .firing
@@ -71,9 +74,17 @@ pub fn body(n: &Notification) -> String {
         if !out.is_empty() {
             out.push('\n');
         }
-        let _ = writeln!(out, "{title} ({})", notices.len());
+        let more = if title == "STILL FIRING" {
+            n.still_firing_more
+        } else {
+            0
+        };
+        let _ = writeln!(out, "{title} ({})", notices.len() + more);
         for notice in notices.iter() {
             let _ = writeln!(out, "{}", entry(notice));
+        }
+        if more > 0 {
+            let _ = writeln!(out, "… and {more} more");
         }
     }
     out

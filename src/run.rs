@@ -144,13 +144,14 @@ impl Pipeline {
 
     /// One engine step over `sources` at `now` on `state`, and the deliveries it plans.
     /// `quiet` marks alerts that fire now as announced without notifying (after a state
-    /// was lost); `standby` keeps Alertmanager notifiers with `follow_only_if` silent.
+    /// was lost, and on a standby node: [`engine::Quiet`]); `standby` keeps Alertmanager
+    /// notifiers with `follow_only_if` silent.
     pub fn evaluate(
         &self,
         state: &mut State,
         now: f64,
         sources: &mut [SourceResult<'_>],
-        quiet: bool,
+        quiet: impl Into<engine::Quiet>,
         standby: bool,
     ) -> Evaluation {
         let config = &self.config;
@@ -244,9 +245,9 @@ impl Pipeline {
         let (mut current, mut quiet) = match loaded? {
             Loaded::Ok(mut s) => {
                 s.samples = samples;
-                (s, false)
+                (s, engine::Quiet::No)
             }
-            Loaded::Missing => (State::new(), false),
+            Loaded::Missing => (State::new(), engine::Quiet::No),
             Loaded::Salvaged {
                 mut state,
                 moved_to,
@@ -255,11 +256,18 @@ impl Pipeline {
                 report_salvaged(path, &moved_to, &lost, dry_run);
                 trouble = true;
                 state.samples = samples;
-                // Without (some of) its alerts, the run cannot tell a new problem from one
-                // announced before: as with an unusable file, nothing is announced this once
-                // (recoveries of the alerts it kept still are).
+                // Without some of its alerts, the run cannot tell a new problem from one
+                // announced before: as with an unusable file, no problem is announced this
+                // once; recoveries of the alerts it kept still are.
                 let alerts_lost = lost.iter().any(|l| l.starts_with("alerts"));
-                (state, alerts_lost)
+                (
+                    state,
+                    if alerts_lost {
+                        engine::Quiet::Firing
+                    } else {
+                        engine::Quiet::No
+                    },
+                )
             }
             Loaded::Corrupt { moved_to, reason } => {
                 log::error(format!(
@@ -268,7 +276,7 @@ impl Pipeline {
                     if dry_run { "ignoring it".to_string() } else { format!("moved it to {}", moved_to.display()) }
                 ));
                 trouble = true;
-                (State::new(), true)
+                (State::new(), engine::Quiet::All)
             }
         };
         current.claim(path, &config_id(config), options.adopt_state)?;
@@ -280,7 +288,7 @@ impl Pipeline {
                     log::info(
                         "only_if: this is not the active node; alerts are tracked, not announced",
                     );
-                    quiet = true;
+                    quiet = engine::Quiet::All;
                     standby = true;
                 }
                 Err(e) => log::warn(format!("{e}; notifying as if active")),

@@ -29,8 +29,21 @@ pub struct Notification {
     /// webhook format lists the whole group, as Alertmanager does).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub still_firing: Vec<Notice>,
+    /// How many more alerts of the group fire still than `still_firing` lists: the list is
+    /// capped ([`STILL_FIRING_LISTED`]) because every queued notification keeps its own
+    /// copy, and a large group during a notifier outage would otherwise grow the state by
+    /// megabytes per run.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub still_firing_more: usize,
     /// Unix time of the run that planned it.
     pub created_at: f64,
+}
+
+/// The most still-firing alerts a notification lists; the rest are counted.
+pub const STILL_FIRING_LISTED: usize = 50;
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// One alert inside a notification.

@@ -704,3 +704,102 @@ fn a_failing_heartbeat_is_printed_when_it_starts_and_when_it_ends() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains("heartbeat is fine again"), "{lines:?}");
 }
+
+/// Every queued notification keeps its own copy of what still fires: a group of thousands
+/// grew the state by about 1 MB per run while a notifier was down, until the state was
+/// larger than hapwatch reads. The list is capped; the rest is counted.
+#[test]
+fn a_large_group_still_firing_is_listed_up_to_a_cap_and_counted() {
+    let s = Scenario::new(
+        "[[source]]\nname = \"lb1\"\nfile = \"lb1.csv\"\n\n[[rule]]\nname = \"Down\"\nscope = { type = \"server\" }\nwhen = 'state == \"down\"'\n",
+    );
+    let capture = String::from_utf8(fixture_bytes("haproxy-2.6/backend-down.csv")).unwrap();
+    let web1 = capture
+        .lines()
+        .find(|l| l.starts_with("app-main,web1,"))
+        .unwrap()
+        .to_string();
+    // 80 servers down: web1 to web4 and 76 copies of web1 under other names.
+    let mut many = capture.clone();
+    for i in 0..76 {
+        many.push_str(&web1.replacen("app-main,web1,", &format!("app-main,x{i:02},"), 1));
+        many.push('\n');
+    }
+    s.write("lb1.csv", &many);
+    s.notify(0.0);
+    // web1 comes back: one recovery, 79 still firing, 50 of them listed.
+    s.write(
+        "lb1.csv",
+        &edit_capture(&many, "app-main", "web1", "status", "UP"),
+    );
+    let out = s.run_at(60.0);
+    out.status(0);
+    let n: Value = serde_json::from_str(out.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(n["resolved"].as_array().unwrap().len(), 1);
+    assert_eq!(n["still_firing"].as_array().unwrap().len(), 50);
+    assert_eq!(n["still_firing_more"], 29);
+}
+
+/// A state read only in part (one alert's entry unreadable) announces no problem that run
+/// (the lost one must not come again as new), but the alerts it kept still announce their
+/// recovery: before, they resolved in silence and receivers believed them down for good.
+#[test]
+fn after_a_partly_unreadable_state_kept_alerts_still_announce_their_recovery() {
+    let s = Scenario::new(
+        "[[source]]\nname = \"lb1\"\nfile = \"lb1.csv\"\n\n[[rule]]\nname = \"Down\"\nscope = { type = \"server\" }\nwhen = 'state == \"down\"'\n",
+    );
+    s.capture("lb1.csv", "haproxy-2.6/backend-down.csv");
+    assert_eq!(
+        s.notify(0.0),
+        ["Down: +app-main/web1 +app-main/web2 +app-main/web3 +app-main/web4"]
+    );
+    let mut state = s.state();
+    for alert in state["alerts"].as_object_mut().unwrap().values_mut() {
+        if alert["labels"]["server"] == "web1" {
+            alert["status"] = Value::from(12345);
+        }
+    }
+    s.write("state.json", &state.to_string());
+    // Only web4 is down now.
+    s.capture("lb1.csv", "haproxy-2.6/show-stat.csv");
+    let out = s.run_at(60.0);
+    out.status(1)
+        .stderr_contains("had unreadable parts, dropped: alerts.");
+    assert_eq!(summarize(&out), ["Down: -app-main/web2 -app-main/web3"]);
+}
+
+/// What still fires is listed only to the notifiers it is routed to: with routes by
+/// severity, a warning's notification listed a critical alert that its receiver never got
+/// (and whose recovery it would never get).
+#[test]
+fn still_firing_lists_only_what_is_routed_to_the_notifier() {
+    let closed = common::closed_addr();
+    let s = Scenario::new(&format!(
+        "[[source]]\nname = \"lb1\"\nfile = \"lb1.csv\"\n\n\
+         [[rule]]\nname = \"Down\"\nseverity = \"critical\"\nscope = {{ type = \"server\", exclude_proxy = \"api\" }}\nwhen = 'state == \"down\"'\n\n\
+         [[rule]]\nname = \"ApiDown\"\nseverity = \"warning\"\nscope = {{ type = \"server\", proxy = \"api\" }}\nwhen = 'state == \"down\"'\n\n\
+         [alerting]\ngroup_by = [\"source\"]\n\n[routes]\ncritical = [\"oncall\"]\ndefault = [\"chat\"]\n\n\
+         [notifier.oncall]\ntype = \"webhook\"\nurl = \"http://{closed}/oncall\"\nretries = 0\ntimeout = \"1s\"\n\n\
+         [notifier.chat]\ntype = \"webhook\"\nurl = \"http://{closed}/chat\"\nretries = 0\ntimeout = \"1s\"\n"
+    ));
+    let capture = String::from_utf8(fixture_bytes("haproxy-2.6/show-stat.csv")).unwrap();
+    s.write("lb1.csv", &capture);
+    s.run_at(0.0).status(1);
+    // api1 goes down too: chat hears of api1, and of nothing it was never told.
+    s.write(
+        "lb1.csv",
+        &edit_capture(&capture, "api", "api1", "status", "DOWN"),
+    );
+    s.run_at(60.0).status(1);
+    let outbox = s.state()["outbox"].as_array().unwrap().clone();
+    let to_chat: Vec<&Value> = outbox.iter().filter(|i| i["notifier"] == "chat").collect();
+    assert_eq!(to_chat.len(), 1, "{outbox:?}");
+    let payload = &to_chat[0]["payload"];
+    assert_eq!(payload["firing"][0]["labels"]["server"], "api1");
+    assert!(
+        payload["still_firing"]
+            .as_array()
+            .is_none_or(|s| s.is_empty()),
+        "web4 was never routed to chat: {payload}"
+    );
+}

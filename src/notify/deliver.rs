@@ -200,6 +200,19 @@ pub fn plan(
                     .and_then(|r| r.send_resolved)
                     .unwrap_or(notifier.send_resolved)
             });
+            // What still fires is listed only where it is routed: a receiver must not see
+            // (and later miss the recovery of) an alert that was never sent to it.
+            n.still_firing.retain(|notice| {
+                let alertname = notice.labels.get("alertname").map_or("", String::as_str);
+                let notify = rule_routes
+                    .get(alertname)
+                    .map_or(&[][..], |r| &r.notify[..]);
+                let severity = notice.labels.get("severity").map_or("", String::as_str);
+                notifiers
+                    .routes
+                    .for_alert(notify, severity, &notifiers.list)
+                    .contains(&name)
+            });
             if !n.firing.is_empty() || !n.resolved.is_empty() {
                 out.push((name.to_string(), Payload::Notification(n)));
             }
@@ -979,6 +992,7 @@ pub fn notify_test(config: &Config, name: &str, now: f64) -> Result<String, Stri
                 }],
                 resolved: Vec::new(),
                 still_firing: Vec::new(),
+                still_firing_more: 0,
                 created_at: now,
             })
         }

@@ -233,6 +233,7 @@ pub fn hapwatch_payload(n: &Notification, receiver: &str) -> Value {
         "firing": n.firing.iter().map(notice_json).collect::<Vec<_>>(),
         "resolved": n.resolved.iter().map(notice_json).collect::<Vec<_>>(),
         "still_firing": n.still_firing.iter().map(notice_json).collect::<Vec<_>>(),
+        "still_firing_more": n.still_firing_more,
     })
 }
 
@@ -276,7 +277,8 @@ pub fn alertmanager_payload(n: &Notification, receiver: &str, external_url: &str
     json!({
         "version": "4",
         "groupKey": format!("{{}}:{}", am_labels(&n.group_labels)),
-        "truncatedAlerts": 0,
+        // Alertmanager's own count of alerts left out of `alerts` (its `max_alerts`).
+        "truncatedAlerts": n.still_firing_more,
         "status": if firing { "firing" } else { "resolved" },
         "receiver": receiver,
         "groupLabels": n.group_labels,
