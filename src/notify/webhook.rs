@@ -217,7 +217,7 @@ fn notice_json(notice: &Notice) -> Value {
 /// hapwatch's webhook JSON, version 1. Also the variables of notification templates.
 pub fn hapwatch_payload(n: &Notification, receiver: &str) -> Value {
     let (common_labels, common_annotations) = common(n);
-    json!({
+    let mut payload = json!({
         "version": "1",
         "receiver": receiver,
         // Like Alertmanager's: firing while anything of the group fires, so that a
@@ -233,8 +233,12 @@ pub fn hapwatch_payload(n: &Notification, receiver: &str) -> Value {
         "firing": n.firing.iter().map(notice_json).collect::<Vec<_>>(),
         "resolved": n.resolved.iter().map(notice_json).collect::<Vec<_>>(),
         "still_firing": n.still_firing.iter().map(notice_json).collect::<Vec<_>>(),
-        "still_firing_more": n.still_firing_more,
-    })
+    });
+    // Only when the still-firing list was capped: payloads stay as they were otherwise.
+    if n.still_firing_more > 0 {
+        payload["still_firing_more"] = n.still_firing_more.into();
+    }
+    payload
 }
 
 /// Alertmanager's webhook payload (version 4), as Alertmanager itself posts it for a
