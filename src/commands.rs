@@ -440,18 +440,8 @@ fn who_am_i() -> String {
     {
         return name;
     }
-    // SAFETY: geteuid cannot fail; getpwuid returns null or a pointer to a static entry
-    // that stays valid until the next getpw* call, and this process is single-threaded here.
-    unsafe {
-        let uid = libc::geteuid();
-        let entry = libc::getpwuid(uid);
-        if !entry.is_null() && !(*entry).pw_name.is_null() {
-            return std::ffi::CStr::from_ptr((*entry).pw_name)
-                .to_string_lossy()
-                .into_owned();
-        }
-        format!("uid {uid}")
-    }
+    let uid = state::euid();
+    state::user_name(uid).unwrap_or_else(|| format!("uid {uid}"))
 }
 
 /// `hapwatch silence add|list|remove`.

@@ -441,7 +441,7 @@ fn parent_dir(path: &Path) -> &Path {
 }
 
 /// The effective user id of this process.
-fn euid() -> u32 {
+pub(crate) fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }
@@ -516,7 +516,7 @@ fn check_one_directory(
 }
 
 /// The login name of `uid`, if it has one.
-fn user_name(uid: u32) -> Option<String> {
+pub(crate) fn user_name(uid: u32) -> Option<String> {
     // SAFETY: getpwuid returns null or a pointer to a static entry valid until the next
     // getpw* call; the name is copied out at once.
     unsafe {
@@ -657,6 +657,15 @@ fn open_lock_file(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
+/// Opens a file at the state path for reading: never through a symbolic link, and without
+/// blocking if a FIFO is there.
+fn open_for_reading(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+}
+
 /// Reads the state file: `None` if there is none. Never follows a symbolic link, never
 /// blocks on a FIFO, reads only a regular file of at most [`MAX_STATE_BYTES`], and only
 /// one that is empty or looks like a hapwatch state.
@@ -669,11 +678,7 @@ fn read_state_file(path: &Path, shared: bool) -> Result<Option<(Vec<u8>, FileId)
         action,
         source,
     };
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-    {
+    let file = match open_for_reading(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
@@ -788,10 +793,7 @@ fn check_replaceable(path: &Path, shared: bool, known: Option<FileId>) -> Result
                 return Ok(());
             }
             let mut head = Vec::new();
-            let file = OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-                .open(path)
+            let file = open_for_reading(path)
                 .and_then(|f| f.take(MAX_STATE_BYTES).read_to_end(&mut head).map(|_| ()));
             match file {
                 Ok(()) if looks_like_state(&head) => Ok(()),
