@@ -507,57 +507,95 @@ fn smtp_threads_each_incident_under_its_own_firing_mail() {
 // 2. STARTTLS with the test CA, AUTH
 // ---------------------------------------------------------------------------------------
 
+/// Every way to reach a mail server that logs in: STARTTLS (explicit, and as the default)
+/// and implicit TLS with the test CA, and AUTH in plain text where explicitly allowed; the
+/// password from the environment or from a file (whose trailing newline is not part of it).
+/// Each logs in as the right user and delivers the one mail, over TLS unless `tls = "none"`.
 #[test]
-fn smtp_starttls_with_ca_file_and_auth_from_env_and_from_file() {
-    let Some(smtp) = SmtpServer::builder()
-        .require_starttls()
-        .auth("alice", "pw-for-alice")
-        .start_or_skip()
-    else {
-        return;
-    };
-    let ca = smtp.ca_file().unwrap();
-    let ca = toml_str(&ca.display().to_string());
-    let lab = Lab::new(&format!(
-        "{}{}",
-        smtp_notifier(
-            "by_env",
-            smtp.port(),
-            &format!(
-                "tls = \"starttls\"\nca_file = {ca}\nusername = \"alice\"\npassword = \"env:HAPW_SMTP_PW\""
-            )
-        ),
-        // tls defaults to starttls; the password file's trailing newline is not part of it.
-        smtp_notifier(
-            "by_file",
-            smtp.port(),
-            &format!("ca_file = {ca}\nusername = \"alice\"\npassword_file = \"smtp.pw\"")
-        ),
-    ));
-    lab.file("smtp.pw", "pw-for-alice\n");
-    lab.hapwatch()
-        .env("HAPW_SMTP_PW", "pw-for-alice")
-        .args(["run", "--now", &lab.now(0.0)])
-        .run()
-        .success()
-        .stderr_empty();
-    let mails = smtp.messages();
-    assert_eq!(mails.len(), 2, "one mail per notifier");
-    for mail in &mails {
-        assert!(mail.tls, "sent over TLS: {mail:?}");
-        assert!(
-            mail.tls_version
-                .as_deref()
-                .is_some_and(|v| v.starts_with("TLSv1.")),
-            "{:?}",
-            mail.tls_version
-        );
-        assert_eq!(mail.user.as_deref(), Some("alice"));
-        assert_eq!(mail.subject(), Some(SUBJECT_FIRING));
-        assert_eq!(text(mail).trim_end(), BODY_FIRING.trim_end());
+fn smtp_transport_modes_log_in_and_deliver() {
+    enum Mode {
+        StartTls,
+        Implicit,
+        Plain,
     }
-    assert!(smtp.refusals().is_empty(), "{:?}", smtp.refusals());
-    assert!(lab.outbox().is_empty());
+    // (what, server mode, user, notifier settings (`{ca}` is the CA file), password file)
+    let cases = [
+        (
+            "starttls, password from env",
+            Mode::StartTls,
+            "alice",
+            "tls = \"starttls\"\nca_file = {ca}\npassword = \"env:HAPW_SMTP_PW\"",
+            None,
+        ),
+        (
+            "starttls by default, password file",
+            Mode::StartTls,
+            "alice",
+            "ca_file = {ca}\npassword_file = \"smtp.pw\"",
+            Some("pw-for-alice\n"),
+        ),
+        (
+            "implicit tls, password file without a newline",
+            Mode::Implicit,
+            "bob",
+            "tls = \"tls\"\nca_file = {ca}\npassword_file = \"smtp.pw\"",
+            Some("pw-for-bob"),
+        ),
+        (
+            "plain text, explicitly allowed",
+            Mode::Plain,
+            "carol",
+            "tls = \"none\"\npassword = \"env:HAPW_SMTP_PW\"\nallow_insecure_auth = true",
+            None,
+        ),
+    ];
+    for (what, mode, user, settings, password_file) in cases {
+        let password = format!("pw-for-{user}");
+        let builder = SmtpServer::builder();
+        let builder = match mode {
+            Mode::StartTls => builder.require_starttls().auth(user, &password),
+            Mode::Implicit => builder.implicit_tls().auth(user, &password),
+            Mode::Plain => builder.auth_allow_plaintext(user, &password),
+        };
+        let Some(smtp) = builder.start_or_skip() else {
+            return;
+        };
+        let ca = smtp
+            .ca_file()
+            .map(|ca| toml_str(&ca.display().to_string()))
+            .unwrap_or_default();
+        let settings = format!("username = \"{user}\"\n{}", settings.replace("{ca}", &ca));
+        let lab = Lab::new(&smtp_notifier("mail", smtp.port(), &settings));
+        if let Some(contents) = password_file {
+            lab.file("smtp.pw", contents);
+        }
+        lab.hapwatch()
+            .env("HAPW_SMTP_PW", &password)
+            .args(["run", "--now", &lab.now(0.0)])
+            .run()
+            .success()
+            .stdout_empty()
+            .stderr_empty();
+        let mails = smtp.messages();
+        assert_eq!(mails.len(), 1, "{what}");
+        let mail = &mails[0];
+        let tls = !matches!(mode, Mode::Plain);
+        assert_eq!(mail.tls, tls, "{what}: {mail:?}");
+        if tls {
+            assert!(
+                mail.tls_version
+                    .as_deref()
+                    .is_some_and(|v| v.starts_with("TLSv1.")),
+                "{what}: {:?}",
+                mail.tls_version
+            );
+        }
+        assert_eq!(mail.user.as_deref(), Some(user), "{what}");
+        assert_eq!(mail.subject(), Some(SUBJECT_FIRING), "{what}");
+        assert_eq!(text(mail).trim_end(), BODY_FIRING.trim_end(), "{what}");
+        assert!(smtp.refusals().is_empty(), "{what}: {:?}", smtp.refusals());
+        assert!(lab.outbox().is_empty(), "{what}");
+    }
 }
 
 #[test]
@@ -624,8 +662,10 @@ fn smtp_starttls_without_the_ca_fails_on_the_certificate_and_keeps_the_mail() {
 // 3. Implicit TLS
 // ---------------------------------------------------------------------------------------
 
+/// STARTTLS against an implicit-TLS port cannot work (the server waits for a handshake):
+/// an error, not a mail in plain text.
 #[test]
-fn smtp_implicit_tls_with_auth() {
+fn smtp_starttls_against_an_implicit_tls_port_is_an_error() {
     let Some(smtp) = SmtpServer::builder()
         .implicit_tls()
         .auth("bob", "pw-for-bob")
@@ -637,32 +677,21 @@ fn smtp_implicit_tls_with_auth() {
     let lab = Lab::new(&smtp_notifier(
         "mail",
         smtp.port(),
-        &format!("tls = \"tls\"\nca_file = {ca}\nusername = \"bob\"\npassword_file = \"pw\""),
-    ));
-    lab.file("pw", "pw-for-bob");
-    lab.quiet_run(0.0);
-    let mails = smtp.messages();
-    assert_eq!(mails.len(), 1);
-    assert!(mails[0].tls);
-    assert_eq!(mails[0].user.as_deref(), Some("bob"));
-    assert_eq!(mails[0].subject(), Some(SUBJECT_FIRING));
-
-    // STARTTLS against an implicit-TLS port cannot work (the server waits for a
-    // handshake): an error, not a mail in plain text.
-    lab.set_notifiers(&smtp_notifier(
-        "mail",
-        smtp.port(),
         &format!(
             "tls = \"starttls\"\nca_file = {ca}\nusername = \"bob\"\npassword_file = \"pw\"\n\
              timeout = \"2s\"\nretries = 0"
         ),
     ));
-    lab.capture(WEB3_BACK);
-    lab.run_at(60.0).status(1).stderr_contains(&format!(
-        "hapwatch: notifier mail: SMTP 127.0.0.1:{}: ",
-        smtp.port()
-    ));
-    assert_eq!(smtp.messages().len(), 1);
+    lab.file("pw", "pw-for-bob");
+    lab.run_at(0.0)
+        .status(1)
+        .stderr_line_count(1)
+        .stderr_contains(&format!(
+            "hapwatch: notifier mail: SMTP 127.0.0.1:{}: ",
+            smtp.port()
+        ));
+    assert!(smtp.messages().is_empty());
+    assert_eq!(lab.outbox().len(), 1);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -670,7 +699,7 @@ fn smtp_implicit_tls_with_auth() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
-fn smtp_auth_in_plain_text_is_a_config_error_unless_allowed() {
+fn smtp_auth_in_plain_text_is_a_config_error() {
     let Some(smtp) = SmtpServer::builder()
         .auth_allow_plaintext("carol", "pw-for-carol")
         .start_or_skip()
@@ -702,23 +731,6 @@ fn smtp_auth_in_plain_text_is_a_config_error_unless_allowed() {
     }
     assert!(!lab.path("state.json").exists(), "nothing was done");
     assert!(smtp.messages().is_empty() && smtp.refusals().is_empty());
-
-    // Explicitly allowed: it logs in without TLS.
-    lab.set_notifiers(&smtp_notifier(
-        "mail",
-        smtp.port(),
-        &format!("{auth}\nallow_insecure_auth = true"),
-    ));
-    lab.hapwatch()
-        .env("HAPW_SMTP_PW", "pw-for-carol")
-        .args(["run", "--now", "1800000000"])
-        .run()
-        .success()
-        .stderr_empty();
-    let mails = smtp.messages();
-    assert_eq!(mails.len(), 1);
-    assert!(!mails[0].tls);
-    assert_eq!(mails[0].user.as_deref(), Some("carol"));
 }
 
 // ---------------------------------------------------------------------------------------

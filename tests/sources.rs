@@ -56,95 +56,78 @@ fn assert_info_of(haproxy: &Haproxy, source: &Value) {
     assert_eq!(info["Pid"], haproxy.pid().to_string(), "{info}");
 }
 
-/// One HAProxy read through each access path, one `show` each: the same baseline rows;
-/// `show info` through the sockets, none (the key is there, and null) through the stats
-/// page.
+/// Every access path to one HAProxy, each way of giving the stats page its password:
+/// the same baseline rows, in config order, whether the path is read alone or beside the
+/// others; `show info` through the sockets, none (the key is there, and null) through the
+/// stats page.
 #[test]
-fn reads_the_unix_socket_the_tcp_socket_and_the_stats_page_with_an_env_password() {
+fn every_access_path_reads_the_same_rows_alone_and_together() {
     let Some(haproxy) = Haproxy::start_or_skip() else {
         return;
     };
+    // (name, source, has show info)
     let cases = [
+        ("unix", haproxy.source("unix", Access::UserSocket), true),
+        ("tcp", haproxy.source("tcp", Access::Tcp), true),
         (
-            "user-level unix socket",
-            haproxy.source("lb", Access::UserSocket),
-            true,
-        ),
-        ("tcp stats socket", haproxy.source("lb", Access::Tcp), true),
-        (
-            "stats page, password from the environment",
+            "page-env",
             haproxy
-                .source("lb", Access::StatsPage)
+                .source("page-env", Access::StatsPage)
                 .set("password", format!("env:{PW_VAR}")),
             false,
         ),
+        (
+            "page-file",
+            haproxy
+                .source("page-file", Access::StatsPage)
+                .set("password_file", "stats.pw"),
+            false,
+        ),
     ];
-    for (what, source, has_info) in cases {
-        let doc = show_json(&[source]);
-        let source = json_source(&doc, "lb");
+    let show = |sources: &[Source]| {
+        let out = Hapwatch::new()
+            .config_text(config_toml(sources))
+            .env(PW_VAR, Haproxy::STATS_PASSWORD)
+            // As `echo s3cret > stats.pw` writes it: the trailing newline is not part of it.
+            .file("stats.pw", format!("{}\n", Haproxy::STATS_PASSWORD))
+            .args(["show", "--format", "json"])
+            .run();
+        out.success().stderr_empty();
+        out.json()
+    };
+    let check = |doc: &Value, name: &str, has_info: bool| {
+        let source = json_source(doc, name);
         assert_baseline(source);
+        assert_eq!(json_rows(source).len(), Haproxy::BASELINE.len(), "{name}");
         if has_info {
             assert_info_of(&haproxy, source);
         } else {
-            assert_eq!(source.get("info"), Some(&Value::Null), "{what}: {source}");
+            assert_eq!(source.get("info"), Some(&Value::Null), "{name}: {source}");
         }
+    };
+    for (name, source, has_info) in &cases {
+        check(&show(std::slice::from_ref(source)), name, *has_info);
     }
-}
-
-#[test]
-fn reads_the_stats_page_with_a_password_file() {
-    let Some(haproxy) = Haproxy::start_or_skip() else {
-        return;
-    };
-    let page = haproxy
-        .source("lb", Access::StatsPage)
-        .set("password_file", "stats.pw");
-    let out = Hapwatch::new()
-        .config_text(config_toml(&[page]))
-        // As `echo s3cret > stats.pw` writes it: the trailing newline is not part of it.
-        .file("stats.pw", format!("{}\n", Haproxy::STATS_PASSWORD))
-        .env_remove(PW_VAR)
-        .args(["show", "--format", "json"])
-        .run();
-    out.success().stderr_empty();
-    let doc = out.json();
-    let source = json_source(&doc, "lb");
-    assert_baseline(source);
-    assert_eq!(source["info"], Value::Null);
-}
-
-#[test]
-fn all_three_access_paths_report_the_same_rows() {
-    let Some(haproxy) = Haproxy::start_or_skip() else {
-        return;
-    };
-    let doc = show_json(&[
-        haproxy.source("unix", Access::UserSocket),
-        haproxy.source("tcp", Access::Tcp),
-        haproxy
-            .source("http", Access::StatsPage)
-            .set("password", format!("env:{PW_VAR}")),
-    ]);
+    let together: Vec<Source> = cases.iter().map(|(_, s, _)| s.clone()).collect();
+    let doc = show(&together);
     let names: Vec<&Value> = doc["sources"]
         .as_array()
         .unwrap()
         .iter()
         .map(|s| &s["name"])
         .collect();
-    assert_eq!(names, ["unix", "tcp", "http"], "sources keep config order");
-    let [unix, tcp, http] = ["unix", "tcp", "http"].map(|name| json_source(&doc, name));
-    for source in [unix, tcp, http] {
-        assert_baseline(source);
+    assert_eq!(
+        names,
+        ["unix", "tcp", "page-env", "page-file"],
+        "sources keep config order"
+    );
+    for (name, _, has_info) in &cases {
+        check(&doc, name, *has_info);
+        assert_eq!(
+            row_summary(json_source(&doc, name)),
+            row_summary(json_source(&doc, "unix"))
+        );
     }
-    assert_eq!(json_rows(unix).len(), Haproxy::BASELINE.len());
-    assert_eq!(json_rows(tcp).len(), json_rows(unix).len());
-    assert_eq!(json_rows(http).len(), json_rows(unix).len());
-    assert_eq!(row_summary(tcp), row_summary(unix));
-    assert_eq!(row_summary(http), row_summary(unix));
-    // The runtime API has `show info`, the stats page does not.
-    assert_info_of(&haproxy, unix);
-    assert_info_of(&haproxy, tcp);
-    assert_eq!(http["info"], Value::Null);
 }
 
 #[test]
@@ -185,53 +168,51 @@ fn check_connect_reports_version_and_row_counts() {
     }
 }
 
+/// A wrong stats page password, from the environment or from a file, in `show` and in
+/// `check --connect`: one line naming the source and the 401, never the password, and the
+/// other source is still read.
 #[test]
 fn a_wrong_password_is_one_authentication_failure() {
     let Some(haproxy) = Haproxy::start_or_skip() else {
         return;
     };
-    let page = haproxy
-        .source("lb", Access::StatsPage)
-        .set("password", format!("env:{PW_VAR}"));
-    Hapwatch::new()
-        .config_text(config_toml(&[page]))
-        .env(PW_VAR, "hunter2")
-        .arg("show")
-        .run()
-        .status(1)
-        .stdout_empty()
-        .stderr_is(&format!(
-            "hapwatch: source lb: authentication failed (HTTP 401 from {};csv): \
-             check username and password\n",
-            haproxy.stats_url()
-        ))
-        .stderr_lacks("hunter2");
-}
-
-#[test]
-fn a_wrong_password_fails_check_connect_too() {
-    let Some(haproxy) = Haproxy::start_or_skip() else {
-        return;
-    };
-    let page = haproxy
-        .source("lb", Access::StatsPage)
-        .set("password_file", "stats.pw");
-    let out = Hapwatch::new()
-        .config_text(config_toml(&[
-            page,
-            haproxy.source("unix", Access::UserSocket),
-        ]))
-        .file("stats.pw", "hunter2\n")
-        .args(["check", "--connect"])
-        .run();
-    out.status(1)
-        .stderr_line_count(1)
-        .stderr_contains("hapwatch: source lb: authentication failed (HTTP 401")
-        .stdout_contains(&format!(
-            "source unix: HAProxy {}, 10 rows",
-            haproxy.version()
-        ))
-        .stdout_lacks("source lb:");
+    let want = format!(
+        "hapwatch: source lb: authentication failed (HTTP 401 from {};csv): \
+         check username and password\n",
+        haproxy.stats_url()
+    );
+    let by_env = ("password", format!("env:{PW_VAR}"));
+    let by_file = ("password_file", "stats.pw".to_string());
+    for (args, (key, value)) in [
+        (&["show"][..], by_env.clone()),
+        (&["show"][..], by_file.clone()),
+        (&["check", "--connect"][..], by_env),
+        (&["check", "--connect"][..], by_file),
+    ] {
+        let page = haproxy.source("lb", Access::StatsPage).set(key, value);
+        let out = Hapwatch::new()
+            .config_text(config_toml(&[
+                page,
+                haproxy.source("unix", Access::UserSocket),
+            ]))
+            .env(PW_VAR, "hunter2")
+            .file("stats.pw", "hunter2\n")
+            .args(args)
+            .run();
+        out.status(1)
+            .stderr_is(&want)
+            .stderr_lacks("hunter2")
+            .stdout_lacks("hunter2")
+            .stdout_lacks("source lb:");
+        if args[0] == "check" {
+            out.stdout_contains(&format!(
+                "source unix: HAProxy {}, 10 rows",
+                haproxy.version()
+            ));
+        } else {
+            out.stdout_contains(" web3 ");
+        }
+    }
 }
 
 #[test]
