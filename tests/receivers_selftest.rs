@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{require, Alertmanager, HttpReceiver, Respond, SmtpServer, SmtpTls, TestCa};
+use common::{require, Alertmanager, Captured, HttpReceiver, Respond, SmtpServer, SmtpTls, TestCa};
 use serde_json::{json, Value};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -20,39 +20,14 @@ const SEEN: Duration = Duration::from_secs(5);
 
 /// Runs `command` within [`TOOL_GUARD`] and returns (exit code, stdout, stderr).
 fn run_tool(command: &mut Command) -> (Option<i32>, String, String) {
-    let described = format!("{command:?}");
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {described}: {e}"));
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
+    let child = Captured::spawn(command.stdin(Stdio::null()));
+    let described = child.described.clone();
+    let ended = child.wait_within(TOOL_GUARD);
+    let Some(status) = ended.status else {
+        panic!("{described} did not finish within {TOOL_GUARD:?}");
     };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + TOOL_GUARD;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("cannot wait for a tool") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{described} did not finish within {TOOL_GUARD:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    (
-        status.code(),
-        stdout.join().unwrap(),
-        stderr.join().unwrap(),
-    )
+    let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+    (status.code(), text(ended.stdout), text(ended.stderr))
 }
 
 // ---------------------------------------------------------------------------------------

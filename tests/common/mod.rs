@@ -464,25 +464,76 @@ impl Hapwatch {
                 None => command.env_remove(key),
             };
         }
-        command
-            .stdin(if self.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let described = format!("{command:?}");
-
-        let start = Instant::now();
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {described}: {e}"));
+        command.stdin(if self.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = Captured::spawn(&mut command);
         let writer = self.stdin.clone().map(|bytes| {
-            let mut pipe = child.stdin.take().expect("stdin is piped");
+            let mut pipe = child.take_stdin().expect("stdin is piped");
             // A binary that exits without reading all of stdin is not an error here.
             std::thread::spawn(move || drop(pipe.write_all(&bytes)))
         });
+        let described = child.described.clone();
+        let ended = child.wait_within(self.guard);
+        let Some(status) = ended.status else {
+            panic!(
+                "{described} did not exit within {:?} (killed); stderr so far:\n{}",
+                self.guard,
+                String::from_utf8_lossy(&ended.stderr)
+            );
+        };
+        if let Some(writer) = writer {
+            let _ = writer.join();
+        }
+        Output {
+            command: described,
+            code: status.code(),
+            stdout: String::from_utf8(ended.stdout).expect("stdout is not UTF-8"),
+            stderr: String::from_utf8(ended.stderr).expect("stderr is not UTF-8"),
+            elapsed: ended.elapsed,
+            config: self.config.clone(),
+            _dir: self.dir,
+        }
+    }
+}
+
+/// A child process whose stdout and stderr are read to the end by two threads (so a chatty
+/// child never blocks on a full pipe): the one place the tests spawn a command and wait
+/// for it with a limit.
+pub struct Captured {
+    child: std::process::Child,
+    stdout: std::thread::JoinHandle<Vec<u8>>,
+    stderr: std::thread::JoinHandle<Vec<u8>>,
+    started: Instant,
+    /// The command line, for messages.
+    pub described: String,
+}
+
+/// How a [`Captured`] command ended.
+pub struct Ended {
+    /// Its exit status; `None` when it was still running at the limit (then killed).
+    pub status: Option<std::process::ExitStatus>,
+    /// All it wrote on stdout.
+    pub stdout: Vec<u8>,
+    /// All it wrote on stderr.
+    pub stderr: Vec<u8>,
+    /// From spawn to exit (or to the kill).
+    pub elapsed: Duration,
+}
+
+impl Captured {
+    /// Spawns `command` with stdout and stderr piped and drained (stdin as the caller set
+    /// it); panics when it cannot start.
+    pub fn spawn(command: &mut Command) -> Captured {
+        let described = format!("{command:?}");
+        let started = Instant::now();
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {described}: {e}"));
         let drain = |mut pipe: Box<dyn Read + Send>| {
             std::thread::spawn(move || {
                 let mut bytes = Vec::new();
@@ -492,38 +543,40 @@ impl Hapwatch {
         };
         let stdout = drain(Box::new(child.stdout.take().expect("stdout is piped")));
         let stderr = drain(Box::new(child.stderr.take().expect("stderr is piped")));
+        Captured {
+            child,
+            stdout,
+            stderr,
+            started,
+            described,
+        }
+    }
 
-        let deadline = start + self.guard;
+    /// The child's stdin, when the command piped it.
+    pub fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.stdin.take()
+    }
+
+    /// Waits until the child exits, or kills it `limit` after it started.
+    pub fn wait_within(mut self, limit: Duration) -> Ended {
+        let deadline = self.started + limit;
         let status = loop {
-            if let Some(status) = child.try_wait().expect("cannot wait for hapwatch") {
-                break status;
+            if let Some(status) = self.child.try_wait().expect("cannot wait for a child") {
+                break Some(status);
             }
             if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                let err = stderr.join().unwrap_or_default();
-                panic!(
-                    "{described} did not exit within {:?} (killed); stderr so far:\n{}",
-                    self.guard,
-                    String::from_utf8_lossy(&err)
-                );
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
             }
             std::thread::sleep(Duration::from_millis(2));
         };
-        let elapsed = start.elapsed();
-        if let Some(writer) = writer {
-            let _ = writer.join();
-        }
-        let stdout = stdout.join().expect("stdout reader panicked");
-        let stderr = stderr.join().expect("stderr reader panicked");
-        Output {
-            command: described,
-            code: status.code(),
-            stdout: String::from_utf8(stdout).expect("stdout is not UTF-8"),
-            stderr: String::from_utf8(stderr).expect("stderr is not UTF-8"),
+        let elapsed = self.started.elapsed();
+        Ended {
+            status,
+            stdout: self.stdout.join().unwrap_or_default(),
+            stderr: self.stderr.join().unwrap_or_default(),
             elapsed,
-            config: self.config.clone(),
-            _dir: self.dir,
         }
     }
 }

@@ -1,9 +1,9 @@
 //! What the receivers share: the Python that runs their scripts, child processes
 //! started from a script (logged, waited for, killed), start-up limits, and a throw-away CA.
 
-use super::super::{in_ci, temp_dir, test_name};
+use super::super::{in_ci, temp_dir, test_name, Captured};
 use std::fs::OpenOptions;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -100,30 +100,16 @@ pub(super) fn wait_exit(mut child: Child, limit: Duration) -> Result<bool, Strin
 /// Runs `command` to completion within `limit` (killing it after that); panics with its
 /// output when it fails.
 pub(super) fn run_checked(command: &mut Command, limit: Duration) {
-    let described = format!("{command:?}");
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {described}: {e}"));
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            bytes
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("stdout is piped")));
-    let stderr = drain(Box::new(child.stderr.take().expect("stderr is piped")));
-    let status = wait_exit(child, limit);
-    let output = [stdout, stderr]
-        .map(|t| String::from_utf8_lossy(&t.join().unwrap_or_default()).into_owned())
+    let child = Captured::spawn(command.stdin(Stdio::null()));
+    let described = child.described.clone();
+    let ended = child.wait_within(limit);
+    let output = [ended.stdout, ended.stderr]
+        .map(|t| String::from_utf8_lossy(&t).into_owned())
         .concat();
-    match status {
-        Ok(true) => {}
-        Ok(false) => panic!("{described} failed:\n{output}"),
-        Err(e) => panic!("{described}: {e}:\n{output}"),
+    match ended.status {
+        Some(status) if status.success() => {}
+        Some(status) => panic!("{described} failed ({status}):\n{output}"),
+        None => panic!("{described}: did not exit within {limit:?}:\n{output}"),
     }
 }
 
