@@ -17,9 +17,12 @@
 
 mod common;
 
-use common::{edit_capture, fixture_bytes, temp_dir, Alertmanager, Hapwatch, HttpReceiver};
+use common::{
+    edit_capture, fixture_bytes, shipped_rule, temp_dir, unix_now, Alertmanager, Hapwatch,
+    HttpReceiver,
+};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use tempfile::TempDir;
 
@@ -33,25 +36,6 @@ const WEB3_BACK: &str = "haproxy-2.6/check-in-progress.csv";
 
 /// The page the source links to (never contacted: it only travels in the payloads).
 const LINK: &str = "http://127.0.0.1:8404/stats";
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-/// The shipped `[[rule]]` called `name`, verbatim.
-fn shipped_rule(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let start = text
-        .find(&format!("[[rule]]\nname = \"{name}\"\n"))
-        .unwrap_or_else(|| panic!("no rule {name} in {}", path.display()));
-    let rest = &text[start..];
-    let end = rest[1..].find("\n\n").map_or(rest.len(), |i| i + 2);
-    rest[..end].to_string()
-}
 
 /// A config in a temp dir with a `file` source `lb1` (reading `lb1.csv`), `rules`, a state
 /// file, and `rest` (notifiers, `only_if`, …).

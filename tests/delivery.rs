@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{closed_addr, fixture_bytes, temp_dir, Alertmanager, FakeServer, Hapwatch};
+use common::{closed_addr, fixture_bytes, temp_dir, unix_now, Alertmanager, FakeServer, Hapwatch};
 use common::{HttpReceiver, Output, Reply, Respond, SmtpServer};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -117,13 +117,6 @@ fn news(body: &Value) -> &'static str {
 
 fn webhook(name: &str, url: &str, extra: &str) -> String {
     format!("[notifier.{name}]\ntype = \"webhook\"\nurl = \"{url}\"\n{extra}\n\n")
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 fn unix(rfc3339: &Value) -> f64 {
@@ -578,42 +571,27 @@ fn fake_smtp_notifier(port: u16) -> String {
     )
 }
 
-/// One byte every 2 s keeps every read within a 3 s per-read timeout; the attempt must
-/// still end at 3 s. The run then waits for the abandoned session (it might still deliver)
-/// only within what is left of its `run_timeout` (5 s here).
+/// An SMTP server that trickles its replies (one byte every 2 s keeps every read within a
+/// 3 s per-read timeout), and one that goes silent after the mail (no reply to the final
+/// `.`): either way the attempt ends "timed out after 3 s" for the whole session (not an
+/// `os error 11` well after it) and the mail is kept. With the trickler, the run then waits
+/// for the abandoned session (it might still deliver) only within what is left of its
+/// `run_timeout` (5 s here).
 #[test]
-fn a_trickling_smtp_server_cannot_hold_a_run_past_its_timeout() {
-    let smtp = FakeSmtp::start(true);
-    let lab = Lab::new(&format!(
-        "[alerting]\nrun_timeout = \"5s\"\n\n{}",
-        fake_smtp_notifier(smtp.port)
-    ));
-    let out = lab.run_at(0.0);
-    out.status(1)
-        .finished_within(Duration::from_secs(20))
-        .stderr_is(&format!(
-            "hapwatch: notifier mail: SMTP 127.0.0.1:{}: timed out after 3 s (the whole session: \
-             connect, TLS, AUTH and the mail) (kept in the outbox for the next runs)\n",
-            smtp.port
-        ));
-    assert_eq!(lab.outbox().len(), 1);
-}
-
-/// Silent after the mail (no reply to the final `.`): "timed out after 3 s", not an
-/// `os error 11` well after it.
-#[test]
-fn an_smtp_server_silent_after_data_times_out_at_the_deadline() {
-    let smtp = FakeSmtp::start(false);
-    let lab = Lab::new(&fake_smtp_notifier(smtp.port));
-    let out = lab.run_at(0.0);
-    out.status(1)
-        .finished_within(Duration::from_secs(20))
-        .stderr_is(&format!(
-            "hapwatch: notifier mail: SMTP 127.0.0.1:{}: timed out after 3 s (the whole session: \
-             connect, TLS, AUTH and the mail) (kept in the outbox for the next runs)\n",
-            smtp.port
-        ));
-    assert_eq!(lab.outbox().len(), 1);
+fn a_trickling_or_silent_smtp_server_times_out_at_the_session_deadline() {
+    for (trickle, settings) in [(true, "[alerting]\nrun_timeout = \"5s\"\n\n"), (false, "")] {
+        let smtp = FakeSmtp::start(trickle);
+        let lab = Lab::new(&format!("{settings}{}", fake_smtp_notifier(smtp.port)));
+        let out = lab.run_at(0.0);
+        out.status(1)
+            .finished_within(Duration::from_secs(20))
+            .stderr_is(&format!(
+                "hapwatch: notifier mail: SMTP 127.0.0.1:{}: timed out after 3 s (the whole \
+                 session: connect, TLS, AUTH and the mail) (kept in the outbox for the next runs)\n",
+                smtp.port
+            ));
+        assert_eq!(lab.outbox().len(), 1, "trickle: {trickle}");
+    }
 }
 
 /// A webhook answering one byte every 300 ms: each read is quick, the whole answer would

@@ -13,11 +13,11 @@
 mod common;
 
 use common::{
-    closed_addr, fixture_bytes, temp_dir, Access, Alertmanager, Haproxy, Hapwatch, HttpReceiver,
-    Output, ReceivedMail, ReceivedRequest, Respond, SmtpServer,
+    closed_addr, fixture_bytes, shipped_rule, temp_dir, toml_str, Access, Alertmanager, Haproxy,
+    Hapwatch, HttpReceiver, Output, ReceivedMail, ReceivedRequest, Respond, SmtpServer,
 };
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use tempfile::TempDir;
 
@@ -164,25 +164,6 @@ impl Lab {
     fn outbox(&self) -> Vec<Value> {
         self.state()["outbox"].as_array().unwrap().clone()
     }
-}
-
-/// The `[[rule]]` called `name` from the shipped config/rules.toml, verbatim. (Only this
-/// one: between the two captures web1 and web2 also flapped, which ServerFlapped would
-/// report.)
-fn shipped_rule(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let start = text
-        .find(&format!("[[rule]]\nname = \"{name}\"\n"))
-        .unwrap_or_else(|| panic!("no rule {name} in {}", path.display()));
-    let rest = &text[start..];
-    let end = rest[1..].find("\n\n").map_or(rest.len(), |i| i + 2);
-    rest[..end].to_string()
-}
-
-/// A TOML basic string.
-fn toml_str(text: &str) -> String {
-    toml::Value::String(text.to_string()).to_string()
 }
 
 /// `[notifier.NAME]` for an SMTP server on 127.0.0.1:`port`, from [`FROM`] to

@@ -10,7 +10,9 @@
 mod common;
 
 use base64::Engine;
-use common::{closed_addr, fixture_bytes, temp_dir, FakeServer, Hapwatch, HttpReceiver, Reply};
+use common::{
+    closed_addr, fixture_bytes, temp_dir, toml_str, FakeServer, Hapwatch, HttpReceiver, Reply,
+};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -65,11 +67,6 @@ impl Setup {
     fn state_text(&self) -> String {
         std::fs::read_to_string(self.path("state.json")).unwrap()
     }
-}
-
-/// A TOML basic string.
-fn toml_str(text: &str) -> String {
-    toml::Value::String(text.to_string()).to_string()
 }
 
 /// `include` of the shipped default rules.

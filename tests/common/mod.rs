@@ -499,6 +499,32 @@ impl Hapwatch {
     }
 }
 
+/// The `[[rule]]` called `name` from the shipped config/rules.toml, verbatim (a test that
+/// wants one shipped rule and not the others its captures would also trigger).
+pub fn shipped_rule(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text
+        .find(&format!("[[rule]]\nname = \"{name}\"\n"))
+        .unwrap_or_else(|| panic!("no rule {name} in {}", path.display()));
+    let rest = &text[start..];
+    let end = rest[1..].find("\n\n").map_or(rest.len(), |i| i + 2);
+    rest[..end].to_string()
+}
+
+/// `text` as a TOML basic string, quotes and escapes included.
+pub fn toml_str(text: &str) -> String {
+    toml::Value::String(text.to_string()).to_string()
+}
+
+/// Now, as Unix seconds with a fraction.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
 /// A child process whose stdout and stderr are read to the end by two threads (so a chatty
 /// child never blocks on a full pipe): the one place the tests spawn a command and wait
 /// for it with a limit.
