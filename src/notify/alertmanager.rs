@@ -11,37 +11,13 @@
 //! whose `endsAt` has passed, and a clock that stepped back cannot produce `startsAt`
 //! after `endsAt` (which Alertmanager rejects with 400).
 
-use super::HttpRequest;
+use super::{AmConfig, HttpRequest};
 use crate::alert::Labels;
 use crate::secret::SecretRef;
 use crate::text::rfc3339;
 use crate::vocab::AmAlert;
 use serde_json::json;
 use std::collections::HashSet;
-use std::path::PathBuf;
-
-/// `type = "alertmanager"`.
-#[derive(Debug, Clone)]
-pub struct AmConfig {
-    /// Base URLs (`http://127.0.0.1:9093`); any one accepting the alerts is success.
-    pub urls: Vec<String>,
-    /// Basic-auth user (for an Alertmanager behind an authenticating proxy).
-    pub username: Option<String>,
-    /// Basic-auth password.
-    pub password: Option<SecretRef>,
-    /// `Authorization: Bearer …`.
-    pub bearer_token: Option<SecretRef>,
-    /// PEM CA bundle to trust.
-    pub ca_file: Option<PathBuf>,
-    /// Skip certificate verification.
-    pub insecure: bool,
-    /// Push an always-firing `Watchdog` alert every run, so that Alertmanager users can
-    /// route it to a dead man's switch and learn when hapwatch stops running.
-    pub watchdog: bool,
-    /// Push only from the active node of an HA pair (`only_if`), like the other
-    /// notifiers, instead of from every node.
-    pub follow_only_if: bool,
-}
 
 /// Folds a newer push into a pending one: the newer push's alerts, plus the pending
 /// recoveries it does not mention (a recovery must still be told). A pending *firing*

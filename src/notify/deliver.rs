@@ -15,11 +15,11 @@
 //! collected before the run ends.
 
 use super::{
-    alertmanager, smtp, webhook, AmAlert, HttpRequest, Kind, Message, Notifier, Notifiers,
+    alertmanager, smtp, webhook, AmAlert, HttpRequest, Kind, Message, Notifier, NotifierTemplates,
+    Notifiers,
 };
 use crate::alert::Labels;
 use crate::config::Config;
-use crate::rules::template::Templates;
 use crate::state::{State, Status};
 use crate::text::rfc3339;
 use crate::vocab::{Notice, Notification, OutboxItem, Payload};
@@ -101,44 +101,7 @@ pub struct Delivered {
     pub expired: Vec<String>,
 }
 
-/// Templates of the notifiers (`subject`, `body`, `template`), compiled at config load.
-#[derive(Debug, Default)]
-pub struct NotifierTemplates(Templates);
-
-/// Variables a notification template may use: the keys of the hapwatch webhook payload.
-const TEMPLATE_VARIABLES: &[&str] = &[
-    "version",
-    "receiver",
-    "status",
-    "group_key",
-    "group_labels",
-    "common_labels",
-    "common_annotations",
-    "digest",
-    "subject",
-    "text",
-    "firing",
-    "resolved",
-    "still_firing",
-];
-
 impl NotifierTemplates {
-    /// Compiles template `which` of `notifier`.
-    pub fn add(&mut self, notifier: &str, which: &str, source: &str) -> Result<(), String> {
-        let vars = self.0.add(&format!("{notifier}.{which}"), source)?;
-        if let Some(var) = vars
-            .iter()
-            .find(|v| !TEMPLATE_VARIABLES.contains(&v.as_str()))
-        {
-            return Err(format!(
-                "{which}: unknown variable `{var}`{}; variables: {}",
-                crate::rules::expr::suggest(var, TEMPLATE_VARIABLES.iter().copied()),
-                TEMPLATE_VARIABLES.join(", ")
-            ));
-        }
-        Ok(())
-    }
-
     /// Renders template `which` of `notifier` for `n`.
     pub fn render(&self, notifier: &str, which: &str, n: &Notification) -> String {
         let serde_json::Value::Object(map) = webhook::hapwatch_payload(n, notifier) else {
@@ -148,7 +111,7 @@ impl NotifierTemplates {
             .into_iter()
             .map(|(k, v)| (k, minijinja::Value::from(minijinja::value::Serde(v))))
             .collect();
-        self.0.render(&format!("{notifier}.{which}"), vars)
+        self.compiled().render(&format!("{notifier}.{which}"), vars)
     }
 }
 
@@ -560,7 +523,7 @@ fn post(
 /// point neither loses a notification nor sends one for a change it did not record.
 ///
 /// An Alertmanager push is merged into the one still pending for that notifier (latest
-/// state of each alert wins, see [`alertmanager::merge`]), so the outbox holds at most one
+/// state of each alert wins, see `alertmanager::merge`), so the outbox holds at most one
 /// push per Alertmanager notifier, whatever the length of an outage.
 pub fn enqueue(state: &mut State, planned: Vec<(String, Payload)>, now: f64) {
     for (notifier, payload) in planned {

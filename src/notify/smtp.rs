@@ -1,55 +1,13 @@
 //! Mail with lettre: STARTTLS (default), implicit TLS or plain; AUTH only over TLS unless
 //! explicitly allowed.
 
-use super::{Failure, Notifier, RawNotifier};
-use crate::secret::SecretRef;
+use super::{Failure, Notifier, NotifierTemplates, SmtpConfig, TlsMode};
 use crate::vocab::Notification;
 use lettre::message::header::{Header, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, Message};
+use lettre::message::Message;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{SmtpTransport, Transport};
-use std::path::PathBuf;
-
-/// How the SMTP connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    /// `STARTTLS` required (default).
-    Starttls,
-    /// Implicit TLS from the first byte (SMTPS, port 465).
-    Tls,
-    /// Plain text.
-    None,
-}
-
-/// `type = "smtp"`.
-#[derive(Debug, Clone)]
-pub struct SmtpConfig {
-    /// Relay host.
-    pub host: String,
-    /// Port (default 465 with `tls = "tls"`, else 25).
-    pub port: u16,
-    /// Transport security.
-    pub tls: TlsMode,
-    /// AUTH user.
-    pub username: Option<String>,
-    /// AUTH password.
-    pub password: Option<SecretRef>,
-    /// Sender.
-    pub from: Mailbox,
-    /// Recipients.
-    pub to: Vec<Mailbox>,
-    /// Copy recipients.
-    pub cc: Vec<Mailbox>,
-    /// Subject template (default: `[FIRING:3] ServerDown app-main (lb1)`).
-    pub subject: Option<String>,
-    /// Body template (default: the plain-text listing).
-    pub body: Option<String>,
-    /// PEM CA bundle to trust.
-    pub ca_file: Option<PathBuf>,
-    /// Skip certificate verification.
-    pub insecure: bool,
-}
 
 /// A rendered mail.
 #[derive(Debug, Clone)]
@@ -72,87 +30,12 @@ pub struct Mail {
     pub references: Vec<String>,
 }
 
-impl SmtpConfig {
-    pub(super) fn build(
-        raw: &RawNotifier,
-        password: Option<SecretRef>,
-        ca_file: Option<PathBuf>,
-        insecure: bool,
-    ) -> Result<SmtpConfig, String> {
-        let host = raw
-            .host
-            .clone()
-            .ok_or("needs `host`, e.g. host = \"127.0.0.1\"")?;
-        let tls = match raw.tls.as_deref() {
-            None | Some("starttls") => TlsMode::Starttls,
-            Some("tls") => TlsMode::Tls,
-            Some("none") => TlsMode::None,
-            Some(other) => {
-                return Err(format!(
-                    "tls = {other:?}: use \"starttls\", \"tls\" or \"none\""
-                ))
-            }
-        };
-        if raw.username.is_some() != password.is_some() {
-            return Err("AUTH needs both `username` and a password (password_file or password = \"env:NAME\")".into());
-        }
-        if raw.username.is_some()
-            && tls == TlsMode::None
-            && !raw.allow_insecure_auth.unwrap_or(false)
-        {
-            return Err("refusing to send the password in plain text (tls = \"none\"); use tls = \"starttls\" or \"tls\", or set allow_insecure_auth = true".into());
-        }
-        let mailbox = |text: &str| {
-            text.parse::<Mailbox>()
-                .map_err(|e| format!("invalid address {text:?}: {e}"))
-        };
-        let from = mailbox(
-            raw.from
-                .as_deref()
-                .ok_or("needs `from`, e.g. from = \"hapwatch@lb1.example.net\"")?,
-        )?;
-        let to = raw
-            .to
-            .clone()
-            .unwrap_or_default()
-            .iter()
-            .map(|t| mailbox(t))
-            .collect::<Result<Vec<_>, _>>()?;
-        if to.is_empty() {
-            return Err("needs `to`, a list of at least one address".into());
-        }
-        let cc = raw
-            .cc
-            .clone()
-            .unwrap_or_default()
-            .iter()
-            .map(|t| mailbox(t))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(SmtpConfig {
-            host,
-            port: raw
-                .port
-                .unwrap_or(if tls == TlsMode::Tls { 465 } else { 25 }),
-            tls,
-            username: raw.username.clone(),
-            password,
-            from,
-            to,
-            cc,
-            subject: raw.subject.clone(),
-            body: raw.body.clone(),
-            ca_file,
-            insecure,
-        })
-    }
-}
-
 /// Renders `n` as a mail for notifier `notifier`.
 pub(super) fn render(
     notifier: &Notifier,
     cfg: &SmtpConfig,
     n: &Notification,
-    templates: &super::deliver::NotifierTemplates,
+    templates: &NotifierTemplates,
 ) -> Mail {
     let subject = match &cfg.subject {
         Some(_) => templates.render(&notifier.name, "subject", n),

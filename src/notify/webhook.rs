@@ -2,147 +2,12 @@
 //! receivers work unchanged), Slack/Mattermost, or a user template; optional bearer token
 //! and HMAC-SHA256 signature of the body.
 
-use super::{check_url, HttpRequest, Notifier, RawNotifier};
+use super::{HttpRequest, Notifier, NotifierTemplates, WebhookConfig, WebhookFormat};
 use crate::secret::SecretRef;
 use crate::text::rfc3339;
 use crate::vocab::{Notice, Notification};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-
-/// Body formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WebhookFormat {
-    /// hapwatch's JSON, `"version": "1"` (documented in the README).
-    Hapwatch,
-    /// Alertmanager's webhook payload, `"version": "4"`.
-    Alertmanager,
-    /// A Slack incoming-webhook message: one attachment coloured by status (red firing,
-    /// green resolved), the subject as its title, the listing as its text, every
-    /// interpolated value escaped as Slack requires (`&`, `<`, `>`).
-    Slack,
-    /// The same attachment for Mattermost, whose markdown differs: the listing in a code
-    /// block, so that nothing HAProxy reports can mention, link or format.
-    Mattermost,
-    /// The `template` key, rendered.
-    Template,
-}
-
-/// `type = "webhook"`.
-#[derive(Debug, Clone)]
-pub struct WebhookConfig {
-    /// Target.
-    pub url: String,
-    /// `POST` (default) or `PUT`.
-    pub method: String,
-    /// Extra headers. Their values are secrets (an API key, an `Authorization`): a
-    /// secret reference, or inline in a private config only; dry runs redact them.
-    pub headers: BTreeMap<String, SecretRef>,
-    /// `Authorization: Bearer …`.
-    pub bearer_token: Option<SecretRef>,
-    /// HMAC-SHA256 key for the signature header.
-    pub secret: Option<SecretRef>,
-    /// Signature header name (default `X-Hapwatch-Signature`); value `sha256=<hex>`.
-    pub signature_header: String,
-    /// Body format.
-    pub format: WebhookFormat,
-    /// Body template for `format = "template"`.
-    pub template: Option<String>,
-    /// `Content-Type` (default `application/json`).
-    pub content_type: String,
-    /// PEM CA bundle to trust.
-    pub ca_file: Option<PathBuf>,
-    /// Skip certificate verification.
-    pub insecure: bool,
-    /// `externalURL` of the Alertmanager format: the page operators open to act (e.g. the
-    /// stats page, or a dashboard).
-    pub external_url: Option<String>,
-}
-
-impl WebhookConfig {
-    pub(super) fn build(
-        raw: &RawNotifier,
-        bearer_token: Option<SecretRef>,
-        secret: Option<SecretRef>,
-        ca_file: Option<PathBuf>,
-        insecure: bool,
-        private: bool,
-    ) -> Result<WebhookConfig, String> {
-        let url = raw.url.clone().ok_or("needs `url`")?;
-        check_url(&url)?;
-        let format = match raw.format.as_deref() {
-            None | Some("hapwatch") => WebhookFormat::Hapwatch,
-            Some("alertmanager") => WebhookFormat::Alertmanager,
-            Some("slack") => WebhookFormat::Slack,
-            Some("mattermost") => WebhookFormat::Mattermost,
-            Some("template") => WebhookFormat::Template,
-            Some(other) => {
-                return Err(format!(
-                "format = {other:?}: use \"hapwatch\", \"alertmanager\", \"slack\", \"mattermost\" or \"template\""
-            ))
-            }
-        };
-        if let Some(external) = &raw.external_url {
-            check_url(external).map_err(|e| format!("external_url: {e}"))?;
-            if crate::secret::url_has_userinfo(external) {
-                return Err("external_url: no user name or password in it (it is sent to the receiver as is)".into());
-            }
-        }
-        if (format == WebhookFormat::Template) != raw.template.is_some() {
-            return Err("format = \"template\" and `template` go together".into());
-        }
-        let method = raw
-            .method
-            .clone()
-            .unwrap_or_else(|| "POST".into())
-            .to_ascii_uppercase();
-        if !matches!(method.as_str(), "POST" | "PUT" | "PATCH") {
-            return Err(format!("method = {method:?}: use POST, PUT or PATCH"));
-        }
-        for (name, value) in raw.headers.iter().flatten() {
-            if name.is_empty()
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                || value.contains(['\r', '\n'])
-            {
-                return Err(format!("header {name:?}: a name is letters, digits and dashes, and a value is one line"));
-            }
-        }
-        let mut headers = BTreeMap::new();
-        for (name, value) in raw.headers.iter().flatten() {
-            let value = SecretRef::from_value(value);
-            if matches!(value, SecretRef::Inline(_)) && !private {
-                return Err(format!(
-                    "header {name:?}: an inline header value in a config that group or others can read \
-                     (header values are treated as secrets); use {name:?} = \"env:NAME\" or \"credential:NAME\", \
-                     or make the config mode 600"
-                ));
-            }
-            headers.insert(name.clone(), value);
-        }
-        Ok(WebhookConfig {
-            url,
-            method,
-            headers,
-            bearer_token,
-            secret,
-            signature_header: raw
-                .signature_header
-                .clone()
-                .unwrap_or_else(|| "X-Hapwatch-Signature".into()),
-            format,
-            template: raw.template.clone(),
-            content_type: raw
-                .content_type
-                .clone()
-                .unwrap_or_else(|| "application/json".into()),
-            ca_file,
-            insecure,
-            external_url: raw.external_url.clone(),
-        })
-    }
-}
 
 /// Renders the request. Without `secrets`, secret header values are placeholders (a dry
 /// run), so nothing secret is read.
@@ -150,7 +15,7 @@ pub(super) fn render(
     notifier: &Notifier,
     cfg: &WebhookConfig,
     n: &Notification,
-    templates: &super::deliver::NotifierTemplates,
+    templates: &NotifierTemplates,
     secrets: bool,
 ) -> Result<HttpRequest, String> {
     let body = match cfg.format {

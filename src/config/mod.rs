@@ -1,8 +1,10 @@
 //! The TOML configuration: loading, validation, and errors that point at the line.
 
-use crate::notify::{Kind, Notifiers, RawNotifier, Routes};
+pub mod notifier;
+
 use crate::rules::{RawRule, RuleSet};
 use crate::secret::SecretRef;
+use notifier::{Kind, Notifiers, RawNotifier, Routes};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::collections::HashSet;
