@@ -5,10 +5,10 @@ use crate::cli::{
     StateCommand,
 };
 use crate::config::{Config, Endpoint, HttpEndpoint, SourceConfig};
-use crate::error::{Error, Exit, Nagios};
+use crate::error::{Error, Exit};
 use crate::log;
 use crate::notify;
-use crate::report::{self, plural, Named};
+use crate::report::{self, Named};
 use crate::rules::Input;
 use crate::run::{Options, Pipeline, WithoutNotifiers};
 use crate::scope::Scope;
@@ -163,32 +163,15 @@ pub fn check(
         report::source_summary(&mut out, &f.name, snapshot, f.elapsed)?;
     }
     if args.nagios {
-        let failed: Vec<String> = fetched
+        let failed: Vec<(&str, String)> = fetched
             .iter()
             .filter_map(|f| {
-                f.result
-                    .as_ref()
-                    .err()
-                    .map(|e| crate::secret::redact(&format!("source {}: {e}", f.name)))
+                let e = f.result.as_ref().err()?;
+                Some((f.name.as_str(), e.to_string()))
             })
             .collect();
-        let (status, summary) = if failed.is_empty() {
-            (
-                Nagios::Ok,
-                format!("{} read, {rows} rows", plural(fetched.len(), "source")),
-            )
-        } else {
-            (Nagios::Critical, failed.join("; "))
-        };
-        report::nagios_check(
-            &mut out,
-            status,
-            &summary,
-            fetched.len(),
-            failed.len(),
-            rows,
-            started.elapsed(),
-        )?;
+        let status =
+            report::nagios_check(&mut out, &failed, fetched.len(), rows, started.elapsed())?;
         return Ok(Exit::Nagios(status));
     }
     Ok(if trouble {

@@ -552,23 +552,37 @@ pub fn nagios_run(
     Ok(status)
 }
 
-/// `hapwatch check --nagios`: one plugin status line over the sources read.
+/// `hapwatch check --nagios`: one plugin status line over the sources read (`failed`: each
+/// source that could not be read, and why); returns the status it printed.
 pub fn nagios_check(
     out: &mut impl Write,
-    status: crate::error::Nagios,
-    summary: &str,
+    failed: &[(&str, String)],
     sources: usize,
-    unreachable: usize,
     rows: usize,
     elapsed: std::time::Duration,
-) -> io::Result<()> {
+) -> io::Result<crate::error::Nagios> {
+    use crate::error::Nagios;
+    let (status, summary) = if failed.is_empty() {
+        (
+            Nagios::Ok,
+            format!("{} read, {rows} rows", plural(sources, "source")),
+        )
+    } else {
+        let lines: Vec<String> = failed
+            .iter()
+            .map(|(name, e)| crate::secret::redact(&format!("source {name}: {e}")))
+            .collect();
+        (Nagios::Critical, lines.join("; "))
+    };
     writeln!(
         out,
-        "HAPWATCH {} - {} | sources={sources};;;0 unreachable={unreachable};;;0 rows={rows};;;0 time={:.3}s",
+        "HAPWATCH {} - {} | sources={sources};;;0 unreachable={};;;0 rows={rows};;;0 time={:.3}s",
         status.label(),
-        crate::text::one_line(summary),
+        crate::text::one_line(&summary),
+        failed.len(),
         elapsed.as_secs_f64()
-    )
+    )?;
+    Ok(status)
 }
 
 /// `ServerDown app-main/web3 (lb1)`.
