@@ -28,7 +28,7 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = crate::log::Format::Text)]
     pub log_format: crate::log::Format,
 
-    /// State file (overrides the config's [state] file).
+    /// State file (overrides the `file` of the config's state table).
     #[arg(long, global = true, value_name = "FILE")]
     pub state: Option<PathBuf>,
 

@@ -399,7 +399,7 @@ impl RuleSet {
     }
 
     /// Every label name an alert of these rules can carry: the built-in ones (see
-    /// [`RuleSet::alert`] and [`source_unreachable`]) and each rule's static labels.
+    /// `RuleSet::alert` and [`source_unreachable`]) and each rule's static labels.
     pub fn label_names(&self) -> std::collections::BTreeSet<&str> {
         ["alertname", "source", "proxy", "type", "server", "severity"]
             .into_iter()

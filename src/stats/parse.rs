@@ -51,13 +51,13 @@ pub enum ParseError {
     /// Offsets are 32-bit to keep the row index small.
     #[error("dump of {0} bytes is too large (limit 4 GiB)")]
     TooLarge(usize),
-    /// More rows than [`MAX_ROWS`].
+    /// More rows than `MAX_ROWS`.
     #[error("line {line}: more than {MAX_ROWS} rows, far more than any HAProxy dumps; refusing to read more")]
     TooManyRows {
         /// 1-based line number of the first row past the limit.
         line: usize,
     },
-    /// The row index would outgrow [`MAX_INDEX_BYTES`].
+    /// The row index would outgrow `MAX_INDEX_BYTES`.
     #[error("line {line}: the offsets of the fields read so far take more than {} MiB (rows of many, mostly empty fields); refusing to read more", MAX_INDEX_BYTES >> 20)]
     IndexTooLarge {
         /// 1-based line number of the row that passed the limit.
