@@ -35,7 +35,10 @@ fn assert_baseline(source: &Value) {
     let web3 = json_row(source, "app", "web3");
     assert_eq!(web3["state"], "down");
     assert_eq!(web3["status"], "DOWN");
-    assert_eq!(web3["check_status"], "L4CON", "{web3}");
+    // `* L4CON` while a check runs: `show` prints the field as HAProxy does (rules read
+    // it without the marker). Right after a frozen HAProxy is thawed, a check may run.
+    let check = web3["check_status"].as_str().unwrap_or_default();
+    assert_eq!(check.strip_prefix("* ").unwrap_or(check), "L4CON", "{web3}");
     // Numbers are JSON numbers, not strings.
     assert_eq!(json_row(source, "app", "web1")["weight"], 1);
     assert!(web3["chkdown"].as_u64().is_some_and(|n| n >= 1), "{web3}");
