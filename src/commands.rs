@@ -329,15 +329,22 @@ pub fn run(
         }
     };
     let pipeline = Pipeline::new(config, without);
-    let outcome = pipeline.cycle(
-        now,
-        &Options {
-            state_path: state_path.map(Path::to_path_buf),
-            adopt_state,
-            dry_run: args.dry_run,
-            started,
-        },
-    )?;
+    let outcome = pipeline
+        .cycle(
+            now,
+            &Options {
+                state_path: state_path.map(Path::to_path_buf),
+                adopt_state,
+                dry_run: args.dry_run,
+                started,
+            },
+        )
+        .map_err(|failed| {
+            print_problems(&failed.problems);
+            failed.error
+        })?;
+    // A cron run prints at exit: the order of the lines is the order the cycle met them.
+    print_problems(&outcome.problems);
     let mut out = BufWriter::new(std::io::stdout().lock());
     if args.dry_run {
         match args.format {
@@ -359,6 +366,13 @@ pub fn run(
     })
 }
 
+/// Prints a cycle's problems on stderr, each at its level.
+fn print_problems(problems: &[crate::run::Problem]) {
+    for problem in problems {
+        log::log(problem.level, &problem.text);
+    }
+}
+
 /// The state for a command that changes it, or an error for one that is unusable (a
 /// silence edit never replaces what it cannot read: `hapwatch run` moves such a file
 /// aside).
@@ -371,7 +385,12 @@ fn load_for_edit(lock: &Lock) -> Result<State, Error> {
             moved_to,
             lost,
         } => {
-            crate::run::report_salvaged(lock.path(), &moved_to, &lost, false);
+            log::error(crate::run::salvaged_line(
+                lock.path(),
+                &moved_to,
+                &lost,
+                false,
+            ));
             Ok(state)
         }
         Loaded::Corrupt { moved_to, reason } => {
@@ -391,7 +410,7 @@ fn load_for_reading(path: &Path) -> Result<State, Error> {
         Loaded::Ok(s) => Ok(s),
         Loaded::Missing => Ok(State::new()),
         Loaded::Salvaged { state, lost, .. } => {
-            crate::run::report_salvaged(path, path, &lost, true);
+            log::error(crate::run::salvaged_line(path, path, &lost, true));
             Ok(state)
         }
         Loaded::Corrupt { reason, .. } => Err(Error::Input(format!(
