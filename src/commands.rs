@@ -366,6 +366,24 @@ pub fn run(
     })
 }
 
+/// `hapwatch watch`: `run`'s cycle in a loop (see `watch`).
+pub fn watch(
+    config_path: &Path,
+    state_path: Option<&Path>,
+    adopt_state: bool,
+    args: &crate::cli::WatchArgs,
+) -> Result<Exit, Error> {
+    crate::watch::watch(&crate::watch::Settings {
+        config_path: config_path.to_path_buf(),
+        state_path: state_path.map(Path::to_path_buf),
+        adopt_state,
+        every: args.every,
+        without: WithoutNotifiers::Stdout {
+            json: args.format == RunFormat::Json,
+        },
+    })
+}
+
 /// Prints a cycle's problems on stderr, each at its level.
 fn print_problems(problems: &[crate::run::Problem]) {
     for problem in problems {
@@ -553,6 +571,28 @@ pub fn state(
                 }
             }
             out.write_all(crate::secret::redact(&String::from_utf8_lossy(&text)).as_bytes())?;
+        }
+        StateCommand::Check { max_age } => {
+            let current = load_for_reading(path)?;
+            let now = unix_now();
+            let problem = match current.last_run {
+                None => Some(format!(
+                    "state file {}: no run recorded yet; is `hapwatch watch` (or the timer) running?",
+                    path.display()
+                )),
+                Some(at) if now - at > max_age.as_secs_f64() => Some(format!(
+                    "state file {}: the last run was {} ago ({}), more than --max-age {}; is `hapwatch watch` (or the timer) running?",
+                    path.display(),
+                    crate::duration::format_secs((now - at).max(0.0) as u64),
+                    crate::text::rfc3339(at),
+                    crate::duration::format_secs(max_age.as_secs())
+                )),
+                Some(_) => None,
+            };
+            if let Some(problem) = problem {
+                log::error(problem);
+                return Ok(Exit::Trouble);
+            }
         }
         StateCommand::Reset => {
             let lock = Lock::acquire(path, config.state.lock_timeout)?;
