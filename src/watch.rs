@@ -12,8 +12,8 @@
 //!   the lock, so `silence add`, `state show` or a cron `run` by mistake interleave between
 //!   cycles, and a SIGKILL loses what it would lose in a run.
 //! - Cycles start on a fixed schedule (`start + k × every`, no drift). A cycle that takes
-//!   longer than the interval is reported once (a warning; again only after cycles fit
-//!   again), and the next starts at once; the schedule continues from there.
+//!   longer than the interval is reported once per process (a warning; with `-v`, an info
+//!   line for each), and the next starts at once; the schedule continues from there.
 //! - Problems are printed after each cycle as `run` prints them at exit, once per problem
 //!   across cycles; `-v` adds one line per cycle.
 //! - Under systemd (`Type=notify`): `READY=1` once the config is compiled, `WATCHDOG=1`
@@ -84,7 +84,7 @@ pub fn watch(settings: &Settings) -> Result<Exit, Error> {
 
     let mut failing: Option<String> = None;
     let mut reload_error: Option<String> = None;
-    let mut overrunning = false;
+    let mut overrun_said = false;
     let mut next = Instant::now();
     let mut cycles: u64 = 0;
     loop {
@@ -130,24 +130,23 @@ pub fn watch(settings: &Settings) -> Result<Exit, Error> {
         next += settings.every;
         let ended = Instant::now();
         if ended >= next {
-            if !overrunning {
-                log::warn(format!(
-                    "a cycle took {}, more than --every {}: the next starts at once (printed once; again after cycles fit)",
-                    format!("{:.1}s", (ended - started).as_secs_f64()),
-                    show(settings.every)
-                ));
+            // Said once per process: a cycle that waited for the lock (a `silence add`, a
+            // cron `run`) or for a slow HAProxy now and then is not news every time; -v
+            // shows each.
+            let line = format!(
+                "cycle {cycles} took {}, more than --every {}",
+                show(ended - started),
+                show(settings.every)
+            );
+            if overrun_said {
+                log::info(line);
             } else {
-                log::info(format!(
-                    "cycle {cycles} took {}, more than --every {}",
-                    format!("{:.1}s", (ended - started).as_secs_f64()),
-                    show(settings.every)
+                log::warn(format!(
+                    "{line}: the next starts at once, and the schedule continues from there (said once; -v shows every slow cycle)"
                 ));
+                overrun_said = true;
             }
-            overrunning = true;
             next = ended;
-        } else if overrunning {
-            overrunning = false;
-            log::info("cycles fit in --every again");
         }
 
         // The wait: at least one look at the signals, even when the next cycle is due.
@@ -209,10 +208,12 @@ fn reload(settings: &Settings, pipeline: &mut Pipeline, last_error: &mut Option<
     }
 }
 
-/// `10s`, `1m30s`, `1.500s`.
+/// `10s`, `1m30s`, `250ms`, `1.500s`.
 fn show(d: Duration) -> String {
     if d.subsec_nanos() == 0 {
         crate::duration::format_secs(d.as_secs())
+    } else if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
     } else {
         format!("{:.3}s", d.as_secs_f64())
     }
