@@ -273,21 +273,18 @@ impl Signals {
             tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
             tv_nsec: timeout.subsec_nanos() as libc::c_long,
         };
-        loop {
-            // SAFETY: `self.set` is an initialized sigset_t, `timeout` a valid timespec; a
-            // null siginfo pointer is allowed.
-            let signal = unsafe { libc::sigtimedwait(&self.set, std::ptr::null_mut(), &timeout) };
-            if signal >= 0 {
-                return Ok(Some(signal));
-            }
-            let e = std::io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EAGAIN) => return Ok(None),
-                // Another signal (SIGCHLD, SIGWINCH) interrupted the wait; it may end
-                // early, which only makes the caller look again.
-                Some(libc::EINTR) => return Ok(None),
-                _ => return Err(Error::Input(format!("cannot wait for signals: {e}"))),
-            }
+        // SAFETY: `self.set` is an initialized sigset_t, `timeout` a valid timespec; a null
+        // siginfo pointer is allowed.
+        let signal = unsafe { libc::sigtimedwait(&self.set, std::ptr::null_mut(), &timeout) };
+        if signal >= 0 {
+            return Ok(Some(signal));
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            // The timeout; or another signal (SIGCHLD, SIGWINCH) interrupted the wait,
+            // which only makes the caller look at the time again.
+            Some(libc::EAGAIN | libc::EINTR) => Ok(None),
+            _ => Err(Error::Input(format!("cannot wait for signals: {e}"))),
         }
     }
 }
