@@ -85,6 +85,16 @@ impl Drop for Watch {
     }
 }
 
+/// Nothing on stderr but, on a loaded machine, the one line saying that a cycle took
+/// longer than the interval.
+fn assert_quiet(stderr: &str) {
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.is_empty() || (lines.len() == 1 && lines[0].contains("more than --every")),
+        "{stderr}"
+    );
+}
+
 /// `last_run` of the state file (`None`: no state yet).
 fn last_run(state: &Path) -> Option<f64> {
     let text = std::fs::read_to_string(state).ok()?;
@@ -181,7 +191,7 @@ fn watch_notices_a_server_going_down_and_notifies() {
     assert_eq!(firing_for_web1(&hook), 1, "{:?}", hook.requests());
     watch.signal(libc::SIGTERM);
     assert_eq!(watch.wait_exit().code(), Some(0), "{}", watch.stderr());
-    assert_eq!(watch.stderr(), "", "a healthy watch is silent");
+    assert_quiet(&watch.stderr());
 }
 
 #[test]
@@ -306,7 +316,7 @@ fn sighup_with_a_valid_changed_config_applies_it() {
             _ => Ok(()),
         }
     });
-    assert_eq!(watch.stderr(), "");
+    assert_quiet(&watch.stderr());
 }
 
 fn hapwatch(config: &Path, args: &[&str]) -> std::process::Output {
@@ -351,7 +361,7 @@ fn a_silence_added_while_watch_runs_is_honoured_at_the_next_cycle() {
     let shown = hapwatch(&config, &["state", "show", "--format", "json"]);
     let json: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(json["silences"].as_array().map(Vec::len), Some(1), "{json}");
-    assert_eq!(watch.stderr(), "");
+    assert_quiet(&watch.stderr());
 }
 
 #[test]
@@ -504,7 +514,7 @@ fn systemd_hears_ready_watchdog_and_stopping_on_the_notify_socket() {
             &["watch", "--every", "100ms"],
             &[("NOTIFY_SOCKET", &name), ("WATCHDOG_USEC", "5000000")],
         );
-        let mut receive = || {
+        let receive = || {
             let mut buf = [0u8; 512];
             let n = socket
                 .recv(&mut buf)
@@ -523,7 +533,7 @@ fn systemd_hears_ready_watchdog_and_stopping_on_the_notify_socket() {
         }
         assert_eq!(last, "STOPPING=1");
         assert_eq!(watch.wait_exit().code(), Some(0));
-        assert_eq!(watch.stderr(), "");
+        assert_quiet(&watch.stderr());
     }
 }
 
