@@ -600,3 +600,69 @@ fn sigterm_during_a_cycle_lets_it_finish_and_save_then_exits_0() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("hapwatch: source slow: "), "{stderr}");
 }
+
+#[test]
+fn a_long_wait_keeps_the_watchdog_fed() {
+    let dir = temp_dir();
+    let config = file_config(dir.path());
+    let path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(LIMIT)).unwrap();
+    // One cycle an hour, a watchdog of 300 ms: only the wait can keep it fed.
+    let mut watch = Watch::start(
+        &config,
+        &["watch", "--every", "1h"],
+        &[
+            ("NOTIFY_SOCKET", &path.display().to_string()),
+            ("WATCHDOG_USEC", "300000"),
+        ],
+    );
+    let receive = || {
+        let mut buf = [0u8; 512];
+        let n = socket
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("{e}: {}", watch.stderr()));
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(receive().starts_with("READY=1\n"));
+    // The first cycle's, then the wait's.
+    for _ in 0..5 {
+        assert_eq!(receive(), "WATCHDOG=1");
+    }
+    watch.signal(libc::SIGTERM);
+    assert_eq!(watch.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn a_watch_killed_with_sigkill_loses_nothing_a_restart_needs() {
+    let Some(haproxy) = Haproxy::start_or_skip() else {
+        return;
+    };
+    let hook = HttpReceiver::start();
+    let dir = temp_dir();
+    let config = config(&haproxy, dir.path(), &hook.url(), r#"state == "down""#);
+    let state = dir.path().join("state.json");
+    let mut first = Watch::start(&config, &["watch", "--every", "100ms"], &[]);
+    wait_cycles(&mut first, &state, 1);
+    break_web1(&haproxy);
+    wait_until(LIMIT, "the webhook for web1", || {
+        match firing_for_web1(&hook) {
+            0 => Err(first.stderr()),
+            _ => Ok(()),
+        }
+    });
+    // A cycle later (a kill between sending and recording the delivery would re-send it,
+    // at least once, as it would in a run), killed at once, mid-cycle or mid-wait.
+    wait_cycles(&mut first, &state, 1);
+    first.signal(libc::SIGKILL);
+    assert_eq!(first.wait_exit().code(), None);
+
+    // The next watch finds the alert announced: no second notification, no complaint.
+    let mut second = Watch::start(&config, &["watch", "--every", "100ms"], &[]);
+    wait_cycles(&mut second, &state, 3);
+    assert_eq!(firing_for_web1(&hook), 1, "{:?}", hook.requests());
+    second.signal(libc::SIGTERM);
+    assert_eq!(second.wait_exit().code(), Some(0));
+    assert_quiet(&first.stderr());
+    assert_quiet(&second.stderr());
+}
