@@ -47,6 +47,9 @@ pub struct Cli {
 pub enum Command {
     /// The cron job: read every source, evaluate the rules, update the state, notify.
     Run(RunArgs),
+    /// Keep running: a `run` cycle every --every (default 10s) until SIGTERM/SIGINT;
+    /// SIGHUP re-reads the config. For seconds to notify, systemd Type=notify, containers.
+    Watch(WatchArgs),
     /// Print what HAProxy reports, as a table, JSON or CSV.
     Show(ShowArgs),
     /// Validate the config; with --connect, also read every source.
@@ -99,6 +102,17 @@ pub struct RunArgs {
     pub nagios: bool,
 }
 
+/// `hapwatch watch`.
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    /// Time between the starts of two cycles (fixed schedule), e.g. 2s, 10s, 1m.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_interval)]
+    pub every: std::time::Duration,
+    /// Output format of notifications printed on stdout (when no notifier is configured).
+    #[arg(long, value_enum, default_value_t = RunFormat::Text)]
+    pub format: RunFormat,
+}
+
 /// Output formats of `run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RunFormat {
@@ -147,6 +161,13 @@ pub enum StateCommand {
     },
     /// Forget every alert, sample and silence.
     Reset,
+    /// Exit 0 if a run (or a watch cycle) updated the state within --max-age, else print
+    /// why and exit 1: a liveness probe for `hapwatch watch` (Kubernetes exec probe).
+    Check {
+        /// How old the last run may be, e.g. 30s (3 × --every is a good start).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        max_age: std::time::Duration,
+    },
 }
 
 /// `hapwatch eval`.
@@ -183,6 +204,17 @@ pub enum EvalFormat {
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     crate::duration::parse(text)
+}
+
+/// A watch interval: above zero, or the loop would spin.
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let duration = crate::duration::parse(text)?;
+    if duration.is_zero() {
+        return Err(format!(
+            "an interval of {text:?} would start cycles back to back; give a duration above zero, e.g. 10s"
+        ));
+    }
+    Ok(duration)
 }
 
 /// A duration above zero: a silence `--for 0s` would be over before it began.

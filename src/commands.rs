@@ -312,15 +312,22 @@ pub fn run(
         }
     };
     let pipeline = Pipeline::new(config, without);
-    let outcome = pipeline.cycle(
-        now,
-        &Options {
-            state_path: state_path.map(Path::to_path_buf),
-            adopt_state,
-            dry_run: args.dry_run,
-            started,
-        },
-    )?;
+    let outcome = pipeline
+        .cycle(
+            now,
+            &Options {
+                state_path: state_path.map(Path::to_path_buf),
+                adopt_state,
+                dry_run: args.dry_run,
+                started,
+            },
+        )
+        .map_err(|failed| {
+            print_problems(&failed.problems);
+            failed.error
+        })?;
+    // A cron run prints at exit: the order of the lines is the order the cycle met them.
+    print_problems(&outcome.problems);
     let mut out = BufWriter::new(std::io::stdout().lock());
     if args.dry_run {
         match args.format {
@@ -342,6 +349,31 @@ pub fn run(
     })
 }
 
+/// `hapwatch watch`: `run`'s cycle in a loop (see `watch`).
+pub fn watch(
+    config_path: &Path,
+    state_path: Option<&Path>,
+    adopt_state: bool,
+    args: &crate::cli::WatchArgs,
+) -> Result<Exit, Error> {
+    crate::watch::watch(&crate::watch::Settings {
+        config_path: config_path.to_path_buf(),
+        state_path: state_path.map(Path::to_path_buf),
+        adopt_state,
+        every: args.every,
+        without: WithoutNotifiers::Stdout {
+            json: args.format == RunFormat::Json,
+        },
+    })
+}
+
+/// Prints a cycle's problems on stderr, each at its level.
+fn print_problems(problems: &[crate::run::Problem]) {
+    for problem in problems {
+        log::log(problem.level, &problem.text);
+    }
+}
+
 /// The state for a command that changes it, or an error for one that is unusable (a
 /// silence edit never replaces what it cannot read: `hapwatch run` moves such a file
 /// aside).
@@ -354,7 +386,12 @@ fn load_for_edit(lock: &Lock) -> Result<State, Error> {
             moved_to,
             lost,
         } => {
-            crate::run::report_salvaged(lock.path(), &moved_to, &lost, false);
+            log::error(crate::run::salvaged_line(
+                lock.path(),
+                &moved_to,
+                &lost,
+                false,
+            ));
             Ok(state)
         }
         Loaded::Corrupt { moved_to, reason } => {
@@ -374,7 +411,7 @@ fn load_for_reading(path: &Path) -> Result<State, Error> {
         Loaded::Ok(s) => Ok(s),
         Loaded::Missing => Ok(State::new()),
         Loaded::Salvaged { state, lost, .. } => {
-            crate::run::report_salvaged(path, path, &lost, true);
+            log::error(crate::run::salvaged_line(path, path, &lost, true));
             Ok(state)
         }
         Loaded::Corrupt { reason, .. } => Err(Error::Input(format!(
@@ -517,6 +554,28 @@ pub fn state(
                 }
             }
             out.write_all(crate::secret::redact(&String::from_utf8_lossy(&text)).as_bytes())?;
+        }
+        StateCommand::Check { max_age } => {
+            let current = load_for_reading(path)?;
+            let now = unix_now();
+            let problem = match current.last_run {
+                None => Some(format!(
+                    "state file {}: no run recorded yet; is `hapwatch watch` (or the timer) running?",
+                    path.display()
+                )),
+                Some(at) if now - at > max_age.as_secs_f64() => Some(format!(
+                    "state file {}: the last run was {} ago ({}), more than --max-age {}; is `hapwatch watch` (or the timer) running?",
+                    path.display(),
+                    crate::duration::format_secs((now - at).max(0.0) as u64),
+                    crate::text::rfc3339(at),
+                    crate::duration::format_secs(max_age.as_secs())
+                )),
+                Some(_) => None,
+            };
+            if let Some(problem) = problem {
+                log::error(problem);
+                return Ok(Exit::Trouble);
+            }
         }
         StateCommand::Reset => {
             let lock = Lock::acquire(path, config.state.lock_timeout)?;

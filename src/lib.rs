@@ -22,6 +22,7 @@ pub mod rules;
 pub mod ruletest;
 pub mod run;
 pub mod scope;
+pub mod sdnotify;
 pub mod secret;
 pub mod silence;
 pub mod source;
@@ -30,6 +31,7 @@ pub mod stats;
 pub mod text;
 pub mod tls;
 pub mod vocab;
+pub mod watch;
 
 use cli::{Cli, Command};
 use error::{Error, Exit};
@@ -97,6 +99,7 @@ pub fn run(cli: Cli) -> Exit {
     let state = cli.state.as_deref();
     let result = match &cli.command {
         Command::Run(args) => commands::run(&cli.config, state, cli.adopt_state, args),
+        Command::Watch(args) => commands::watch(&cli.config, state, cli.adopt_state, args),
         Command::Silence(cmd) => commands::silence(&cli.config, state, cli.adopt_state, cmd),
         Command::State(cmd) => commands::state(&cli.config, state, cli.adopt_state, cmd),
         Command::NotifyTest { name } => commands::notify_test(&cli.config, name),

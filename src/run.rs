@@ -6,8 +6,10 @@
 //! engine, plans notifications, delivers them write-ahead through the outbox, and pings the
 //! heartbeat. It returns an [`Outcome`] and writes nothing on stdout: turning the outcome
 //! into a table, a dry-run rendering or a Nagios line is `report`'s job. Problems that an
-//! operator must see while the cycle runs (a corrupt state file, a source that fails, a
-//! failed delivery) go to the log on stderr as they happen, as before.
+//! operator must see (a corrupt state file, a source that fails, a failed delivery) are
+//! [`Problem`]s of the outcome, in the order they happened, already deduplicated across
+//! cycles through the state's `problems`: the front end prints them (`hapwatch run` on
+//! stderr at exit, the watch loop after each cycle).
 
 use crate::alert::Labels;
 use crate::config::Config;
@@ -75,9 +77,45 @@ pub struct SourceRead {
     pub elapsed: Duration,
 }
 
+/// A line an operator must see from a cycle, at the level it is to be printed at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Error and Warn lines show by default; Info lines (a problem that lasts, already
+    /// reported when it started) only with `-v`.
+    pub level: log::Level,
+    /// The line, one line, secrets not yet masked (the log masks them).
+    pub text: String,
+    /// For a problem that may last across cycles (`source NAME`, `heartbeat`): its key in
+    /// the state's `problems`, which makes it print once when it starts and once when it
+    /// ends. `None` for a line of this cycle only.
+    pub lasting: Option<String>,
+}
+
+impl Problem {
+    fn new(level: log::Level, text: impl Into<String>) -> Problem {
+        Problem {
+            level,
+            text: text.into(),
+            lasting: None,
+        }
+    }
+}
+
+/// A cycle that failed: the error, and the problems it had met before (a corrupt state
+/// file moved aside, …), which are to be printed before the error.
+#[derive(Debug)]
+pub struct Failed {
+    /// What stopped the cycle.
+    pub error: Error,
+    /// What the cycle met before it stopped, in order.
+    pub problems: Vec<Problem>,
+}
+
 /// What one cycle did.
 #[derive(Debug)]
 pub struct Outcome {
+    /// What an operator must see, in the order it happened (see [`Problem`]).
+    pub problems: Vec<Problem>,
     /// Each source, in config order: rows read or the error.
     pub read: Vec<SourceRead>,
     /// Sources read.
@@ -183,8 +221,25 @@ impl Pipeline {
 
     /// One cycle at time `now` (Unix seconds): lock the state, read every source, step the
     /// engine, deliver (write-ahead), save, ping the heartbeat. A dry run reads the state
-    /// without locking or repairing it and renders instead of delivering.
-    pub fn cycle(&self, now: f64, options: &Options) -> Result<Outcome, Error> {
+    /// without locking or repairing it and renders instead of delivering. Prints nothing:
+    /// what an operator must see is in [`Outcome::problems`] (or [`Failed::problems`]).
+    pub fn cycle(&self, now: f64, options: &Options) -> Result<Outcome, Failed> {
+        let mut problems = Vec::new();
+        match self.cycle_into(now, options, &mut problems) {
+            Ok(mut outcome) => {
+                outcome.problems = problems;
+                Ok(outcome)
+            }
+            Err(error) => Err(Failed { error, problems }),
+        }
+    }
+
+    fn cycle_into(
+        &self,
+        now: f64,
+        options: &Options,
+        problems: &mut Vec<Problem>,
+    ) -> Result<Outcome, Error> {
         let config = &self.config;
         let path = options.state_path.as_deref().unwrap_or(&config.state.file);
         let dry_run = options.dry_run;
@@ -253,7 +308,10 @@ impl Pipeline {
                 moved_to,
                 lost,
             } => {
-                report_salvaged(path, &moved_to, &lost, dry_run);
+                problems.push(Problem::new(
+                    log::Level::Error,
+                    salvaged_line(path, &moved_to, &lost, dry_run),
+                ));
                 trouble = true;
                 state.samples = samples;
                 // Without some of its alerts, the run cannot tell a new problem from one
@@ -270,11 +328,11 @@ impl Pipeline {
                 )
             }
             Loaded::Corrupt { moved_to, reason } => {
-                log::error(format!(
+                problems.push(Problem::new(log::Level::Error, format!(
                     "state file {} was unusable ({reason}); {} and starting from empty state without re-announcing alerts already firing",
                     path.display(),
                     if dry_run { "ignoring it".to_string() } else { format!("moved it to {}", moved_to.display()) }
-                ));
+                )));
                 trouble = true;
                 (State::new(), engine::Quiet::All)
             }
@@ -285,13 +343,17 @@ impl Pipeline {
             match guard.active() {
                 Ok(true) => {}
                 Ok(false) => {
-                    log::info(
+                    problems.push(Problem::new(
+                        log::Level::Info,
                         "only_if: this is not the active node; alerts are tracked, not announced",
-                    );
+                    ));
                     quiet = engine::Quiet::All;
                     standby = true;
                 }
-                Err(e) => log::warn(format!("{e}; notifying as if active")),
+                Err(e) => problems.push(Problem::new(
+                    log::Level::Warn,
+                    format!("{e}; notifying as if active"),
+                )),
             }
         }
 
@@ -307,10 +369,16 @@ impl Pipeline {
             let key = format!("source {}", f.name);
             if dry_run {
                 if let Some(problem) = problem {
-                    log::error(problem);
+                    problems.push(Problem::new(log::Level::Error, problem));
                 }
             } else {
-                report_problem(&mut current.problems, &key, problem, now, log::Level::Error);
+                problems.extend(report_problem(
+                    &mut current.problems,
+                    &key,
+                    problem,
+                    now,
+                    log::Level::Error,
+                ));
             }
         }
         // Problems of sources (or a heartbeat) no longer configured are of no further use.
@@ -348,6 +416,7 @@ impl Pipeline {
         let notifiers = self.notifiers();
 
         let mut outcome = Outcome {
+            problems: Vec::new(),
             read: fetched
                 .iter()
                 .zip(&errors)
@@ -407,7 +476,7 @@ impl Pipeline {
                 &budget,
             );
             for line in delivered.failed.iter().chain(&delivered.expired) {
-                log::error(line);
+                problems.push(Problem::new(log::Level::Error, line.clone()));
             }
             trouble |= !delivered.failed.is_empty() || !delivered.expired.is_empty();
             outcome.sent = delivered.sent.len();
@@ -417,13 +486,15 @@ impl Pipeline {
                     .ping(!trouble, budget.limit(heartbeat.timeout))
                     .err();
                 // Saved again only when the heartbeat starts or stops failing.
-                if report_problem(
+                let before = current.problems.get("heartbeat").copied();
+                problems.extend(report_problem(
                     &mut current.problems,
                     "heartbeat",
                     problem,
                     now,
                     log::Level::Warn,
-                ) {
+                ));
+                if current.problems.get("heartbeat").copied() != before {
                     lock.save(&current)?;
                 }
             }
@@ -446,40 +517,46 @@ impl Pipeline {
     }
 }
 
-/// Logs a problem that may last across runs (`problem`: its line now, `None`: not
-/// present now) at `level` when it starts, and when it ends; while it lasts, only with
-/// `-v`. `problems` (in the state) remembers what was reported. True when it changed.
+/// The line for a problem that may last across runs (`problem`: its line now, `None`: not
+/// present now): at `level` when it starts, a warning when it ends; while it lasts, an
+/// info line (shown with `-v`). `problems` (in the state) remembers what was reported.
 fn report_problem(
     problems: &mut std::collections::BTreeMap<String, f64>,
     key: &str,
     problem: Option<String>,
     now: f64,
     level: log::Level,
-) -> bool {
-    match (problem, problems.get(key).copied()) {
+) -> Option<Problem> {
+    let (level, text) = match (problem, problems.get(key).copied()) {
         (Some(line), None) => {
-            log::log(level, line);
             problems.insert(key.to_string(), now);
-            true
+            (level, line)
         }
-        (Some(line), Some(since)) => {
-            log::info(format!(
+        (Some(line), Some(since)) => (
+            log::Level::Info,
+            format!(
                 "{line} (reported at {}; printed again when it ends)",
                 crate::text::rfc3339(since)
-            ));
-            false
-        }
+            ),
+        ),
         (None, Some(since)) => {
-            log::warn(format!(
-                "{key} is fine again (it failed from {} to {})",
-                crate::text::rfc3339(since),
-                crate::text::rfc3339(now)
-            ));
             problems.remove(key);
-            true
+            (
+                log::Level::Warn,
+                format!(
+                    "{key} is fine again (it failed from {} to {})",
+                    crate::text::rfc3339(since),
+                    crate::text::rfc3339(now)
+                ),
+            )
         }
-        (None, None) => false,
-    }
+        (None, None) => return None,
+    };
+    Some(Problem {
+        level,
+        text,
+        lasting: Some(key.to_string()),
+    })
 }
 
 /// The identity a state file records for a config: its absolute path as given. Not the
@@ -492,8 +569,8 @@ pub fn config_id(config: &Config) -> String {
         .to_string()
 }
 
-/// Logs one line for a state file that was read only in part.
-pub fn report_salvaged(path: &Path, moved_to: &Path, lost: &[String], dry_run: bool) {
+/// The line for a state file that was read only in part.
+pub fn salvaged_line(path: &Path, moved_to: &Path, lost: &[String], dry_run: bool) -> String {
     const SHOWN: usize = 3;
     let mut parts = lost
         .iter()
@@ -504,7 +581,7 @@ pub fn report_salvaged(path: &Path, moved_to: &Path, lost: &[String], dry_run: b
     if lost.len() > SHOWN {
         parts.push_str(&format!("; and {} more", lost.len() - SHOWN));
     }
-    log::error(crate::text::one_line(&format!(
+    crate::text::one_line(&format!(
         "state file {} had unreadable parts, dropped: {parts}; kept everything else (outbox included){}",
         path.display(),
         if dry_run {
@@ -512,5 +589,5 @@ pub fn report_salvaged(path: &Path, moved_to: &Path, lost: &[String], dry_run: b
         } else {
             format!("; the original is now {}", moved_to.display())
         }
-    )));
+    ))
 }

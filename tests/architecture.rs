@@ -15,7 +15,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("0 primitives", &["text", "duration", "secret", "tls"]),
     (
         "1 shared vocabulary and infrastructure",
-        &["alert", "stats", "log", "http", "ha"],
+        &["alert", "stats", "log", "http", "ha", "sdnotify"],
     ),
     (
         "2 vocabulary built on it",
@@ -28,7 +28,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("7 run pipeline", &["run"]),
     ("8 front-end parts", &["cli", "init", "ruletest"]),
     ("9 output formats", &["report"]),
-    ("10 commands", &["commands"]),
+    ("10 long-running front end", &["watch"]),
+    ("11 commands", &["commands"]),
 ];
 
 /// Edges the table forbids that the code still has, each with what removing it takes.

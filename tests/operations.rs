@@ -430,7 +430,12 @@ fn systemd_units_verify() {
     let page = Hapwatch::new().arg("man").run();
     std::fs::write(man.join("hapwatch.1"), &page.stdout).unwrap();
     let mut units = Vec::new();
-    for unit in ["hapwatch.service", "hapwatch.timer", "hapwatch-15s.timer"] {
+    for unit in [
+        "hapwatch.service",
+        "hapwatch.timer",
+        "hapwatch-15s.timer",
+        "hapwatch-watch.service",
+    ] {
         let text = std::fs::read_to_string(repo(&format!("examples/systemd/{unit}"))).unwrap();
         // The unit names the binary bare (systemd finds it in /usr/local/bin or /usr/bin,
         // so it fits a source install and the .deb alike); here, the one under test.

@@ -4,6 +4,7 @@
 //! as known.
 
 use hapwatch::config::Config;
+use hapwatch::log::Level;
 use hapwatch::run::{Options, Pipeline, WithoutNotifiers};
 use std::path::Path;
 use std::time::Instant;
@@ -11,8 +12,13 @@ use std::time::Instant;
 const NOW: f64 = 1_800_000_000.0;
 
 fn pipeline(dir: &Path) -> Pipeline {
-    let dump =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/haproxy-2.6/backend-down.csv");
+    pipeline_reading(
+        dir,
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/haproxy-2.6/backend-down.csv"),
+    )
+}
+
+fn pipeline_reading(dir: &Path, dump: &Path) -> Pipeline {
     let config = dir.join("hapwatch.toml");
     std::fs::write(
         &config,
@@ -78,4 +84,65 @@ fn a_cycle_returns_what_it_read_and_decided_and_a_dry_run_saves_nothing() {
     let second = pipeline.cycle(NOW + 60.0, &options(false)).unwrap();
     assert_eq!(second.firing, first.firing);
     assert!(second.step.notifications.is_empty(), "{second:?}");
+}
+
+#[test]
+fn a_cycle_returns_its_problems_as_values_once_per_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("dump.csv");
+    let pipeline = pipeline_reading(dir.path(), &dump);
+    std::fs::write(
+        dir.path().join("state.json"),
+        "{\"version\": 1, \"alerts\": [oops",
+    )
+    .unwrap();
+
+    // A corrupt state file and a source that fails: two error lines, in that order.
+    let first = pipeline.cycle(NOW, &options(false)).unwrap();
+    let lines: Vec<_> = first
+        .problems
+        .iter()
+        .map(|p| (p.level, p.lasting.as_deref()))
+        .collect();
+    assert_eq!(
+        lines,
+        [(Level::Error, None), (Level::Error, Some("source lb1"))],
+        "{:?}",
+        first.problems
+    );
+    assert!(
+        first.problems[0].text.contains("was unusable"),
+        "{:?}",
+        first.problems
+    );
+    assert!(
+        first.problems[1].text.starts_with("source lb1: "),
+        "{:?}",
+        first.problems
+    );
+
+    // The source still fails: reported at info only (shown with -v), once per cycle.
+    let second = pipeline.cycle(NOW + 60.0, &options(false)).unwrap();
+    assert_eq!(second.problems.len(), 1, "{:?}", second.problems);
+    assert_eq!(second.problems[0].level, Level::Info);
+    assert!(second.problems[0]
+        .text
+        .contains("printed again when it ends"));
+
+    // It answers again: one warning that it is fine.
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/haproxy-2.6/backend-down.csv"),
+        &dump,
+    )
+    .unwrap();
+    let third = pipeline.cycle(NOW + 120.0, &options(false)).unwrap();
+    assert_eq!(third.problems.len(), 1, "{:?}", third.problems);
+    assert_eq!(third.problems[0].level, Level::Warn);
+    assert!(
+        third.problems[0].text.contains("is fine again"),
+        "{:?}",
+        third.problems
+    );
+    let fourth = pipeline.cycle(NOW + 180.0, &options(false)).unwrap();
+    assert!(fourth.problems.is_empty(), "{:?}", fourth.problems);
 }
