@@ -222,6 +222,7 @@ pub fn eval(config_path: &Path, args: &EvalArgs) -> Result<Exit, Error> {
             name: args.source.clone(),
             endpoint,
             timeout: crate::config::DEFAULT_TIMEOUT,
+            labels: Default::default(),
             line: 0,
         })
         .map_err(|e| Error::Input(format!("{}: {e}", path.display())))
@@ -239,6 +240,7 @@ pub fn eval(config_path: &Path, args: &EvalArgs) -> Result<Exit, Error> {
     let alerts = config.rules.evaluate(
         &Input {
             source: &args.source,
+            labels: config.source_labels(&args.source),
             snapshot: &snapshot,
             previous: previous.as_ref(),
             now,

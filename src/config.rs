@@ -110,6 +110,9 @@ pub struct SourceConfig {
     pub endpoint: Endpoint,
     /// Budget for connecting and for the whole read.
     pub timeout: Duration,
+    /// Labels added to every alert from this source (`[source_defaults]` labels merged
+    /// with its own `labels`, empty values dropped).
+    pub labels: crate::alert::Labels,
     /// Line of the `[[source]]` entry in the config, for messages.
     pub line: usize,
 }
@@ -188,6 +191,7 @@ struct RawConfig {
     source: Vec<Spanned<RawSource>>,
     #[serde(default)]
     include: Vec<Spanned<String>>,
+    source_defaults: Option<Spanned<RawSourceDefaults>>,
     only_if: Option<Spanned<crate::ha::OnlyIf>>,
     heartbeat: Option<Spanned<crate::heartbeat::Heartbeat>>,
     #[serde(default)]
@@ -227,6 +231,19 @@ struct RawSource {
     #[serde(default, deserialize_with = "crate::duration::deserialize_opt")]
     timeout: Option<Duration>,
     link: Option<String>,
+    labels: Option<RawLabels>,
+}
+
+/// A `labels = { … }` table, each name with its place in the file.
+type RawLabels = BTreeMap<Spanned<String>, String>;
+
+/// `[source_defaults]`: what every `[[source]]` gets unless it says otherwise.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSourceDefaults {
+    #[serde(default, deserialize_with = "crate::duration::deserialize_opt")]
+    timeout: Option<Duration>,
+    labels: Option<RawLabels>,
 }
 
 /// The stats page of `url` as a link anyone may see: without `user:password@`, query or
@@ -303,6 +320,18 @@ impl Config {
             at(offset, explain_toml_error(e.message()))
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
+        let defaults = raw
+            .source_defaults
+            .map(Spanned::into_inner)
+            .unwrap_or_default();
+        if defaults.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(at(
+                0,
+                "[source_defaults] timeout must be more than 0s (e.g. \"5s\")".into(),
+            ));
+        }
+        let default_labels = check_labels(defaults.labels.as_ref(), &crate::alert::Labels::new())
+            .map_err(|(o, m)| at(o, format!("[source_defaults] {m}")))?;
         let mut names = HashSet::new();
         let mut links = BTreeMap::new();
         let mut sources = Vec::with_capacity(raw.source.len());
@@ -374,14 +403,22 @@ impl Config {
             } else if let Endpoint::Http(http) = &endpoint {
                 links.insert(name.clone(), public_link(&http.url));
             }
+            let labels = check_labels(src.labels.as_ref(), &default_labels)
+                .map_err(|(o, m)| at(o, format!("source {name:?}: {m}")))?;
             sources.push(SourceConfig {
                 name,
                 endpoint,
-                timeout: src.timeout.unwrap_or(DEFAULT_TIMEOUT),
+                timeout: src.timeout.or(defaults.timeout).unwrap_or(DEFAULT_TIMEOUT),
+                labels,
                 line: line_col(text, offset).0,
             });
         }
         let mut rules = RuleSet::default();
+        rules.add_source_labels(
+            sources
+                .iter()
+                .flat_map(|s| s.labels.keys().map(String::as_str)),
+        );
         rules
             .add(raw.rule, text)
             .map_err(|(offset, message)| at(offset, message))?;
@@ -487,6 +524,13 @@ impl Config {
     /// The source called `name`.
     pub fn source(&self, name: &str) -> Option<&SourceConfig> {
         self.sources.iter().find(|s| s.name == name)
+    }
+
+    /// The labels of the source called `name` (none for a source the config does not
+    /// have, e.g. `hapwatch eval --source`).
+    pub fn source_labels(&self, name: &str) -> &crate::alert::Labels {
+        static NONE: crate::alert::Labels = crate::alert::Labels::new();
+        self.source(name).map_or(&NONE, |s| &s.labels)
     }
 }
 
@@ -654,6 +698,26 @@ fn endpoint(src: &RawSource, base: &Path) -> Result<Endpoint, String> {
             None => unreachable!("exactly one endpoint key is set"),
         }
     })
+}
+
+/// Checks a `labels` table and merges it over `defaults`: a label set to `""` removes
+/// the default (an empty value means "no such label", as in Alertmanager). Errors carry
+/// the offset of the offending name.
+fn check_labels(
+    raw: Option<&RawLabels>,
+    defaults: &crate::alert::Labels,
+) -> Result<crate::alert::Labels, (usize, String)> {
+    let mut labels = defaults.clone();
+    for (name, value) in raw.into_iter().flatten() {
+        crate::rules::check_label_name(name.get_ref())
+            .map_err(|m| (name.span().start, format!("labels: {m}")))?;
+        if value.is_empty() {
+            labels.remove(name.get_ref());
+        } else {
+            labels.insert(name.get_ref().clone(), value.clone());
+        }
+    }
+    Ok(labels)
 }
 
 /// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" into a suggestion.
@@ -905,6 +969,64 @@ file = "-"
         ))
         .unwrap_err();
         assert!(err.contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn source_labels_merge_over_source_defaults() {
+        let cfg = parse(
+            r#"
+[source_defaults]
+timeout = "2s"
+labels = { env = "prod", dc = "fra1" }
+
+[[source]]
+name = "lb1"
+file = "a.csv"
+labels = { dc = "ams1", rack = "r7" }
+
+[[source]]
+name = "lb2"
+file = "b.csv"
+timeout = "9s"
+labels = { env = "" }
+"#,
+        )
+        .unwrap();
+        let labels = |i: usize| -> Vec<(String, String)> {
+            cfg.sources[i].labels.clone().into_iter().collect()
+        };
+        let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> {
+            p.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            labels(0),
+            pairs(&[("dc", "ams1"), ("env", "prod"), ("rack", "r7")])
+        );
+        assert_eq!(labels(1), pairs(&[("dc", "fra1")]), "empty drops a default");
+        assert_eq!(cfg.sources[0].timeout, Duration::from_secs(2));
+        assert_eq!(cfg.sources[1].timeout, Duration::from_secs(9));
+        assert!(cfg.rules.label_names().contains("rack"));
+    }
+
+    #[test]
+    fn bad_source_labels_cite_the_label() {
+        let err = parse(
+            "[[source]]\nname = \"a\"\nfile = \"x\"\nlabels = { dc = \"x\", proxy = \"p\" }\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "/etc/hw/h.toml:4:22: source \"a\": labels: label `proxy` is set by hapwatch; pick another name"
+        );
+        let err = parse("[source_defaults]\nlabels = { \"my-dc\" = \"x\" }\n").unwrap_err();
+        assert_eq!(
+            err,
+            "/etc/hw/h.toml:2:12: [source_defaults] labels: label name `my-dc`: use letters, digits and `_`"
+        );
+        let err = parse("[source_defaults]\ntimeuot = \"1s\"\n").unwrap_err();
+        assert!(err.contains("did you mean `timeout`"), "{err}");
     }
 
     #[test]

@@ -85,7 +85,13 @@ impl<'r> Watch<'r> {
             source,
             now,
             previous,
-            evaluation: Evaluation::new(&config.rules, source, now, None),
+            evaluation: Evaluation::new(
+                &config.rules,
+                source,
+                config.source_labels(source),
+                now,
+                None,
+            ),
             capture: Capture::new(config.rules.counter_columns()),
             unchecked: Vec::new(),
             counters_reset: true,
@@ -254,9 +260,11 @@ pub fn step(
             }
             Err(ref error) => {
                 failed.insert(source.name);
-                outcome
-                    .active
-                    .push(rules::source_unreachable(source.name, error));
+                outcome.active.push(rules::source_unreachable(
+                    source.name,
+                    config.source_labels(source.name),
+                    error,
+                ));
             }
         }
     }
@@ -284,6 +292,9 @@ pub fn step(
             .silences
             .iter()
             .any(|s| s.silences(&alert.labels, now));
+        if !state.alerts.contains_key(&fingerprint) {
+            adopt_without_source_labels(config, state, alert, rule, &fingerprint);
+        }
         let previous = state.alerts.get(&fingerprint).map(|s| s.status);
         let entry = state
             .alerts
@@ -483,6 +494,60 @@ fn still_firing(
             (notice, rule.map(|r| r.notify.clone()).unwrap_or_default())
         })
         .collect()
+}
+
+/// Source labels with more names than this are not tried one subset at a time when an
+/// alert is adopted (2^N label sets); only "all of them" is.
+const ADOPT_SUBSETS_UP_TO: usize = 8;
+
+/// Source labels are part of an alert's identity (its fingerprint), so a state written
+/// before a source had them (an upgrade, or labels added to a source later) knows its
+/// alerts under other fingerprints. An alert new by fingerprint takes over the entry of
+/// the same alert without some of its source's labels, so that a firing problem is not
+/// announced again (nor its old identity resolved). Labels the rule sets itself are part
+/// of the identity either way and are never left out.
+fn adopt_without_source_labels(
+    config: &Config,
+    state: &mut State,
+    alert: &Alert,
+    rule: Option<&rules::Rule>,
+    fingerprint: &str,
+) {
+    let source = alert.label("source");
+    let added: Vec<&String> = config
+        .source_labels(source)
+        .iter()
+        .filter(|(name, value)| {
+            alert.labels.get(*name) == Some(*value)
+                && !rule.is_some_and(|r| r.labels.contains_key(*name))
+        })
+        .map(|(name, _)| name)
+        .collect();
+    if added.is_empty() {
+        return;
+    }
+    let subsets: Vec<u64> = if added.len() <= ADOPT_SUBSETS_UP_TO {
+        // Every non-empty subset, the largest (all labels) first: the likeliest past.
+        let all = (1u64 << added.len()) - 1;
+        let mut subsets: Vec<u64> = (1..=all).collect();
+        subsets.sort_by_key(|s| std::cmp::Reverse(s.count_ones()));
+        subsets
+    } else {
+        vec![u64::MAX]
+    };
+    for subset in subsets {
+        let mut labels = alert.labels.clone();
+        for (i, name) in added.iter().enumerate() {
+            if subset & (1 << i.min(63)) != 0 {
+                labels.remove(*name);
+            }
+        }
+        let old = crate::alert::Fingerprint::of(&labels).to_string();
+        if let Some(entry) = state.alerts.remove(&old) {
+            state.alerts.insert(fingerprint.to_string(), entry);
+            return;
+        }
+    }
 }
 
 fn new_episode(alert: &Alert, now: f64) -> AlertState {

@@ -270,6 +270,7 @@ fn load_snapshot(step: &Step, base: &Path) -> Result<Option<Snapshot>, String> {
                 name: "test".into(),
                 endpoint: crate::config::Endpoint::File(path.clone()),
                 timeout: crate::config::DEFAULT_TIMEOUT,
+                labels: Default::default(),
                 line: 0,
             };
             source::fetch(&source)

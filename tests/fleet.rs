@@ -1,0 +1,265 @@
+//! Many load balancers: source labels on alerts (rules, templates, grouping), and an
+//! upgrade from a state written before sources had labels.
+
+mod common;
+
+use common::{fixture_bytes, Hapwatch, Output};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use tempfile::TempDir;
+
+/// A config in a temp dir with `file` sources.
+struct Setup {
+    dir: TempDir,
+    config: PathBuf,
+}
+
+impl Setup {
+    fn new(body: &str) -> Setup {
+        let dir = common::temp_dir();
+        let config = dir.path().join("hapwatch.toml");
+        std::fs::write(&config, format!("{body}\n[state]\nfile = \"state.json\"\n")).unwrap();
+        Setup { dir, config }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn capture(&self, name: &str, fixture: &str) -> &Setup {
+        std::fs::write(self.path(name), fixture_bytes(fixture)).unwrap();
+        self
+    }
+
+    fn run(&self, now: f64) -> Output {
+        Hapwatch::new()
+            .config_path(&self.config)
+            .args(["run", "--format", "json", "--now", &now.to_string()])
+            .run()
+    }
+
+    /// The notifications one run printed (one JSON object per line).
+    fn notifications(&self, now: f64) -> Vec<Value> {
+        let out = self.run(now);
+        notifications_of(&out)
+    }
+}
+
+fn notifications_of(out: &Output) -> Vec<Value> {
+    out.stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn firing(notifications: &[Value]) -> Vec<&Value> {
+    notifications
+        .iter()
+        .flat_map(|n| n["firing"].as_array().unwrap())
+        .collect()
+}
+
+const NOW: f64 = 1_800_000_000.0;
+
+#[test]
+fn source_labels_reach_alerts_rules_templates_and_grouping() {
+    let s = Setup::new(
+        r#"
+[source_defaults]
+labels = { env = "prod", dc = "fra1" }
+
+[[source]]
+name = "lb1"
+file = "lb1.csv"
+
+[[source]]
+name = "lb2"
+file = "lb2.csv"
+labels = { dc = "ams1" }
+
+[[source]]
+name = "lb3"
+file = "missing.csv"
+labels = { env = "" }
+
+[alerting]
+group_by = ["dc"]
+
+[[rule]]
+name = "Down"
+scope = { type = "server", server = "web3", labels = { dc = "fra*" } }
+when = 'state == "down" and label("env") == "prod"'
+summary = "{{ server }} down in {{ dc }} ({{ labels.env }})"
+
+[[rule]]
+name = "DownAms"
+scope = { type = "server", server = "web3", source = "lb2" }
+when = 'state == "down"'
+severity = "critical"
+"#,
+    );
+    s.capture("lb1.csv", "haproxy-2.6/down-after-kill.csv");
+    s.capture("lb2.csv", "haproxy-2.6/down-after-kill.csv");
+    let out = s.run(NOW);
+    let notifications = notifications_of(&out);
+    let mut groups: Vec<String> = notifications
+        .iter()
+        .map(|n| n["group_labels"].to_string())
+        .collect();
+    groups.sort();
+    assert_eq!(
+        groups,
+        [r#"{"dc":"ams1"}"#, r#"{"dc":"fra1"}"#],
+        "{}",
+        out.stdout
+    );
+    let mut alerts: Vec<String> = firing(&notifications)
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {} {} | {}",
+                a["labels"]["alertname"].as_str().unwrap(),
+                a["labels"]["source"].as_str().unwrap(),
+                serde_json::to_string(&a["labels"]).unwrap(),
+                a["annotations"]["summary"].as_str().unwrap_or("")
+            )
+        })
+        .map(|line| {
+            line.split(" | ").next().unwrap().to_string()
+                + " | "
+                + line.split(" | ").nth(1).unwrap()
+        })
+        .collect();
+    alerts.sort();
+    let expected = [
+        // Down: only fra* sources whose env is prod; DownAms: only lb2. lb3 cannot be read
+        // and says so with its own labels (env dropped by its empty value).
+        r#"Down lb1 {"alertname":"Down","dc":"fra1","env":"prod","proxy":"app-main","server":"web3","severity":"warning","source":"lb1","type":"server"} | web3 down in fra1 (prod)"#,
+        r#"DownAms lb2 {"alertname":"DownAms","dc":"ams1","env":"prod","proxy":"app-main","server":"web3","severity":"critical","source":"lb2","type":"server"} | "#,
+        r#"SourceUnreachable lb3 {"alertname":"SourceUnreachable","dc":"fra1","severity":"critical","source":"lb3"} | "#,
+    ];
+    for (got, want) in alerts.iter().zip(expected) {
+        assert!(got.starts_with(want), "got  {got}\nwant {want}");
+    }
+    assert_eq!(alerts.len(), 3, "{alerts:#?}");
+}
+
+#[test]
+fn a_rule_label_wins_over_a_source_label_and_empty_values_are_not_identity() {
+    let s = Setup::new(
+        r#"
+[[source]]
+name = "lb1"
+file = "lb1.csv"
+labels = { team = "net", env = "prod" }
+
+[[rule]]
+name = "Down"
+scope = { type = "server", server = "web3" }
+when = 'state == "down"'
+labels = { team = "payments" }
+"#,
+    );
+    s.capture("lb1.csv", "haproxy-2.6/down-after-kill.csv");
+    let n = s.notifications(NOW);
+    let alert = firing(&n)[0];
+    assert_eq!(alert["labels"]["team"], "payments");
+    assert_eq!(alert["labels"]["env"], "prod");
+    // The fingerprint is Alertmanager's over exactly these labels.
+    let labels: hapwatch::alert::Labels = serde_json::from_value(alert["labels"].clone()).unwrap();
+    assert_eq!(
+        alert["fingerprint"].as_str().unwrap(),
+        hapwatch::alert::Fingerprint::of(&labels).to_string()
+    );
+}
+
+/// Puts the state the release before source labels wrote for [`BEFORE`] (the same source
+/// and rule, without labels; see tests/fixtures/fleet/README.md) where `s` keeps its state.
+fn state_before_labels(s: &Setup) {
+    let state = std::fs::read_to_string(fixture("state-before-labels.json")).unwrap();
+    let canonical = s.config.canonicalize().unwrap();
+    let state = state.replace("@CONFIG@", canonical.to_str().unwrap());
+    std::fs::write(s.path("state.json"), state).unwrap();
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fleet")
+        .join(name)
+}
+
+const BEFORE: &str = r#"
+[[source]]
+name = "lb1"
+file = "lb1.csv"
+
+[[rule]]
+name = "Down"
+scope = { type = "server", exclude_server = "web4" }
+when = 'state == "down"'
+"#;
+
+#[test]
+fn adding_source_labels_does_not_announce_firing_alerts_again() {
+    let s = Setup::new(&BEFORE.replace(
+        "file = \"lb1.csv\"",
+        "file = \"lb1.csv\"\nlabels = { dc = \"fra1\", env = \"prod\" }",
+    ));
+    state_before_labels(&s);
+    s.capture("lb1.csv", "haproxy-2.6/down-after-kill.csv");
+    // The state holds Down app-main/web3 firing and announced, without labels.
+    let n = s.notifications(NOW);
+    assert!(n.is_empty(), "announced again: {n:#?}");
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(s.path("state.json")).unwrap()).unwrap();
+    let alerts = state["alerts"].as_object().unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let (fingerprint, entry) = alerts.iter().next().unwrap();
+    assert_eq!(entry["labels"]["dc"], "fra1");
+    assert_eq!(entry["status"], "firing");
+    let labels: hapwatch::alert::Labels = serde_json::from_value(entry["labels"].clone()).unwrap();
+    assert_eq!(
+        *fingerprint,
+        hapwatch::alert::Fingerprint::of(&labels).to_string()
+    );
+    // Its recovery is announced once, with the labels.
+    s.capture("lb1.csv", "haproxy-2.6/check-in-progress.csv");
+    let n = s.notifications(NOW + 60.0);
+    assert_eq!(n.len(), 1, "{n:#?}");
+    let resolved = n[0]["resolved"].as_array().unwrap();
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[0]["labels"]["env"], "prod");
+    assert!(n[0]["firing"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn a_label_added_later_does_not_announce_again_either() {
+    let s = Setup::new(&BEFORE.replace(
+        "file = \"lb1.csv\"",
+        "file = \"lb1.csv\"\nlabels = { dc = \"fra1\" }",
+    ));
+    s.capture("lb1.csv", "haproxy-2.6/down-after-kill.csv");
+    assert_eq!(firing(&s.notifications(NOW)).len(), 1);
+    std::fs::write(
+        &s.config,
+        std::fs::read_to_string(&s.config)
+            .unwrap()
+            .replace("{ dc = \"fra1\" }", "{ dc = \"fra1\", env = \"prod\" }"),
+    )
+    .unwrap();
+    let n = s.notifications(NOW + 60.0);
+    assert!(n.is_empty(), "announced again: {n:#?}");
+    // A changed value is another alert: the old one recovers, the new one fires.
+    std::fs::write(
+        &s.config,
+        std::fs::read_to_string(&s.config)
+            .unwrap()
+            .replace("dc = \"fra1\"", "dc = \"ams1\""),
+    )
+    .unwrap();
+    let n = s.notifications(NOW + 120.0);
+    let firing = firing(&n);
+    assert_eq!(firing.len(), 1, "{n:#?}");
+    assert_eq!(firing[0]["labels"]["dc"], "ams1");
+}
