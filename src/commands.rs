@@ -89,7 +89,7 @@ pub fn check(
         {
             if let Err(e) = std::fs::File::open(path) {
                 return Err(crate::config::ConfigError::Invalid {
-                    path: config.path.clone(),
+                    path: src.file.clone().unwrap_or_else(|| config.path.clone()),
                     line: src.line,
                     column: 1,
                     message: format!(
@@ -224,6 +224,7 @@ pub fn eval(config_path: &Path, args: &EvalArgs) -> Result<Exit, Error> {
             timeout: crate::config::DEFAULT_TIMEOUT,
             labels: Default::default(),
             line: 0,
+            file: None,
         })
         .map_err(|e| Error::Input(format!("{}: {e}", path.display())))
     };

@@ -5,7 +5,6 @@ use crate::rules::{RawRule, RuleSet};
 use crate::secret::SecretRef;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
@@ -115,6 +114,8 @@ pub struct SourceConfig {
     pub labels: crate::alert::Labels,
     /// Line of the `[[source]]` entry in the config, for messages.
     pub line: usize,
+    /// The file of `include_sources` that defines it; `None`: the main config.
+    pub file: Option<PathBuf>,
 }
 
 /// How a source is reached.
@@ -191,6 +192,8 @@ struct RawConfig {
     source: Vec<Spanned<RawSource>>,
     #[serde(default)]
     include: Vec<Spanned<String>>,
+    #[serde(default)]
+    include_sources: Vec<Spanned<String>>,
     source_defaults: Option<Spanned<RawSourceDefaults>>,
     only_if: Option<Spanned<crate::ha::OnlyIf>>,
     heartbeat: Option<Spanned<crate::heartbeat::Heartbeat>>,
@@ -204,6 +207,78 @@ struct RawConfig {
     notifier: BTreeMap<String, Spanned<RawNotifier>>,
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
+}
+
+/// A file matched by `include_sources`: sources only, with defaults of its own.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSourceFile {
+    #[serde(default)]
+    source: Vec<Spanned<RawSource>>,
+    source_defaults: Option<Spanned<RawSourceDefaults>>,
+}
+
+/// A file being read, for errors that point into it.
+struct File<'a> {
+    path: &'a Path,
+    text: &'a str,
+    /// Readable by its owner only (inline secrets allowed).
+    private: bool,
+}
+
+impl File<'_> {
+    fn at(&self, offset: usize, message: String) -> ConfigError {
+        let (line, column) = line_col(self.text, offset);
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            message,
+        }
+    }
+}
+
+/// The sources read so far, from the main config and every source file.
+#[derive(Default)]
+struct Sources {
+    list: Vec<SourceConfig>,
+    links: BTreeMap<String, String>,
+    /// Name → where it is defined (`path:line:col`), for duplicates.
+    defined: std::collections::HashMap<String, String>,
+}
+
+/// What `[source_defaults]` gives every source of a file.
+#[derive(Clone, Default)]
+struct Defaults {
+    timeout: Option<Duration>,
+    labels: crate::alert::Labels,
+}
+
+impl Defaults {
+    /// These defaults with a file's `[source_defaults]` over them.
+    fn with(
+        &self,
+        raw: Option<Spanned<RawSourceDefaults>>,
+        file: &File,
+    ) -> Result<Defaults, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(self.clone());
+        };
+        let at = raw.span().start;
+        let raw = raw.into_inner();
+        if raw.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(file.at(
+                at,
+                "[source_defaults] timeout must be more than 0s (e.g. \"5s\")".into(),
+            ));
+        }
+        let labels = check_labels(raw.labels.as_ref(), &self.labels)
+            .map_err(|(o, m)| file.at(o, format!("[source_defaults] {m}")))?;
+        Ok(Defaults {
+            timeout: raw.timeout.or(self.timeout),
+            labels,
+        })
+    }
 }
 
 /// A file named by `include`: rules only.
@@ -320,99 +395,55 @@ impl Config {
             at(offset, explain_toml_error(e.message()))
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let defaults = raw
-            .source_defaults
-            .map(Spanned::into_inner)
-            .unwrap_or_default();
-        if defaults.timeout.is_some_and(|t| t.is_zero()) {
-            return Err(at(
-                0,
-                "[source_defaults] timeout must be more than 0s (e.g. \"5s\")".into(),
-            ));
+        let main = File {
+            path,
+            text,
+            private,
+        };
+        let defaults = Defaults::default().with(raw.source_defaults, &main)?;
+        let mut sources = Sources::default();
+        add_sources(raw.source, &main, None, base, &defaults, &mut sources)?;
+        for pattern in &raw.include_sources {
+            for file_path in source_files(base, pattern.get_ref())
+                .map_err(|m| at(pattern.span().start, format!("include_sources: {m}")))?
+            {
+                let file_text = std::fs::read_to_string(&file_path).map_err(|e| {
+                    at(
+                        pattern.span().start,
+                        format!("include_sources: cannot read {}: {e}", file_path.display()),
+                    )
+                })?;
+                let file = File {
+                    path: &file_path,
+                    text: &file_text,
+                    private: is_private(&file_path),
+                };
+                let raw: RawSourceFile = toml::from_str(&file_text).map_err(|e| {
+                    let message = explain_toml_error(e.message());
+                    let message = if message.starts_with("unknown key") {
+                        format!("{message} (a file of include_sources holds [[source]] entries and [source_defaults] only)")
+                    } else {
+                        message
+                    };
+                    file.at(e.span().map_or(0, |s| s.start), message)
+                })?;
+                let defaults = defaults.with(raw.source_defaults, &file)?;
+                let file_base = file_path.parent().unwrap_or(Path::new("."));
+                add_sources(
+                    raw.source,
+                    &file,
+                    Some(&file_path),
+                    file_base,
+                    &defaults,
+                    &mut sources,
+                )?;
+            }
         }
-        let default_labels = check_labels(defaults.labels.as_ref(), &crate::alert::Labels::new())
-            .map_err(|(o, m)| at(o, format!("[source_defaults] {m}")))?;
-        let mut names = HashSet::new();
-        let mut links = BTreeMap::new();
-        let mut sources = Vec::with_capacity(raw.source.len());
-        for spanned in raw.source {
-            let offset = spanned.span().start;
-            let src = spanned.into_inner();
-            let name = src.name.get_ref().trim().to_string();
-            let name_at = src.name.span().start;
-            if name.is_empty() || name.contains(char::is_whitespace) {
-                return Err(at(
-                    name_at,
-                    format!(
-                        "source name {:?} must be non-empty and have no spaces",
-                        name
-                    ),
-                ));
-            }
-            if !names.insert(name.clone()) {
-                return Err(at(
-                    name_at,
-                    format!("duplicate source name {name:?}: each [[source]] needs its own name"),
-                ));
-            }
-            let endpoint =
-                endpoint(&src, base).map_err(|m| at(offset, format!("source {name:?}: {m}")))?;
-            if let Endpoint::Http(http) = &endpoint {
-                if crate::secret::url_has_userinfo(&http.url) && !private {
-                    return Err(at(
-                        key_offset(text, offset, "url").unwrap_or(offset),
-                        format!(
-                            "source {name:?}: a url with a user name or password in it (`user:password@`) in a config \
-                             that group or others can read; use username with password_file or password = \"env:NAME\", \
-                             or `chmod 600 {}`",
-                            path.display()
-                        ),
-                    ));
-                }
-                if matches!(http.password, Some(SecretRef::Inline(_))) && !private {
-                    return Err(at(
-                        key_offset(text, offset, "password").unwrap_or(offset),
-                        format!(
-                            "source {name:?}: an inline password in a config that group or others can read; \
-                             use password_file or password = \"env:NAME\", or `chmod 600 {}`",
-                            path.display()
-                        ),
-                    ));
-                }
-            }
-            if src.timeout.is_some_and(|t| t.is_zero()) {
-                return Err(at(
-                    offset,
-                    format!("source {name:?}: timeout must be more than 0s"),
-                ));
-            }
-            if let Some(link) = &src.link {
-                if !(link.starts_with("http://") || link.starts_with("https://"))
-                    || link.contains(char::is_whitespace)
-                    || crate::secret::url_has_userinfo(link)
-                {
-                    return Err(at(
-                        offset,
-                        format!(
-                            "source {name:?}: link {link:?} must be an http:// or https:// URL without spaces \
-                             or a user name (it is shown to whoever gets the alerts)"
-                        ),
-                    ));
-                }
-                links.insert(name.clone(), link.clone());
-            } else if let Endpoint::Http(http) = &endpoint {
-                links.insert(name.clone(), public_link(&http.url));
-            }
-            let labels = check_labels(src.labels.as_ref(), &default_labels)
-                .map_err(|(o, m)| at(o, format!("source {name:?}: {m}")))?;
-            sources.push(SourceConfig {
-                name,
-                endpoint,
-                timeout: src.timeout.or(defaults.timeout).unwrap_or(DEFAULT_TIMEOUT),
-                labels,
-                line: line_col(text, offset).0,
-            });
-        }
+        let Sources {
+            list: sources,
+            links,
+            ..
+        } = sources;
         let mut rules = RuleSet::default();
         rules.add_source_labels(
             sources
@@ -698,6 +729,172 @@ fn endpoint(src: &RawSource, base: &Path) -> Result<Endpoint, String> {
             None => unreachable!("exactly one endpoint key is set"),
         }
     })
+}
+
+/// Validates `[[source]]` entries of `file` (paths relative to `base`) and adds them.
+fn add_sources(
+    raw: Vec<Spanned<RawSource>>,
+    file: &File,
+    file_path: Option<&Path>,
+    base: &Path,
+    defaults: &Defaults,
+    sources: &mut Sources,
+) -> Result<(), ConfigError> {
+    let (path, text, private) = (file.path, file.text, file.private);
+    let at = |offset: usize, message: String| file.at(offset, message);
+    for spanned in raw {
+        let offset = spanned.span().start;
+        let src = spanned.into_inner();
+        let name = src.name.get_ref().trim().to_string();
+        let name_at = src.name.span().start;
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(at(
+                name_at,
+                format!(
+                    "source name {:?} must be non-empty and have no spaces",
+                    name
+                ),
+            ));
+        }
+        let (line, column) = line_col(text, name_at);
+        if let Some(first) = sources.defined.get(&name) {
+            let also = if first.starts_with(&format!("{}:", path.display())) {
+                String::new()
+            } else {
+                format!(" (first defined at {first})")
+            };
+            return Err(at(
+                name_at,
+                format!("duplicate source name {name:?}: each [[source]] needs its own name{also}"),
+            ));
+        }
+        sources
+            .defined
+            .insert(name.clone(), format!("{}:{line}:{column}", path.display()));
+        let endpoint =
+            endpoint(&src, base).map_err(|m| at(offset, format!("source {name:?}: {m}")))?;
+        if let Endpoint::Http(http) = &endpoint {
+            if crate::secret::url_has_userinfo(&http.url) && !private {
+                return Err(at(
+                    key_offset(text, offset, "url").unwrap_or(offset),
+                    format!(
+                        "source {name:?}: a url with a user name or password in it (`user:password@`) in a config \
+                         that group or others can read; use username with password_file or password = \"env:NAME\", \
+                         or `chmod 600 {}`",
+                        path.display()
+                    ),
+                ));
+            }
+            if matches!(http.password, Some(SecretRef::Inline(_))) && !private {
+                return Err(at(
+                    key_offset(text, offset, "password").unwrap_or(offset),
+                    format!(
+                        "source {name:?}: an inline password in a config that group or others can read; \
+                         use password_file or password = \"env:NAME\", or `chmod 600 {}`",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+        if src.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(at(
+                offset,
+                format!("source {name:?}: timeout must be more than 0s"),
+            ));
+        }
+        if let Some(link) = &src.link {
+            if !(link.starts_with("http://") || link.starts_with("https://"))
+                || link.contains(char::is_whitespace)
+                || crate::secret::url_has_userinfo(link)
+            {
+                return Err(at(
+                    offset,
+                    format!(
+                        "source {name:?}: link {link:?} must be an http:// or https:// URL without spaces \
+                         or a user name (it is shown to whoever gets the alerts)"
+                    ),
+                ));
+            }
+            sources.links.insert(name.clone(), link.clone());
+        } else if let Endpoint::Http(http) = &endpoint {
+            sources.links.insert(name.clone(), public_link(&http.url));
+        }
+        let labels = check_labels(src.labels.as_ref(), &defaults.labels)
+            .map_err(|(o, m)| at(o, format!("source {name:?}: {m}")))?;
+        sources.list.push(SourceConfig {
+            name,
+            endpoint,
+            timeout: src.timeout.or(defaults.timeout).unwrap_or(DEFAULT_TIMEOUT),
+            labels,
+            line: line_col(text, offset).0,
+            file: file_path.map(Path::to_path_buf),
+        });
+    }
+    Ok(())
+}
+
+/// The files an `include_sources` pattern names, sorted by name: a path, or a directory
+/// and a file-name glob (`sources.d/*.toml`; `*` and `?` in the last part only). A
+/// missing directory or a named file that is missing is an error (a typo or a missing
+/// mount must not silently drop load balancers); a glob that matches nothing is not (a
+/// directory that configuration management has not filled yet). Hidden files (`.#lb1.toml`
+/// editor locks) are skipped; symbolic links are followed (configuration management links
+/// enabled sources), and what they point at must be a file.
+fn source_files(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
+    let full = base.join(pattern);
+    let name = full
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| format!("{pattern:?} names no file; e.g. \"sources.d/*.toml\""))?;
+    let dir = full.parent().unwrap_or(Path::new("."));
+    if dir.to_str().is_some_and(|d| d.contains(['*', '?'])) {
+        return Err(format!(
+            "{pattern:?}: `*` and `?` work in the file name only, e.g. \"sources.d/*.toml\""
+        ));
+    }
+    let check = |path: &Path| -> Result<(), String> {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => Ok(()),
+            Ok(_) => Err(format!("{} is not a file", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+                "{} does not exist{}",
+                path.display(),
+                if std::fs::symlink_metadata(path).is_ok() {
+                    " (a symbolic link to nothing)"
+                } else {
+                    ""
+                }
+            )),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    };
+    if !name.contains(['*', '?']) {
+        check(&full)?;
+        return Ok(vec![full]);
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        format!(
+            "cannot list {}: {e} (create the directory, or remove the pattern)",
+            dir.display()
+        )
+    })?;
+    let glob = wildmatch::WildMatch::new(name);
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        if file_name.starts_with('.') || !glob.matches(file_name) {
+            continue;
+        }
+        let path = entry.path();
+        check(&path)?;
+        files.push(path);
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// Checks a `labels` table and merges it over `defaults`: a label set to `""` removes

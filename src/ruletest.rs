@@ -272,6 +272,7 @@ fn load_snapshot(step: &Step, base: &Path) -> Result<Option<Snapshot>, String> {
                 timeout: crate::config::DEFAULT_TIMEOUT,
                 labels: Default::default(),
                 line: 0,
+                file: None,
             };
             source::fetch(&source)
                 .map(Some)

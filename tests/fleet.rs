@@ -263,3 +263,160 @@ fn a_label_added_later_does_not_announce_again_either() {
     assert_eq!(firing.len(), 1, "{n:#?}");
     assert_eq!(firing[0]["labels"]["dc"], "ams1");
 }
+
+/// `hapwatch check` on `s`'s config.
+fn check(s: &Setup) -> Output {
+    Hapwatch::new().config_path(&s.config).args(["check"]).run()
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+const INCLUDE: &str = r#"
+include_sources = ["sources.d/*.toml"]
+
+[source_defaults]
+labels = { env = "prod" }
+
+[[rule]]
+name = "Down"
+scope = { type = "server", server = "web3" }
+when = 'state == "down"'
+"#;
+
+#[test]
+fn sources_come_from_one_file_per_load_balancer_with_their_defaults() {
+    let s = Setup::new(INCLUDE);
+    // A file with defaults of its own, relative paths from its own directory.
+    write(
+        &s.path("sources.d/fra1.toml"),
+        "[source_defaults]\nlabels = { dc = \"fra1\" }\n\n[[source]]\nname = \"lb1\"\nfile = \"../captures/lb1.csv\"\n\n[[source]]\nname = \"lb2\"\nfile = \"../captures/lb1.csv\"\nlabels = { env = \"staging\" }\n",
+    );
+    // A link, as configuration management makes them; an editor's lock file and a file
+    // the glob does not match are not read.
+    write(
+        &s.path("available/lb3.toml"),
+        "[[source]]\nname = \"lb3\"\nfile = \"../captures/lb1.csv\"\n",
+    );
+    std::os::unix::fs::symlink("../available/lb3.toml", s.path("sources.d/lb3.toml")).unwrap();
+    write(&s.path("sources.d/.#lb4.toml"), "garbage [");
+    write(&s.path("sources.d/lb5.toml.disabled"), "garbage [");
+    write(&s.path("captures/lb1.csv"), "");
+    s.capture("captures/lb1.csv", "haproxy-2.6/down-after-kill.csv");
+    let n = s.notifications(NOW);
+    let mut got: Vec<String> = firing(&n)
+        .iter()
+        .map(|a| {
+            let l = &a["labels"];
+            format!(
+                "{} dc={} env={}",
+                l["source"].as_str().unwrap(),
+                l["dc"].as_str().unwrap_or("-"),
+                l["env"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "lb1 dc=fra1 env=prod",
+            "lb2 dc=fra1 env=staging",
+            "lb3 dc=- env=prod"
+        ]
+    );
+}
+
+#[test]
+fn a_source_file_error_names_that_file_line_and_column() {
+    let s = Setup::new(&format!(
+        "{INCLUDE}\n[[source]]\nname = \"lb1\"\nfile = \"x.csv\"\n"
+    ));
+    write(
+        &s.path("sources.d/a.toml"),
+        "[[source]]\nname = \"lb2\"\nsokcet = \"/run/x.sock\"\n",
+    );
+    let dir = s.dir.path().display().to_string();
+    check(&s).status(2).stderr_contains(&format!(
+        "{dir}/sources.d/a.toml:3:1: unknown key `sokcet` (did you mean `socket`?)"
+    ));
+    // A duplicate names where the first one is.
+    write(
+        &s.path("sources.d/a.toml"),
+        "[[source]]\nname = \"lb2\"\nfile = \"x.csv\"\n",
+    );
+    write(
+        &s.path("sources.d/b.toml"),
+        "\n[[source]]\nname = \"lb2\"\nfile = \"y.csv\"\n",
+    );
+    check(&s).status(2).stderr_contains(&format!(
+        "{dir}/sources.d/b.toml:3:8: duplicate source name \"lb2\": each [[source]] needs its own name (first defined at {dir}/sources.d/a.toml:2:8)"
+    ));
+    write(
+        &s.path("sources.d/b.toml"),
+        "[[source]]\nname = \"lb1\"\nfile = \"y.csv\"\n",
+    );
+    check(&s)
+        .status(2)
+        .stderr_contains(&format!("(first defined at {dir}/hapwatch.toml:"));
+    // Rules do not belong in a source file.
+    write(
+        &s.path("sources.d/b.toml"),
+        "[[rule]]\nname = \"X\"\nwhen = 'state == \"down\"'\n",
+    );
+    check(&s)
+        .status(2)
+        .stderr_contains(&format!("{dir}/sources.d/b.toml:1:3: unknown key `rule`"))
+        .stderr_contains("holds [[source]] entries and [source_defaults] only");
+}
+
+#[test]
+fn a_missing_directory_or_a_dangling_link_is_an_error_an_empty_glob_is_not() {
+    let s = Setup::new(&format!(
+        "{INCLUDE}\n[[source]]\nname = \"lb1\"\nfile = \"x.csv\"\n"
+    ));
+    let dir = s.dir.path().display().to_string();
+    check(&s).status(2).stderr_contains(&format!(
+        "{dir}/hapwatch.toml:2:20: include_sources: cannot list {dir}/sources.d"
+    ));
+    std::fs::create_dir(s.path("sources.d")).unwrap();
+    check(&s).status(0);
+    std::os::unix::fs::symlink("nowhere.toml", s.path("sources.d/lb9.toml")).unwrap();
+    check(&s).status(2).stderr_contains(&format!(
+        "include_sources: {dir}/sources.d/lb9.toml does not exist (a symbolic link to nothing)"
+    ));
+    std::fs::remove_file(s.path("sources.d/lb9.toml")).unwrap();
+    // A named file (no glob) must exist.
+    std::fs::write(
+        &s.config,
+        std::fs::read_to_string(&s.config)
+            .unwrap()
+            .replace("sources.d/*.toml", "sources.d/lb1.toml"),
+    )
+    .unwrap();
+    check(&s).status(2).stderr_contains(&format!(
+        "include_sources: {dir}/sources.d/lb1.toml does not exist"
+    ));
+}
+
+#[test]
+fn an_inline_password_in_a_source_file_needs_that_file_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Setup::new(INCLUDE);
+    let file = s.path("sources.d/lb1.toml");
+    write(
+        &file,
+        "[[source]]\nname = \"lb1\"\nurl = \"http://127.0.0.1:1/stats\"\nusername = \"u\"\npassword = \"hunter2x\"\n",
+    );
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let dir = s.dir.path().display().to_string();
+    let out = check(&s);
+    out.status(2).stderr_contains(&format!(
+        "{dir}/sources.d/lb1.toml:5:1: source \"lb1\": an inline password"
+    ));
+    assert!(!out.stderr.contains("hunter2x"));
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    check(&s).status(0);
+}

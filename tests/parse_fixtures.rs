@@ -22,6 +22,7 @@ fn load(name: &str) -> Result<Snapshot, SourceError> {
         timeout: Duration::from_secs(1),
         labels: Default::default(),
         line: 1,
+        file: None,
     })
 }
 

@@ -333,6 +333,7 @@ fn fetch_file(path: &Path) -> Result<Snapshot, hapwatch::source::SourceError> {
         timeout: Duration::from_secs(5),
         labels: Default::default(),
         line: 1,
+        file: None,
     })
 }
 
@@ -364,6 +365,7 @@ fn fetch_runtime(reply: Vec<u8>) -> Result<Snapshot, hapwatch::source::SourceErr
         timeout: Duration::from_secs(10),
         labels: Default::default(),
         line: 1,
+        file: None,
     });
     let query = server.join().unwrap();
     assert_eq!(query, common::QUERY, "hapwatch sent something else");
