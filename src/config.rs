@@ -5,6 +5,7 @@ use crate::rules::{RawRule, RuleSet};
 use crate::secret::SecretRef;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
@@ -28,7 +29,7 @@ pub struct Config {
     pub state: StateSettings,
     /// `[alerting]`: repeats, resolved notices, grouping, budget.
     pub alerting: Alerting,
-    /// `[notifier.NAME]` entries and `[routes]`.
+    /// `[notifier.NAME]` entries, `[routes]` and the `[[route]]` tree.
     pub notifiers: Notifiers,
     /// `only_if`: notify only on the active node of an HA pair.
     pub only_if: Option<crate::ha::OnlyIf>,
@@ -207,6 +208,109 @@ struct RawConfig {
     notifier: BTreeMap<String, Spanned<RawNotifier>>,
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    route: Vec<Spanned<RawRoute>>,
+}
+
+/// A `[[route]]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    name: Option<String>,
+    #[serde(default)]
+    matchers: Vec<Spanned<String>>,
+    notify: Option<Vec<String>>,
+    #[serde(rename = "continue", default)]
+    continue_matching: bool,
+    group_by: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "crate::duration::deserialize_opt")]
+    repeat_interval: Option<Duration>,
+    send_resolved: Option<bool>,
+    #[serde(default)]
+    route: Vec<Spanned<RawRoute>>,
+}
+
+/// Builds `[[route]]` entries below `parent` (whose settings they inherit), checking
+/// matchers and notifier names; `path` is the parent's position (`""` for the root).
+fn build_routes(
+    raw: Vec<Spanned<RawRoute>>,
+    parent: &crate::route::Route,
+    path: &str,
+    notifiers: &Notifiers,
+    text: &str,
+    at: &dyn Fn(usize, String) -> ConfigError,
+    ids: &mut HashSet<String>,
+) -> Result<Vec<crate::route::Route>, ConfigError> {
+    let mut out = Vec::new();
+    for (i, spanned) in raw.into_iter().enumerate() {
+        let offset = spanned.span().start;
+        let raw = spanned.into_inner();
+        let position = if path.is_empty() {
+            (i + 1).to_string()
+        } else {
+            format!("{path}.{}", i + 1)
+        };
+        let id = raw.name.clone().unwrap_or_else(|| position.clone());
+        let what = format!("[[route]] {id}");
+        if raw
+            .name
+            .as_deref()
+            .is_some_and(|n| n.trim().is_empty() || n.contains('.'))
+        {
+            return Err(at(
+                offset,
+                format!("{what}: a route name is non-empty and has no `.`"),
+            ));
+        }
+        if !ids.insert(id.clone()) {
+            return Err(at(offset, format!("{what}: duplicate route name")));
+        }
+        let mut matchers = Vec::new();
+        for m in &raw.matchers {
+            matchers.push(
+                crate::silence::Matcher::parse(m.get_ref())
+                    .map_err(|e| at(m.span().start, format!("{what}: {e}")))?,
+            );
+        }
+        let notify = raw.notify.unwrap_or_else(|| parent.notify.clone());
+        for name in &notify {
+            if notifiers.get(name).is_none() {
+                let names: Vec<&str> = notifiers.list.iter().map(|n| n.name.as_str()).collect();
+                return Err(at(
+                    offset,
+                    format!(
+                        "{what}: notify: no notifier named {name:?}{} (notifiers: {})",
+                        crate::rules::expr::suggest(name, names.iter().copied()),
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+        if raw.repeat_interval.is_some_and(|d| d.is_zero()) {
+            return Err(at(
+                offset,
+                format!("{what}: repeat_interval must be more than 0s"),
+            ));
+        }
+        let mut route = crate::route::Route {
+            id,
+            matchers,
+            notify,
+            continue_matching: raw.continue_matching,
+            group_by: raw.group_by.unwrap_or_else(|| parent.group_by.clone()),
+            repeat_interval: raw.repeat_interval.unwrap_or(parent.repeat_interval),
+            send_resolved: raw.send_resolved.or(parent.send_resolved),
+            routes: Vec::new(),
+            line: line_col(text, offset).0,
+        };
+        route.routes = build_routes(raw.route, &route, &position, notifiers, text, at, ids)?;
+        out.push(route);
+    }
+    Ok(out)
 }
 
 /// A file matched by `include_sources`: sources only, with defaults of its own.
@@ -483,8 +587,28 @@ impl Config {
                 .add(raw.rule, &included_text)
                 .map_err(|(offset, message)| in_included(offset, message))?;
         }
-        let notifiers =
+        let mut notifiers =
             build_notifiers(raw.notifier, raw.routes, &rules, base, private, text, &at)?;
+        let root = crate::route::Route {
+            id: String::new(),
+            matchers: Vec::new(),
+            notify: Vec::new(),
+            continue_matching: false,
+            group_by: raw.alerting.group_by.clone(),
+            repeat_interval: raw.alerting.repeat_interval,
+            send_resolved: None,
+            routes: Vec::new(),
+            line: 0,
+        };
+        notifiers.tree.routes = build_routes(
+            raw.route,
+            &root,
+            "",
+            &notifiers,
+            text,
+            &at,
+            &mut HashSet::new(),
+        )?;
         if let Some(guard) = &raw.only_if {
             guard
                 .get_ref()
@@ -1224,6 +1348,57 @@ labels = { env = "" }
         );
         let err = parse("[source_defaults]\ntimeuot = \"1s\"\n").unwrap_err();
         assert!(err.contains("did you mean `timeout`"), "{err}");
+    }
+
+    #[test]
+    fn routes_inherit_and_name_the_notifiers_alertmanager_gets() {
+        let cfg = parse(
+            r#"
+[notifier.am]
+type = "alertmanager"
+url = "http://127.0.0.1:9093"
+[notifier.chat]
+type = "webhook"
+url = "http://127.0.0.1:9/chat"
+[routes]
+default = ["chat"]
+[alerting]
+repeat_interval = "2h"
+[[route]]
+matchers = ["team=payments"]
+notify = ["am"]
+group_by = ["proxy"]
+  [[route.route]]
+  matchers = ["severity=critical"]
+"#,
+        )
+        .unwrap();
+        let labels = |pairs: &[(&str, &str)]| -> crate::alert::Labels {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let child = &cfg.notifiers.tree.routes[0].routes[0];
+        assert_eq!(child.id, "1.1");
+        assert_eq!(child.notify, ["am"]);
+        assert_eq!(child.group_by, ["proxy"]);
+        assert_eq!(child.repeat_interval, Duration::from_secs(7200));
+        let n = &cfg.notifiers;
+        assert_eq!(
+            n.receivers_of(
+                &labels(&[("team", "payments"), ("severity", "critical")]),
+                &[]
+            ),
+            ["am"]
+        );
+        assert_eq!(n.receivers_of(&labels(&[("team", "web")]), &[]), ["chat"]);
+        let notify = ["chat".to_string()];
+        assert_eq!(
+            n.receivers_of(&labels(&[("team", "payments")]), &notify),
+            ["chat"],
+            "a rule's notify bypasses the tree"
+        );
     }
 
     #[test]

@@ -420,3 +420,186 @@ fn an_inline_password_in_a_source_file_needs_that_file_private() {
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     check(&s).status(0);
 }
+
+/// A config with a routing tree: web3 belongs to the payments team, whose route also
+/// lets chat see it (`continue`) and repeats hourly; everything else pages on-call.
+const ROUTED: &str = r#"
+[notifier.oncall]
+type = "webhook"
+url = "http://127.0.0.1:9/oncall"
+
+[notifier.payments]
+type = "webhook"
+url = "http://127.0.0.1:9/payments"
+
+[notifier.chat]
+type = "webhook"
+url = "http://127.0.0.1:9/chat"
+
+[routes]
+default = ["oncall"]
+
+[[route]]
+name = "payments"
+matchers = ["server=~web3"]
+notify = ["payments"]
+repeat_interval = "1h"
+group_by = ["proxy"]
+continue = true
+
+[[route]]
+matchers = ["team=payments"]
+notify = ["chat"]
+send_resolved = false
+
+  [[route.route]]
+  matchers = ["severity=critical"]
+  notify = ["oncall"]
+
+[[rule]]
+name = "Down"
+scope = { type = "server", exclude_server = "web4" }
+when = 'state == "down"'
+labels = { team = "payments" }
+
+[[rule]]
+name = "Web4Down"
+scope = { type = "server", server = "web4" }
+when = 'state == "down"'
+"#;
+
+fn rule_test(config: &str, cases: &str) -> Output {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/haproxy-2.6")
+        .display()
+        .to_string();
+    Hapwatch::new()
+        .file("c.toml", config)
+        .file(
+            "t.toml",
+            format!(
+                "config = \"c.toml\"\n{}",
+                cases.replace("FIXTURES", &fixtures)
+            ),
+        )
+        .args(["test", "t.toml"])
+        .run()
+}
+
+#[test]
+fn a_payments_alert_reaches_the_payments_notifier_and_not_the_default_one() {
+    let cases = r#"
+[[case]]
+name = "routed"
+
+[[case.step]]
+at = "0m"
+snapshot = "FIXTURES/down-after-kill.csv"
+notifications = [
+  { notifier = "payments", firing = [{ alertname = "Down", server = "web3" }] },
+  { notifier = "chat", firing = [{ alertname = "Down", server = "web3" }] },
+  { notifier = "oncall", firing = [{ alertname = "Web4Down", server = "web4" }] },
+]
+
+[[case.step]]
+at = "30m"
+snapshot = "FIXTURES/down-after-kill.csv"
+notifications = []
+
+# The payments route repeats after its own 1h; the others keep the 4h default.
+[[case.step]]
+at = "60m"
+snapshot = "FIXTURES/down-after-kill.csv"
+notifications = [{ notifier = "payments", firing = [{ alertname = "Down", server = "web3" }] }]
+
+# web3 recovers: on the payments route; not on chat's (send_resolved = false).
+# web4 is still down.
+[[case.step]]
+at = "70m"
+snapshot = "FIXTURES/check-in-progress.csv"
+notifications = [
+  { notifier = "payments", resolved = [{ alertname = "Down", server = "web3" }] },
+]
+"#;
+    let out = rule_test(ROUTED, cases);
+    out.status(0).stdout_contains("  ok    routed\n");
+    // And the opposite expectation fails: the default notifier never gets web3.
+    let wrong = cases.replacen("notifier = \"payments\"", "notifier = \"oncall\"", 1);
+    rule_test(ROUTED, &wrong).status(1);
+}
+
+#[test]
+fn hapwatch_route_prints_the_routes_and_notifiers_labels_reach() {
+    let route = |labels: &str| {
+        Hapwatch::new()
+            .file("c.toml", ROUTED)
+            .args(["-c", "c.toml", "route", "--labels", labels])
+            .run()
+    };
+    route("alertname=Down,server=web3,team=payments,severity=critical")
+        .status(0)
+        .stdout_is(
+            "route payments (server=~web3) → payments (group_by proxy; repeat_interval 1h00m)\n\
+             route 2.1 (severity=critical) → oncall (group_by alertname, source; repeat_interval 4h00m)\n",
+        );
+    route("alertname=Web4Down,server=web4,severity=warning")
+        .status(0)
+        .stdout_is("default route → oncall (group_by alertname, source; repeat_interval 4h00m)\n");
+    route("team=payments").status(0).stdout_is(
+        "route 2 (team=payments) → chat (group_by alertname, source; repeat_interval 4h00m)\n",
+    );
+    route("nonsense")
+        .status(2)
+        .stderr_contains("is not NAME=VALUE");
+}
+
+#[test]
+fn route_errors_cite_the_line() {
+    let check = |config: &str| {
+        Hapwatch::new()
+            .file("c.toml", config)
+            .args(["-c", "c.toml", "check"])
+            .run()
+    };
+    let bad = ROUTED.replace("notify = [\"chat\"]", "notify = [\"chta\"]");
+    let line = bad
+        .lines()
+        .position(|l| l.contains("team=payments"))
+        .unwrap();
+    check(&bad).status(2).stderr_contains(&format!(
+        "c.toml:{line}:1: [[route]] 2: notify: no notifier named \"chta\" (did you mean `chat`?)"
+    ));
+    let bad = ROUTED.replace("\"severity=critical\"", "\"severity\"");
+    check(&bad)
+        .status(2)
+        .stderr_contains("[[route]] 2.1: matcher \"severity\": expected LABEL=VALUE");
+}
+
+#[test]
+fn each_route_groups_by_its_own_labels() {
+    let s = Setup::new(&format!(
+        "[[source]]\nname = \"lb1\"\nfile = \"lb1.csv\"\n{ROUTED}"
+    ));
+    s.capture("lb1.csv", "haproxy-2.6/down-after-kill.csv");
+    let out = Hapwatch::new()
+        .config_path(&s.config)
+        .args(["run", "--dry-run", "--format", "json"])
+        .run();
+    out.status(0);
+    let dry: Value = serde_json::from_str(&out.stdout).unwrap();
+    let mut keys: Vec<&str> = dry["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["group_key"].as_str().unwrap())
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "{alertname=\"Down\",source=\"lb1\"}@route=2:chat",
+            "{alertname=\"Web4Down\",source=\"lb1\"}",
+            "{proxy=\"app-main\"}@route=payments:payments",
+        ]
+    );
+}
