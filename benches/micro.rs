@@ -217,6 +217,7 @@ fn evaluate_default_rules(bencher: Bencher) {
         config.rules.evaluate(
             &Input {
                 source: "bench",
+                labels: &Default::default(),
                 snapshot,
                 previous: Some(previous),
                 now: 1060.0,

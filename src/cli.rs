@@ -70,6 +70,13 @@ pub enum Command {
     },
     /// Write a commented starter config (and the default rules) for this host.
     Init(InitArgs),
+    /// Show which `[[route]]`s and notifiers an alert with these labels reaches.
+    Route {
+        /// The alert's labels: `alertname=ServerDown,proxy=pay-api,severity=critical`
+        /// (`alertname` also brings in that rule's `notify`).
+        #[arg(long, value_name = "NAME=VALUE,…")]
+        labels: String,
+    },
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell.

@@ -89,7 +89,7 @@ pub fn check(
         {
             if let Err(e) = std::fs::File::open(path) {
                 return Err(crate::config::ConfigError::Invalid {
-                    path: config.path.clone(),
+                    path: src.file.clone().unwrap_or_else(|| config.path.clone()),
                     line: src.line,
                     column: 1,
                     message: format!(
@@ -205,7 +205,9 @@ pub fn eval(config_path: &Path, args: &EvalArgs) -> Result<Exit, Error> {
             name: args.source.clone(),
             endpoint,
             timeout: crate::config::DEFAULT_TIMEOUT,
+            labels: Default::default(),
             line: 0,
+            file: None,
         })
         .map_err(|e| Error::Input(format!("{}: {e}", path.display())))
     };
@@ -222,6 +224,7 @@ pub fn eval(config_path: &Path, args: &EvalArgs) -> Result<Exit, Error> {
     let alerts = config.rules.evaluate(
         &Input {
             source: &args.source,
+            labels: config.source_labels(&args.source),
             snapshot: &snapshot,
             previous: previous.as_ref(),
             now,
@@ -604,6 +607,69 @@ pub fn notify_test(config_path: &Path, name: &str) -> Result<Exit, Error> {
             Ok(Exit::Trouble)
         }
     }
+}
+
+/// `hapwatch route --labels …`: the routes and notifiers an alert with these labels
+/// reaches, like `amtool config routes test`.
+pub fn route(config_path: &Path, labels: &str) -> Result<Exit, Error> {
+    let config = Config::load(config_path)?;
+    let mut set = crate::alert::Labels::new();
+    for pair in labels.split(',').filter(|p| !p.trim().is_empty()) {
+        let Some((name, value)) = pair.split_once('=') else {
+            return Err(Error::Usage(format!(
+                "--labels: {pair:?} is not NAME=VALUE (e.g. --labels alertname=ServerDown,proxy=pay-api)"
+            )));
+        };
+        if !value.is_empty() {
+            set.insert(name.trim().to_string(), value.to_string());
+        }
+    }
+    let rule = set
+        .get("alertname")
+        .and_then(|name| config.rules.rules.iter().find(|r| &r.name == name));
+    let notify: &[String] = rule.map_or(&[], |r| &r.notify);
+    let notifiers = &config.notifiers;
+    let severity = set.get("severity").map_or("", String::as_str);
+    let names = |notify: &[String]| -> Vec<String> {
+        if notifiers.is_empty() {
+            return vec!["stdout".to_string()];
+        }
+        notifiers
+            .routes
+            .for_alert(notify, severity, &notifiers.list)
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    };
+    let matched = if notify.is_empty() {
+        notifiers.tree.matches(&set)
+    } else {
+        Vec::new()
+    };
+    let lines: Vec<report::RouteLine> = if matched.is_empty() {
+        vec![report::RouteLine {
+            route: if notify.is_empty() {
+                "default route".to_string()
+            } else {
+                format!("rule {}'s notify", rule.map_or("", |r| r.name.as_str()))
+            },
+            notifiers: names(notify),
+            group_by: config.alerting.group_by.clone(),
+            repeat_interval: config.alerting.repeat_interval,
+        }]
+    } else {
+        matched
+            .into_iter()
+            .map(|r| report::RouteLine {
+                route: format!("route {} ({})", r.id, r.describe_matchers()),
+                notifiers: names(&r.notify),
+                group_by: r.group_by.clone(),
+                repeat_interval: r.repeat_interval,
+            })
+            .collect()
+    };
+    report::routes(&mut std::io::stdout().lock(), &lines)?;
+    Ok(Exit::Success)
 }
 
 /// `hapwatch test FILE…`: every case of every file; a summary line; exit 1 on a failure.

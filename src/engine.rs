@@ -85,7 +85,13 @@ impl<'r> Watch<'r> {
             source,
             now,
             previous,
-            evaluation: Evaluation::new(&config.rules, source, now, None),
+            evaluation: Evaluation::new(
+                &config.rules,
+                source,
+                config.source_labels(source),
+                now,
+                None,
+            ),
             capture: Capture::new(config.rules.counter_columns()),
             unchecked: Vec::new(),
             counters_reset: true,
@@ -254,9 +260,11 @@ pub fn step(
             }
             Err(ref error) => {
                 failed.insert(source.name);
-                outcome
-                    .active
-                    .push(rules::source_unreachable(source.name, error));
+                outcome.active.push(rules::source_unreachable(
+                    source.name,
+                    config.source_labels(source.name),
+                    error,
+                ));
             }
         }
     }
@@ -272,7 +280,7 @@ pub fn step(
         .retain(|name, _| configured.contains(name.as_str()));
     state.silences.retain(|s| !s.expired(now));
 
-    let mut events: Vec<(Notice, bool, Vec<String>)> = Vec::new(); // (notice, firing?, receivers)
+    let mut events: Vec<(Notice, bool, Delivery)> = Vec::new(); // (notice, firing?, where)
     let mut seen: HashSet<String> = HashSet::new();
     for alert in &outcome.active {
         let fingerprint = alert.fingerprint().to_string();
@@ -284,6 +292,9 @@ pub fn step(
             .silences
             .iter()
             .any(|s| s.silences(&alert.labels, now));
+        if !state.alerts.contains_key(&fingerprint) {
+            adopt_without_source_labels(config, state, alert, rule, &fingerprint);
+        }
         let previous = state.alerts.get(&fingerprint).map(|s| s.status);
         let entry = state
             .alerts
@@ -305,16 +316,21 @@ pub fn step(
             entry.status = Status::Firing;
             entry.firing_since = Some(now);
         }
-        if entry.status == Status::Firing {
-            let repeat = entry.notified_at.is_some();
-            let due = entry
-                .notified_at
-                .is_none_or(|at| now - at >= settings.repeat_interval.as_secs_f64());
-            if due && !silenced {
+        if entry.status == Status::Firing && !silenced {
+            for (route, delivery) in deliveries(config, rule, &alert.labels) {
+                let (last, interval) = match route {
+                    None => (entry.notified_at, settings.repeat_interval),
+                    Some(r) => (entry.routes_notified.get(&r.id).copied(), r.repeat_interval),
+                };
+                if last.is_some_and(|at| now - at < interval.as_secs_f64()) {
+                    continue;
+                }
                 entry.notified_at = Some(now);
+                if let Some(r) = route {
+                    entry.routes_notified.insert(r.id.clone(), now);
+                }
                 if quiet == Quiet::No {
-                    let receivers = rule.map(|r| r.notify.clone()).unwrap_or_default();
-                    events.push((notice(&fingerprint, entry, repeat), true, receivers));
+                    events.push((notice(&fingerprint, entry, last.is_some()), true, delivery));
                 }
             }
         }
@@ -384,12 +400,16 @@ pub fn step(
                 // The recovery of a problem that was announced is announced even during a
                 // silence: a silence holds back news of a problem, and without this the
                 // receivers would believe forever that it still fires.
-                let send_resolved = rule
-                    .and_then(|r| r.send_resolved)
-                    .unwrap_or(settings.send_resolved);
-                if entry.notified_at.is_some() && send_resolved && quiet != Quiet::All {
-                    let receivers = rule.map(|r| r.notify.clone()).unwrap_or_default();
-                    events.push((notice(fingerprint, entry, false), false, receivers));
+                if entry.notified_at.is_some() && quiet != Quiet::All {
+                    for (route, delivery) in deliveries(config, rule, &entry.labels) {
+                        let send_resolved = rule
+                            .and_then(|r| r.send_resolved)
+                            .or(route.and_then(|r| r.send_resolved))
+                            .unwrap_or(settings.send_resolved);
+                        if send_resolved && announced_on(entry, route) {
+                            events.push((notice(fingerprint, entry, false), false, delivery));
+                        }
+                    }
                 }
                 outcome.transitions.push(Transition {
                     labels: entry.labels.clone(),
@@ -418,13 +438,7 @@ pub fn step(
     for (notice, _, _) in &mut events {
         notice.generator_url = config.link_of(&notice.labels);
     }
-    outcome.notifications = plan(
-        events,
-        still,
-        &settings.group_by,
-        settings.max_notifications_per_run,
-        now,
-    );
+    outcome.notifications = plan(events, still, settings.max_notifications_per_run, now);
     thread(&mut outcome.notifications, state);
     outcome
 }
@@ -453,9 +467,9 @@ fn thread(notifications: &mut [Notification], state: &mut State) {
 fn still_firing(
     config: &Config,
     state: &State,
-    events: &[(Notice, bool, Vec<String>)],
+    events: &[(Notice, bool, Delivery)],
     now: f64,
-) -> Vec<(Notice, Vec<String>)> {
+) -> Vec<(Notice, Delivery)> {
     let news: HashSet<&str> = events
         .iter()
         .map(|(n, _, _)| n.fingerprint.as_str())
@@ -472,7 +486,7 @@ fn still_firing(
                     .iter()
                     .any(|s| s.silences(&entry.labels, now))
         })
-        .map(|(fingerprint, entry)| {
+        .flat_map(|(fingerprint, entry)| {
             let rule = config
                 .rules
                 .rules
@@ -480,9 +494,122 @@ fn still_firing(
                 .find(|r| Some(&r.name) == entry.labels.get("alertname"));
             let mut notice = notice(fingerprint, entry, false);
             notice.generator_url = config.link_of(&notice.labels);
-            (notice, rule.map(|r| r.notify.clone()).unwrap_or_default())
+            deliveries(config, rule, &entry.labels)
+                .into_iter()
+                .filter(|(route, _)| announced_on(entry, *route))
+                .map(|(_, delivery)| (notice.clone(), delivery))
+                .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// Source labels with more names than this are not tried one subset at a time when an
+/// alert is adopted (2^N label sets); only "all of them" is.
+const ADOPT_SUBSETS_UP_TO: usize = 8;
+
+/// Source labels are part of an alert's identity (its fingerprint), so a state written
+/// before a source had them (an upgrade, or labels added to a source later) knows its
+/// alerts under other fingerprints. An alert new by fingerprint takes over the entry of
+/// the same alert without some of its source's labels, so that a firing problem is not
+/// announced again (nor its old identity resolved). Labels the rule sets itself are part
+/// of the identity either way and are never left out.
+fn adopt_without_source_labels(
+    config: &Config,
+    state: &mut State,
+    alert: &Alert,
+    rule: Option<&rules::Rule>,
+    fingerprint: &str,
+) {
+    let source = alert.label("source");
+    let added: Vec<&String> = config
+        .source_labels(source)
+        .iter()
+        .filter(|(name, value)| {
+            alert.labels.get(*name) == Some(*value)
+                && !rule.is_some_and(|r| r.labels.contains_key(*name))
+        })
+        .map(|(name, _)| name)
+        .collect();
+    if added.is_empty() {
+        return;
+    }
+    let subsets: Vec<u64> = if added.len() <= ADOPT_SUBSETS_UP_TO {
+        // Every non-empty subset, the largest (all labels) first: the likeliest past.
+        let all = (1u64 << added.len()) - 1;
+        let mut subsets: Vec<u64> = (1..=all).collect();
+        subsets.sort_by_key(|s| std::cmp::Reverse(s.count_ones()));
+        subsets
+    } else {
+        vec![u64::MAX]
+    };
+    for subset in subsets {
+        let mut labels = alert.labels.clone();
+        for (i, name) in added.iter().enumerate() {
+            if subset & (1 << i.min(63)) != 0 {
+                labels.remove(*name);
+            }
+        }
+        let old = crate::alert::Fingerprint::of(&labels).to_string();
+        if let Some(entry) = state.alerts.remove(&old) {
+            state.alerts.insert(fingerprint.to_string(), entry);
+            return;
+        }
+    }
+}
+
+/// Where an alert's notices go: notifiers (empty: the `[routes]` table decides), how they
+/// are grouped, and the `[[route]]` id (empty: the root).
+#[derive(Debug, Clone)]
+struct Delivery {
+    receivers: Vec<String>,
+    group_by: Vec<String>,
+    route: String,
+}
+
+/// The routes an alert with `labels` of `rule` reaches (`None`: the root) and what each
+/// means for its notices. A rule's `notify` bypasses the routing tree.
+fn deliveries<'c>(
+    config: &'c Config,
+    rule: Option<&rules::Rule>,
+    labels: &Labels,
+) -> Vec<(Option<&'c crate::route::Route>, Delivery)> {
+    let notify = rule.map(|r| r.notify.clone()).unwrap_or_default();
+    let matched = if notify.is_empty() {
+        config.notifiers.tree.matches(labels)
+    } else {
+        Vec::new()
+    };
+    if matched.is_empty() {
+        return vec![(
+            None,
+            Delivery {
+                receivers: notify,
+                group_by: config.alerting.group_by.clone(),
+                route: String::new(),
+            },
+        )];
+    }
+    matched
+        .into_iter()
+        .map(|route| {
+            (
+                Some(route),
+                Delivery {
+                    receivers: route.notify.clone(),
+                    group_by: route.group_by.clone(),
+                    route: route.id.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// Whether `route` (`None`: the root) announced this episode of `entry`.
+fn announced_on(entry: &AlertState, route: Option<&crate::route::Route>) -> bool {
+    match route {
+        None => entry.notified_at.is_some(),
+        Some(r) => entry.routes_notified.contains_key(&r.id),
+    }
 }
 
 fn new_episode(alert: &Alert, now: f64) -> AlertState {
@@ -498,6 +625,7 @@ fn new_episode(alert: &Alert, now: f64) -> AlertState {
         notified_at: None,
         resolved_at: None,
         thread: None,
+        routes_notified: BTreeMap::new(),
     }
 }
 
@@ -525,29 +653,34 @@ fn notice(fingerprint: &str, entry: &AlertState, repeat: bool) -> Notice {
     }
 }
 
-/// Groups events by `group_by` labels and receivers; beyond `budget` groups, the rest
-/// go into one digest.
+/// Groups events by their route's `group_by` labels, route and receivers; beyond
+/// `budget` groups, the rest go into one digest.
 fn plan(
-    events: Vec<(Notice, bool, Vec<String>)>,
-    still: Vec<(Notice, Vec<String>)>,
-    group_by: &[String],
+    events: Vec<(Notice, bool, Delivery)>,
+    still: Vec<(Notice, Delivery)>,
     budget: usize,
     now: f64,
 ) -> Vec<Notification> {
-    let key_of = |labels: &Labels, receivers: &[String]| {
-        let group_labels: Labels = group_by
+    let key_of = |labels: &Labels, delivery: &Delivery| {
+        let group_labels: Labels = delivery
+            .group_by
             .iter()
             .filter_map(|name| labels.get(name).map(|v| (name.clone(), v.clone())))
             .collect();
         let mut key = format_labels(&group_labels);
-        if !receivers.is_empty() {
-            key.push_str(&format!(":{}", receivers.join(",")));
+        // Without routes the key is what it always was (outbox items carry it).
+        if !delivery.route.is_empty() {
+            key.push_str(&format!("@route={}", delivery.route));
+        }
+        if !delivery.receivers.is_empty() {
+            key.push_str(&format!(":{}", delivery.receivers.join(",")));
         }
         (key, group_labels)
     };
     let mut groups: BTreeMap<String, Notification> = BTreeMap::new();
-    for (notice, firing, receivers) in events {
-        let (key, group_labels) = key_of(&notice.labels, &receivers);
+    for (notice, firing, delivery) in events {
+        let (key, group_labels) = key_of(&notice.labels, &delivery);
+        let receivers = delivery.receivers;
         let group = groups.entry(key.clone()).or_insert_with(|| Notification {
             group_key: key,
             group_labels,
@@ -566,8 +699,8 @@ fn plan(
         }
     }
     // Only groups that have news get a notification; what still fires rides along.
-    for (notice, receivers) in still {
-        if let Some(group) = groups.get_mut(&key_of(&notice.labels, &receivers).0) {
+    for (notice, delivery) in still {
+        if let Some(group) = groups.get_mut(&key_of(&notice.labels, &delivery).0) {
             group.still_firing.push(notice);
         }
     }

@@ -18,6 +18,7 @@ pub mod log;
 pub mod message;
 pub mod notify;
 pub mod report;
+pub mod route;
 pub mod rules;
 pub mod ruletest;
 pub mod run;
@@ -104,6 +105,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::State(cmd) => commands::state(&cli.config, state, cli.adopt_state, cmd),
         Command::NotifyTest { name } => commands::notify_test(&cli.config, name),
         Command::Test { files } => commands::test(files),
+        Command::Route { labels } => commands::route(&cli.config, labels),
         Command::Init(args) => commands::init(&cli.config, args),
         Command::Completions { shell } => {
             use clap::CommandFactory;

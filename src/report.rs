@@ -552,6 +552,41 @@ pub fn nagios_run(
     Ok(status)
 }
 
+/// One route an alert reaches, for `hapwatch route`.
+pub struct RouteLine {
+    /// `route 1 (team=payments)`, `default route`, `rule X's notify`.
+    pub route: String,
+    /// The notifiers it goes to.
+    pub notifiers: Vec<String>,
+    /// How its alerts are grouped.
+    pub group_by: Vec<String>,
+    /// How often it repeats a firing alert.
+    pub repeat_interval: std::time::Duration,
+}
+
+/// `hapwatch route`: one line per route reached, `→ notifiers` and its grouping.
+pub fn routes(out: &mut impl Write, lines: &[RouteLine]) -> io::Result<()> {
+    for line in lines {
+        writeln!(
+            out,
+            "{} → {} (group_by {}; repeat_interval {})",
+            line.route,
+            if line.notifiers.is_empty() {
+                "no notifier".to_string()
+            } else {
+                line.notifiers.join(", ")
+            },
+            if line.group_by.is_empty() {
+                "nothing".to_string()
+            } else {
+                line.group_by.join(", ")
+            },
+            format_secs(line.repeat_interval.as_secs())
+        )?;
+    }
+    Ok(())
+}
+
 /// `hapwatch check --nagios`: one plugin status line over the sources read (`failed`: each
 /// source that could not be read, and why); returns the status it printed.
 pub fn nagios_check(

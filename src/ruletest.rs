@@ -38,6 +38,9 @@ struct Case {
     /// The `source` label of the snapshots (default "lb1").
     #[serde(default = "default_source")]
     source: String,
+    /// The labels of that source, instead of those of the config's `[[source]]` of that
+    /// name (as if it had these, `[source_defaults]` included).
+    labels: Option<Labels>,
     #[serde(default)]
     silences: Vec<TestSilence>,
     #[serde(rename = "step", default)]
@@ -130,7 +133,17 @@ pub fn run_file(path: &Path) -> Result<Report, TestFileError> {
     let mut report = Report::default();
     let _ = writeln!(report.text, "{}", path.display());
     for case in &file.cases {
-        match run_case(&pipeline, case, base) {
+        let with_labels;
+        let pipeline = match &case.labels {
+            None => &pipeline,
+            Some(labels) => {
+                let mut config = Config::load(&base.join(&file.config))?;
+                with_source_labels(&mut config, &case.source, labels);
+                with_labels = Pipeline::new(config, WithoutNotifiers::Stdout { json: false });
+                &with_labels
+            }
+        };
+        match run_case(pipeline, case, base) {
             Ok(()) => {
                 report.passed += 1;
                 let _ = writeln!(report.text, "  ok    {}", case.name);
@@ -145,6 +158,27 @@ pub fn run_file(path: &Path) -> Result<Report, TestFileError> {
         }
     }
     Ok(report)
+}
+
+/// Gives the source `name` of `config` these labels (adding the source if the config has
+/// none of that name: a rule test reads no source, it only needs the labels).
+fn with_source_labels(config: &mut Config, name: &str, labels: &Labels) {
+    let labels: Labels = labels
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    match config.sources.iter_mut().find(|s| s.name == name) {
+        Some(source) => source.labels = labels,
+        None => config.sources.push(crate::config::SourceConfig {
+            name: name.to_string(),
+            endpoint: crate::config::Endpoint::Stdin,
+            timeout: crate::config::DEFAULT_TIMEOUT,
+            labels,
+            line: 0,
+            file: None,
+        }),
+    }
 }
 
 fn run_case(pipeline: &Pipeline, case: &Case, base: &Path) -> Result<(), String> {
@@ -270,7 +304,9 @@ fn load_snapshot(step: &Step, base: &Path) -> Result<Option<Snapshot>, String> {
                 name: "test".into(),
                 endpoint: crate::config::Endpoint::File(path.clone()),
                 timeout: crate::config::DEFAULT_TIMEOUT,
+                labels: Default::default(),
                 line: 0,
+                file: None,
             };
             source::fetch(&source)
                 .map(Some)

@@ -135,6 +135,10 @@ pub struct AlertState {
     /// recovery are threaded under it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread: Option<String>,
+    /// Per `[[route]]` id, when that route last announced this episode (each route
+    /// repeats on its own `repeat_interval`). Alerts routed by the root use `notified_at`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub routes_notified: BTreeMap<String, f64>,
 }
 
 /// Why the state could not be used.

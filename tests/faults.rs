@@ -911,7 +911,7 @@ fn an_unknown_config_key_is_a_usage_error_with_its_position() {
     out.status(2).stdout_empty().stderr_is(&format!(
         "hapwatch: {}:3:1: unknown key `sokcet` (did you mean `socket`?); valid keys here: \
          name, socket, tcp, url, file, username, password, password_file, ca_file, insecure, \
-         timeout, link\n",
+         timeout, link, labels\n",
         out.config_display()
     ));
 }

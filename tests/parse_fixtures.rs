@@ -20,7 +20,9 @@ fn load(name: &str) -> Result<Snapshot, SourceError> {
         name: "fixture".into(),
         endpoint: Endpoint::File(fixture(name)),
         timeout: Duration::from_secs(1),
+        labels: Default::default(),
         line: 1,
+        file: None,
     })
 }
 

@@ -331,7 +331,9 @@ fn fetch_file(path: &Path) -> Result<Snapshot, hapwatch::source::SourceError> {
         name: "prop".into(),
         endpoint: Endpoint::File(path.to_path_buf()),
         timeout: Duration::from_secs(5),
+        labels: Default::default(),
         line: 1,
+        file: None,
     })
 }
 
@@ -361,7 +363,9 @@ fn fetch_runtime(reply: Vec<u8>) -> Result<Snapshot, hapwatch::source::SourceErr
         name: "prop".into(),
         endpoint: Endpoint::Socket(path),
         timeout: Duration::from_secs(10),
+        labels: Default::default(),
         line: 1,
+        file: None,
     });
     let query = server.join().unwrap();
     assert_eq!(query, common::QUERY, "hapwatch sent something else");
@@ -1003,7 +1007,7 @@ proptest! {
             table.iter().map(|c| stats.columns().get(c)).collect();
         let sample_columns: Vec<Option<usize>> = table.iter().map(|c| sample.column(c)).collect();
         let env = Env {
-            source: "lb1",
+            source: "lb1", labels: &Default::default(),
             dump_columns: &dump_columns,
             previous: Some(Previous {
                 sample: &sample,
@@ -1042,7 +1046,7 @@ proptest! {
             .rules
             .sample(&snapshot_of(&pair.previous, pair.pids.0), NOW - pair.interval);
         let alerts = config.rules.evaluate(
-            &Input { source: "lb1", snapshot: &current, previous: Some(&sample), now: NOW },
+            &Input { source: "lb1", labels: &Default::default(), snapshot: &current, previous: Some(&sample), now: NOW },
             None,
         );
         prop_assert!(alerts.len() <= current.stats.len());
@@ -1087,7 +1091,7 @@ proptest! {
         // The interval the engine sees (`now - taken_at`), rounding included.
         let interval = NOW - (NOW - interval);
         let alerts = config.rules.evaluate(
-            &Input { source: "lb1", snapshot: &now, previous: Some(&sample), now: NOW },
+            &Input { source: "lb1", labels: &Default::default(), snapshot: &now, previous: Some(&sample), now: NOW },
             None,
         );
         prop_assert!(alerts.iter().all(|a| a.name() == "Pos"), "{:?}", alerts);
@@ -1606,6 +1610,7 @@ fn render_summaries(summary: &str) -> Result<Vec<String>, String> {
     let alerts = config.rules.evaluate(
         &Input {
             source: "lb1",
+            labels: &Default::default(),
             snapshot: &snapshot,
             previous: None,
             now: NOW,

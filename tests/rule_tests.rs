@@ -116,3 +116,28 @@ fn each_case_starts_from_an_empty_state() {
     ));
     out.status(0).stdout_contains("2 passed, 0 failed");
 }
+
+#[test]
+fn a_case_gives_its_source_labels_and_expects_them_on_alerts() {
+    let rules = "[[rule]]\nname = \"ProdDown\"\nscope = { type = \"server\", server = \"web3\", labels = { env = \"prod\" } }\nwhen = 'state == \"down\"'\n";
+    let fixtures = repo("tests/fixtures/haproxy-2.6");
+    let case = |labels: &str| {
+        format!(
+            "config = \"c.toml\"\n\n[[case]]\nname = \"labelled\"\n{labels}\n[[case.step]]\nat = \"0m\"\nsnapshot = \"{fixtures}/down-after-kill.csv\"\nfiring = [{{ alertname = \"ProdDown\", dc = \"fra1\", env = \"prod\" }}]\n"
+        )
+    };
+    let run = |body: String| {
+        Hapwatch::new()
+            .file("c.toml", rules)
+            .file("t.toml", body)
+            .args(["test", "t.toml"])
+            .run()
+    };
+    run(case("labels = { dc = \"fra1\", env = \"prod\" }"))
+        .status(0)
+        .stdout_contains("  ok    labelled\n");
+    // Without the labels the rule's scope leaves the source out: the expectation fails.
+    run(case("")).status(1).stdout_contains(
+        "firing: expected but missing: {alertname=\"ProdDown\",dc=\"fra1\",env=\"prod\"}",
+    );
+}

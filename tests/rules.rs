@@ -56,6 +56,7 @@ fn eval(
     config.rules.evaluate(
         &Input {
             source: "lb1",
+            labels: &Default::default(),
             snapshot,
             previous: sample.as_ref(),
             now,

@@ -31,7 +31,7 @@ pub struct Config {
     pub state: StateSettings,
     /// `[alerting]`: repeats, resolved notices, grouping, budget.
     pub alerting: Alerting,
-    /// `[notifier.NAME]` entries and `[routes]`.
+    /// `[notifier.NAME]` entries, `[routes]` and the `[[route]]` tree.
     pub notifiers: Notifiers,
     /// `only_if`: notify only on the active node of an HA pair.
     pub only_if: Option<crate::ha::OnlyIf>,
@@ -112,8 +112,13 @@ pub struct SourceConfig {
     pub endpoint: Endpoint,
     /// Budget for connecting and for the whole read.
     pub timeout: Duration,
+    /// Labels added to every alert from this source (`[source_defaults]` labels merged
+    /// with its own `labels`, empty values dropped).
+    pub labels: crate::alert::Labels,
     /// Line of the `[[source]]` entry in the config, for messages.
     pub line: usize,
+    /// The file of `include_sources` that defines it; `None`: the main config.
+    pub file: Option<PathBuf>,
 }
 
 /// How a source is reached.
@@ -190,6 +195,9 @@ struct RawConfig {
     source: Vec<Spanned<RawSource>>,
     #[serde(default)]
     include: Vec<Spanned<String>>,
+    #[serde(default)]
+    include_sources: Vec<Spanned<String>>,
+    source_defaults: Option<Spanned<RawSourceDefaults>>,
     only_if: Option<Spanned<crate::ha::OnlyIf>>,
     heartbeat: Option<Spanned<crate::heartbeat::Heartbeat>>,
     #[serde(default)]
@@ -202,6 +210,181 @@ struct RawConfig {
     notifier: BTreeMap<String, Spanned<RawNotifier>>,
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    route: Vec<Spanned<RawRoute>>,
+}
+
+/// A `[[route]]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    name: Option<String>,
+    #[serde(default)]
+    matchers: Vec<Spanned<String>>,
+    notify: Option<Vec<String>>,
+    #[serde(rename = "continue", default)]
+    continue_matching: bool,
+    group_by: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "crate::duration::deserialize_opt")]
+    repeat_interval: Option<Duration>,
+    send_resolved: Option<bool>,
+    #[serde(default)]
+    route: Vec<Spanned<RawRoute>>,
+}
+
+/// Builds `[[route]]` entries below `parent` (whose settings they inherit), checking
+/// matchers and notifier names; `path` is the parent's position (`""` for the root).
+fn build_routes(
+    raw: Vec<Spanned<RawRoute>>,
+    parent: &crate::route::Route,
+    path: &str,
+    notifiers: &Notifiers,
+    text: &str,
+    at: &dyn Fn(usize, String) -> ConfigError,
+    ids: &mut HashSet<String>,
+) -> Result<Vec<crate::route::Route>, ConfigError> {
+    let mut out = Vec::new();
+    for (i, spanned) in raw.into_iter().enumerate() {
+        let offset = spanned.span().start;
+        let raw = spanned.into_inner();
+        let position = if path.is_empty() {
+            (i + 1).to_string()
+        } else {
+            format!("{path}.{}", i + 1)
+        };
+        let id = raw.name.clone().unwrap_or_else(|| position.clone());
+        let what = format!("[[route]] {id}");
+        if raw
+            .name
+            .as_deref()
+            .is_some_and(|n| n.trim().is_empty() || n.contains('.'))
+        {
+            return Err(at(
+                offset,
+                format!("{what}: a route name is non-empty and has no `.`"),
+            ));
+        }
+        if !ids.insert(id.clone()) {
+            return Err(at(offset, format!("{what}: duplicate route name")));
+        }
+        let mut matchers = Vec::new();
+        for m in &raw.matchers {
+            matchers.push(
+                crate::silence::Matcher::parse(m.get_ref())
+                    .map_err(|e| at(m.span().start, format!("{what}: {e}")))?,
+            );
+        }
+        let notify = raw.notify.unwrap_or_else(|| parent.notify.clone());
+        for name in &notify {
+            if notifiers.get(name).is_none() {
+                let names: Vec<&str> = notifiers.list.iter().map(|n| n.name.as_str()).collect();
+                return Err(at(
+                    offset,
+                    format!(
+                        "{what}: notify: no notifier named {name:?}{} (notifiers: {})",
+                        crate::rules::expr::suggest(name, names.iter().copied()),
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+        if raw.repeat_interval.is_some_and(|d| d.is_zero()) {
+            return Err(at(
+                offset,
+                format!("{what}: repeat_interval must be more than 0s"),
+            ));
+        }
+        let mut route = crate::route::Route {
+            id,
+            matchers,
+            notify,
+            continue_matching: raw.continue_matching,
+            group_by: raw.group_by.unwrap_or_else(|| parent.group_by.clone()),
+            repeat_interval: raw.repeat_interval.unwrap_or(parent.repeat_interval),
+            send_resolved: raw.send_resolved.or(parent.send_resolved),
+            routes: Vec::new(),
+            line: line_col(text, offset).0,
+        };
+        route.routes = build_routes(raw.route, &route, &position, notifiers, text, at, ids)?;
+        out.push(route);
+    }
+    Ok(out)
+}
+
+/// A file matched by `include_sources`: sources only, with defaults of its own.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSourceFile {
+    #[serde(default)]
+    source: Vec<Spanned<RawSource>>,
+    source_defaults: Option<Spanned<RawSourceDefaults>>,
+}
+
+/// A file being read, for errors that point into it.
+struct File<'a> {
+    path: &'a Path,
+    text: &'a str,
+    /// Readable by its owner only (inline secrets allowed).
+    private: bool,
+}
+
+impl File<'_> {
+    fn at(&self, offset: usize, message: String) -> ConfigError {
+        let (line, column) = line_col(self.text, offset);
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            message,
+        }
+    }
+}
+
+/// The sources read so far, from the main config and every source file.
+#[derive(Default)]
+struct Sources {
+    list: Vec<SourceConfig>,
+    links: BTreeMap<String, String>,
+    /// Name → where it is defined (`path:line:col`), for duplicates.
+    defined: std::collections::HashMap<String, String>,
+}
+
+/// What `[source_defaults]` gives every source of a file.
+#[derive(Clone, Default)]
+struct Defaults {
+    timeout: Option<Duration>,
+    labels: crate::alert::Labels,
+}
+
+impl Defaults {
+    /// These defaults with a file's `[source_defaults]` over them.
+    fn with(
+        &self,
+        raw: Option<Spanned<RawSourceDefaults>>,
+        file: &File,
+    ) -> Result<Defaults, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(self.clone());
+        };
+        let at = raw.span().start;
+        let raw = raw.into_inner();
+        if raw.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(file.at(
+                at,
+                "[source_defaults] timeout must be more than 0s (e.g. \"5s\")".into(),
+            ));
+        }
+        let labels = check_labels(raw.labels.as_ref(), &self.labels)
+            .map_err(|(o, m)| file.at(o, format!("[source_defaults] {m}")))?;
+        Ok(Defaults {
+            timeout: raw.timeout.or(self.timeout),
+            labels,
+        })
+    }
 }
 
 /// A file named by `include`: rules only.
@@ -229,6 +412,19 @@ struct RawSource {
     #[serde(default, deserialize_with = "crate::duration::deserialize_opt")]
     timeout: Option<Duration>,
     link: Option<String>,
+    labels: Option<RawLabels>,
+}
+
+/// A `labels = { … }` table, each name with its place in the file.
+type RawLabels = BTreeMap<Spanned<String>, String>;
+
+/// `[source_defaults]`: what every `[[source]]` gets unless it says otherwise.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSourceDefaults {
+    #[serde(default, deserialize_with = "crate::duration::deserialize_opt")]
+    timeout: Option<Duration>,
+    labels: Option<RawLabels>,
 }
 
 /// The stats page of `url` as a link anyone may see: without `user:password@`, query or
@@ -305,85 +501,61 @@ impl Config {
             at(offset, explain_toml_error(e.message()))
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let mut names = HashSet::new();
-        let mut links = BTreeMap::new();
-        let mut sources = Vec::with_capacity(raw.source.len());
-        for spanned in raw.source {
-            let offset = spanned.span().start;
-            let src = spanned.into_inner();
-            let name = src.name.get_ref().trim().to_string();
-            let name_at = src.name.span().start;
-            if name.is_empty() || name.contains(char::is_whitespace) {
-                return Err(at(
-                    name_at,
-                    format!(
-                        "source name {:?} must be non-empty and have no spaces",
-                        name
-                    ),
-                ));
+        let main = File {
+            path,
+            text,
+            private,
+        };
+        let defaults = Defaults::default().with(raw.source_defaults, &main)?;
+        let mut sources = Sources::default();
+        add_sources(raw.source, &main, None, base, &defaults, &mut sources)?;
+        for pattern in &raw.include_sources {
+            for file_path in source_files(base, pattern.get_ref())
+                .map_err(|m| at(pattern.span().start, format!("include_sources: {m}")))?
+            {
+                let file_text = std::fs::read_to_string(&file_path).map_err(|e| {
+                    at(
+                        pattern.span().start,
+                        format!("include_sources: cannot read {}: {e}", file_path.display()),
+                    )
+                })?;
+                let file = File {
+                    path: &file_path,
+                    text: &file_text,
+                    private: is_private(&file_path),
+                };
+                let raw: RawSourceFile = toml::from_str(&file_text).map_err(|e| {
+                    let message = explain_toml_error(e.message());
+                    let message = if message.starts_with("unknown key") {
+                        format!("{message} (a file of include_sources holds [[source]] entries and [source_defaults] only)")
+                    } else {
+                        message
+                    };
+                    file.at(e.span().map_or(0, |s| s.start), message)
+                })?;
+                let defaults = defaults.with(raw.source_defaults, &file)?;
+                let file_base = file_path.parent().unwrap_or(Path::new("."));
+                add_sources(
+                    raw.source,
+                    &file,
+                    Some(&file_path),
+                    file_base,
+                    &defaults,
+                    &mut sources,
+                )?;
             }
-            if !names.insert(name.clone()) {
-                return Err(at(
-                    name_at,
-                    format!("duplicate source name {name:?}: each [[source]] needs its own name"),
-                ));
-            }
-            let endpoint =
-                endpoint(&src, base).map_err(|m| at(offset, format!("source {name:?}: {m}")))?;
-            if let Endpoint::Http(http) = &endpoint {
-                if crate::secret::url_has_userinfo(&http.url) && !private {
-                    return Err(at(
-                        key_offset(text, offset, "url").unwrap_or(offset),
-                        format!(
-                            "source {name:?}: a url with a user name or password in it (`user:password@`) in a config \
-                             that group or others can read; use username with password_file or password = \"env:NAME\", \
-                             or `chmod 600 {}`",
-                            path.display()
-                        ),
-                    ));
-                }
-                if matches!(http.password, Some(SecretRef::Inline(_))) && !private {
-                    return Err(at(
-                        key_offset(text, offset, "password").unwrap_or(offset),
-                        format!(
-                            "source {name:?}: an inline password in a config that group or others can read; \
-                             use password_file or password = \"env:NAME\", or `chmod 600 {}`",
-                            path.display()
-                        ),
-                    ));
-                }
-            }
-            if src.timeout.is_some_and(|t| t.is_zero()) {
-                return Err(at(
-                    offset,
-                    format!("source {name:?}: timeout must be more than 0s"),
-                ));
-            }
-            if let Some(link) = &src.link {
-                if !(link.starts_with("http://") || link.starts_with("https://"))
-                    || link.contains(char::is_whitespace)
-                    || crate::secret::url_has_userinfo(link)
-                {
-                    return Err(at(
-                        offset,
-                        format!(
-                            "source {name:?}: link {link:?} must be an http:// or https:// URL without spaces \
-                             or a user name (it is shown to whoever gets the alerts)"
-                        ),
-                    ));
-                }
-                links.insert(name.clone(), link.clone());
-            } else if let Endpoint::Http(http) = &endpoint {
-                links.insert(name.clone(), public_link(&http.url));
-            }
-            sources.push(SourceConfig {
-                name,
-                endpoint,
-                timeout: src.timeout.unwrap_or(DEFAULT_TIMEOUT),
-                line: line_col(text, offset).0,
-            });
         }
+        let Sources {
+            list: sources,
+            links,
+            ..
+        } = sources;
         let mut rules = RuleSet::default();
+        rules.add_source_labels(
+            sources
+                .iter()
+                .flat_map(|s| s.labels.keys().map(String::as_str)),
+        );
         rules
             .add(raw.rule, text)
             .map_err(|(offset, message)| at(offset, message))?;
@@ -417,8 +589,28 @@ impl Config {
                 .add(raw.rule, &included_text)
                 .map_err(|(offset, message)| in_included(offset, message))?;
         }
-        let notifiers =
+        let mut notifiers =
             build_notifiers(raw.notifier, raw.routes, &rules, base, private, text, &at)?;
+        let root = crate::route::Route {
+            id: String::new(),
+            matchers: Vec::new(),
+            notify: Vec::new(),
+            continue_matching: false,
+            group_by: raw.alerting.group_by.clone(),
+            repeat_interval: raw.alerting.repeat_interval,
+            send_resolved: None,
+            routes: Vec::new(),
+            line: 0,
+        };
+        notifiers.tree.routes = build_routes(
+            raw.route,
+            &root,
+            "",
+            &notifiers,
+            text,
+            &at,
+            &mut HashSet::new(),
+        )?;
         if let Some(guard) = &raw.only_if {
             guard
                 .get_ref()
@@ -489,6 +681,13 @@ impl Config {
     /// The source called `name`.
     pub fn source(&self, name: &str) -> Option<&SourceConfig> {
         self.sources.iter().find(|s| s.name == name)
+    }
+
+    /// The labels of the source called `name` (none for a source the config does not
+    /// have, e.g. `hapwatch eval --source`).
+    pub fn source_labels(&self, name: &str) -> &crate::alert::Labels {
+        static NONE: crate::alert::Labels = crate::alert::Labels::new();
+        self.source(name).map_or(&NONE, |s| &s.labels)
     }
 }
 
@@ -656,6 +855,192 @@ fn endpoint(src: &RawSource, base: &Path) -> Result<Endpoint, String> {
             None => unreachable!("exactly one endpoint key is set"),
         }
     })
+}
+
+/// Validates `[[source]]` entries of `file` (paths relative to `base`) and adds them.
+fn add_sources(
+    raw: Vec<Spanned<RawSource>>,
+    file: &File,
+    file_path: Option<&Path>,
+    base: &Path,
+    defaults: &Defaults,
+    sources: &mut Sources,
+) -> Result<(), ConfigError> {
+    let (path, text, private) = (file.path, file.text, file.private);
+    let at = |offset: usize, message: String| file.at(offset, message);
+    for spanned in raw {
+        let offset = spanned.span().start;
+        let src = spanned.into_inner();
+        let name = src.name.get_ref().trim().to_string();
+        let name_at = src.name.span().start;
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(at(
+                name_at,
+                format!(
+                    "source name {:?} must be non-empty and have no spaces",
+                    name
+                ),
+            ));
+        }
+        let (line, column) = line_col(text, name_at);
+        if let Some(first) = sources.defined.get(&name) {
+            let also = if first.starts_with(&format!("{}:", path.display())) {
+                String::new()
+            } else {
+                format!(" (first defined at {first})")
+            };
+            return Err(at(
+                name_at,
+                format!("duplicate source name {name:?}: each [[source]] needs its own name{also}"),
+            ));
+        }
+        sources
+            .defined
+            .insert(name.clone(), format!("{}:{line}:{column}", path.display()));
+        let endpoint =
+            endpoint(&src, base).map_err(|m| at(offset, format!("source {name:?}: {m}")))?;
+        if let Endpoint::Http(http) = &endpoint {
+            if crate::secret::url_has_userinfo(&http.url) && !private {
+                return Err(at(
+                    key_offset(text, offset, "url").unwrap_or(offset),
+                    format!(
+                        "source {name:?}: a url with a user name or password in it (`user:password@`) in a config \
+                         that group or others can read; use username with password_file or password = \"env:NAME\", \
+                         or `chmod 600 {}`",
+                        path.display()
+                    ),
+                ));
+            }
+            if matches!(http.password, Some(SecretRef::Inline(_))) && !private {
+                return Err(at(
+                    key_offset(text, offset, "password").unwrap_or(offset),
+                    format!(
+                        "source {name:?}: an inline password in a config that group or others can read; \
+                         use password_file or password = \"env:NAME\", or `chmod 600 {}`",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+        if src.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(at(
+                offset,
+                format!("source {name:?}: timeout must be more than 0s"),
+            ));
+        }
+        if let Some(link) = &src.link {
+            if !(link.starts_with("http://") || link.starts_with("https://"))
+                || link.contains(char::is_whitespace)
+                || crate::secret::url_has_userinfo(link)
+            {
+                return Err(at(
+                    offset,
+                    format!(
+                        "source {name:?}: link {link:?} must be an http:// or https:// URL without spaces \
+                         or a user name (it is shown to whoever gets the alerts)"
+                    ),
+                ));
+            }
+            sources.links.insert(name.clone(), link.clone());
+        } else if let Endpoint::Http(http) = &endpoint {
+            sources.links.insert(name.clone(), public_link(&http.url));
+        }
+        let labels = check_labels(src.labels.as_ref(), &defaults.labels)
+            .map_err(|(o, m)| at(o, format!("source {name:?}: {m}")))?;
+        sources.list.push(SourceConfig {
+            name,
+            endpoint,
+            timeout: src.timeout.or(defaults.timeout).unwrap_or(DEFAULT_TIMEOUT),
+            labels,
+            line: line_col(text, offset).0,
+            file: file_path.map(Path::to_path_buf),
+        });
+    }
+    Ok(())
+}
+
+/// The files an `include_sources` pattern names, sorted by name: a path, or a directory
+/// and a file-name glob (`sources.d/*.toml`; `*` and `?` in the last part only). A
+/// missing directory or a named file that is missing is an error (a typo or a missing
+/// mount must not silently drop load balancers); a glob that matches nothing is not (a
+/// directory that configuration management has not filled yet). Hidden files (`.#lb1.toml`
+/// editor locks) are skipped; symbolic links are followed (configuration management links
+/// enabled sources), and what they point at must be a file.
+fn source_files(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
+    let full = base.join(pattern);
+    let name = full
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| format!("{pattern:?} names no file; e.g. \"sources.d/*.toml\""))?;
+    let dir = full.parent().unwrap_or(Path::new("."));
+    if dir.to_str().is_some_and(|d| d.contains(['*', '?'])) {
+        return Err(format!(
+            "{pattern:?}: `*` and `?` work in the file name only, e.g. \"sources.d/*.toml\""
+        ));
+    }
+    let check = |path: &Path| -> Result<(), String> {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => Ok(()),
+            Ok(_) => Err(format!("{} is not a file", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+                "{} does not exist{}",
+                path.display(),
+                if std::fs::symlink_metadata(path).is_ok() {
+                    " (a symbolic link to nothing)"
+                } else {
+                    ""
+                }
+            )),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    };
+    if !name.contains(['*', '?']) {
+        check(&full)?;
+        return Ok(vec![full]);
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        format!(
+            "cannot list {}: {e} (create the directory, or remove the pattern)",
+            dir.display()
+        )
+    })?;
+    let glob = wildmatch::WildMatch::new(name);
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        if file_name.starts_with('.') || !glob.matches(file_name) {
+            continue;
+        }
+        let path = entry.path();
+        check(&path)?;
+        files.push(path);
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Checks a `labels` table and merges it over `defaults`: a label set to `""` removes
+/// the default (an empty value means "no such label", as in Alertmanager). Errors carry
+/// the offset of the offending name.
+fn check_labels(
+    raw: Option<&RawLabels>,
+    defaults: &crate::alert::Labels,
+) -> Result<crate::alert::Labels, (usize, String)> {
+    let mut labels = defaults.clone();
+    for (name, value) in raw.into_iter().flatten() {
+        crate::rules::check_label_name(name.get_ref())
+            .map_err(|m| (name.span().start, format!("labels: {m}")))?;
+        if value.is_empty() {
+            labels.remove(name.get_ref());
+        } else {
+            labels.insert(name.get_ref().clone(), value.clone());
+        }
+    }
+    Ok(labels)
 }
 
 /// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" into a suggestion.
@@ -907,6 +1292,115 @@ file = "-"
         ))
         .unwrap_err();
         assert!(err.contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn source_labels_merge_over_source_defaults() {
+        let cfg = parse(
+            r#"
+[source_defaults]
+timeout = "2s"
+labels = { env = "prod", dc = "fra1" }
+
+[[source]]
+name = "lb1"
+file = "a.csv"
+labels = { dc = "ams1", rack = "r7" }
+
+[[source]]
+name = "lb2"
+file = "b.csv"
+timeout = "9s"
+labels = { env = "" }
+"#,
+        )
+        .unwrap();
+        let labels = |i: usize| -> Vec<(String, String)> {
+            cfg.sources[i].labels.clone().into_iter().collect()
+        };
+        let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> {
+            p.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            labels(0),
+            pairs(&[("dc", "ams1"), ("env", "prod"), ("rack", "r7")])
+        );
+        assert_eq!(labels(1), pairs(&[("dc", "fra1")]), "empty drops a default");
+        assert_eq!(cfg.sources[0].timeout, Duration::from_secs(2));
+        assert_eq!(cfg.sources[1].timeout, Duration::from_secs(9));
+        assert!(cfg.rules.label_names().contains("rack"));
+    }
+
+    #[test]
+    fn bad_source_labels_cite_the_label() {
+        let err = parse(
+            "[[source]]\nname = \"a\"\nfile = \"x\"\nlabels = { dc = \"x\", proxy = \"p\" }\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "/etc/hw/h.toml:4:22: source \"a\": labels: label `proxy` is set by hapwatch; pick another name"
+        );
+        let err = parse("[source_defaults]\nlabels = { \"my-dc\" = \"x\" }\n").unwrap_err();
+        assert_eq!(
+            err,
+            "/etc/hw/h.toml:2:12: [source_defaults] labels: label name `my-dc`: use letters, digits and `_`"
+        );
+        let err = parse("[source_defaults]\ntimeuot = \"1s\"\n").unwrap_err();
+        assert!(err.contains("did you mean `timeout`"), "{err}");
+    }
+
+    #[test]
+    fn routes_inherit_and_name_the_notifiers_alertmanager_gets() {
+        let cfg = parse(
+            r#"
+[notifier.am]
+type = "alertmanager"
+url = "http://127.0.0.1:9093"
+[notifier.chat]
+type = "webhook"
+url = "http://127.0.0.1:9/chat"
+[routes]
+default = ["chat"]
+[alerting]
+repeat_interval = "2h"
+[[route]]
+matchers = ["team=payments"]
+notify = ["am"]
+group_by = ["proxy"]
+  [[route.route]]
+  matchers = ["severity=critical"]
+"#,
+        )
+        .unwrap();
+        let labels = |pairs: &[(&str, &str)]| -> crate::alert::Labels {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let child = &cfg.notifiers.tree.routes[0].routes[0];
+        assert_eq!(child.id, "1.1");
+        assert_eq!(child.notify, ["am"]);
+        assert_eq!(child.group_by, ["proxy"]);
+        assert_eq!(child.repeat_interval, Duration::from_secs(7200));
+        let n = &cfg.notifiers;
+        assert_eq!(
+            n.receivers_of(
+                &labels(&[("team", "payments"), ("severity", "critical")]),
+                &[]
+            ),
+            ["am"]
+        );
+        assert_eq!(n.receivers_of(&labels(&[("team", "web")]), &[]), ["chat"]);
+        let notify = ["chat".to_string()];
+        assert_eq!(
+            n.receivers_of(&labels(&[("team", "payments")]), &notify),
+            ["chat"],
+            "a rule's notify bypasses the tree"
+        );
     }
 
     #[test]

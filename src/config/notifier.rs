@@ -26,6 +26,8 @@ pub struct Notifiers {
     pub list: Vec<Notifier>,
     /// `[routes]`.
     pub routes: Routes,
+    /// `[[route]]`: the routing tree below the root (`[routes]` and rules' `notify`).
+    pub tree: crate::route::Tree,
     /// Compiled `subject` / `body` / `template` of each notifier.
     pub templates: NotifierTemplates,
 }
@@ -34,6 +36,34 @@ impl Notifiers {
     /// The notifier called `name`.
     pub fn get(&self, name: &str) -> Option<&Notifier> {
         self.list.iter().find(|n| n.name == name)
+    }
+
+    /// The notifier names an alert with `labels` of a rule with `notify` reaches: the
+    /// rule's `notify`, else those of every `[[route]]` it reaches (a route without
+    /// `notify`, or the root, uses `[routes]`).
+    pub fn receivers_of<'a>(
+        &'a self,
+        labels: &crate::alert::Labels,
+        notify: &'a [String],
+    ) -> Vec<&'a str> {
+        let severity = labels.get("severity").map_or("", String::as_str);
+        let matched = if notify.is_empty() {
+            self.tree.matches(labels)
+        } else {
+            Vec::new()
+        };
+        if matched.is_empty() {
+            return self.routes.for_alert(notify, severity, &self.list);
+        }
+        let mut names: Vec<&str> = Vec::new();
+        for route in matched {
+            for name in self.routes.for_alert(&route.notify, severity, &self.list) {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        names
     }
 
     /// True when no notifier is configured (runs then print notifications on stdout).
@@ -53,6 +83,7 @@ impl Notifiers {
                 retries: 0,
             }],
             routes: Routes::default(),
+            tree: crate::route::Tree::default(),
             templates: NotifierTemplates::default(),
         }
     }

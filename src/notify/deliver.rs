@@ -165,16 +165,18 @@ pub fn plan(
             });
             // What still fires is listed only where it is routed: a receiver must not see
             // (and later miss the recovery of) an alert that was never sent to it.
+            // A notification with receivers (a rule's `notify`, a `[[route]]`'s) holds only
+            // alerts the engine routed to them.
+            let routed = n.receivers.iter().any(|r| r == name);
             n.still_firing.retain(|notice| {
                 let alertname = notice.labels.get("alertname").map_or("", String::as_str);
                 let notify = rule_routes
                     .get(alertname)
                     .map_or(&[][..], |r| &r.notify[..]);
-                let severity = notice.labels.get("severity").map_or("", String::as_str);
-                notifiers
-                    .routes
-                    .for_alert(notify, severity, &notifiers.list)
-                    .contains(&name)
+                routed
+                    || notifiers
+                        .receivers_of(&notice.labels, notify)
+                        .contains(&name)
             });
             if !n.firing.is_empty() || !n.resolved.is_empty() {
                 out.push((name.to_string(), Payload::Notification(n)));
@@ -191,10 +193,8 @@ pub fn plan(
         for alert in state.alerts.values() {
             let name = alert.labels.get("alertname").map_or("", String::as_str);
             let notify = rule_routes.get(name).map_or(&[][..], |r| &r.notify[..]);
-            let severity = alert.labels.get("severity").map_or("", String::as_str);
             if !notifiers
-                .routes
-                .for_alert(notify, severity, &notifiers.list)
+                .receivers_of(&alert.labels, notify)
                 .contains(&notifier.name.as_str())
             {
                 continue;

@@ -21,6 +21,8 @@ pub enum Val<'a> {
 pub struct Env<'a> {
     /// Source name (`source` in expressions).
     pub source: &'a str,
+    /// The source's labels (`label("…")` in expressions).
+    pub labels: &'a crate::alert::Labels,
     /// Dump column index per column id.
     pub dump_columns: &'a [Option<usize>],
     /// The previous sample and, per column id, its position in it.
@@ -62,6 +64,7 @@ pub fn eval<'a>(expr: &'a Expr, row: &Row<'a>, env: &Env<'a>) -> Val<'a> {
         }),
         Expr::Counter(kind, id) => counter(*kind, *id, row, env),
         Expr::Exists(id) => Val::Bool(field(row, env, *id).is_some()),
+        Expr::Label(name) => Val::Text(env.labels.get(&**name).map_or("", String::as_str)),
         Expr::Neg(a) => number(a, row, env).map_or(Val::Absent, |n| Val::Number(-n)),
         Expr::Abs(a) => number(a, row, env).map_or(Val::Absent, |n| Val::Number(n.abs())),
         Expr::MinMax(min, a, b) => match (number(a, row, env), number(b, row, env)) {

@@ -40,7 +40,14 @@ pub const FUNCTIONS: &[(&str, usize, &str)] = &[
     ("min", 2, "the smaller of two numbers"),
     ("max", 2, "the larger of two numbers"),
     ("abs", 1, "absolute value"),
+    (
+        "label",
+        1,
+        "a label of the source (its `labels`), \"\" when it has none, e.g. label(\"env\")",
+    ),
 ];
+
+const LABEL_ARGUMENT: &str = "`label` takes a label name in quotes, e.g. label(\"env\")";
 
 /// A syntax or type error, with the byte offset in the expression where it was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +163,8 @@ pub enum Expr {
     Counter(Counter, usize),
     /// `exists(col)`.
     Exists(usize),
+    /// `label("name")`: a label of the source being read.
+    Label(Box<str>),
     /// `-x`
     Neg(Box<Expr>),
     /// `abs(x)`
@@ -200,7 +209,8 @@ impl Expr {
             | Expr::TextColumn(_)
             | Expr::Special(_)
             | Expr::Counter(..)
-            | Expr::Exists(_) => {}
+            | Expr::Exists(_)
+            | Expr::Label(_) => {}
         }
     }
 }
@@ -754,6 +764,12 @@ impl Parser<'_> {
                 ),
             ));
         };
+        // `label(env)`: a bare name would be taken for a column; say what `label` wants.
+        if name == "label" {
+            if let Some(tok) = self.peek().filter(|t| matches!(t.kind, Kind::Name(_))) {
+                return Err(ExprError::new(tok.offset, LABEL_ARGUMENT));
+            }
+        }
         let mut args: Vec<(Typed, usize)> = Vec::new();
         if self.peek().is_some_and(|t| t.kind == Kind::RParen) {
             self.pos += 1;
@@ -801,6 +817,13 @@ impl Parser<'_> {
                     "rate" => (Expr::Counter(Counter::Rate, id), Type::Number),
                     _ => (Expr::Exists(id), Type::Bool),
                 })
+            }
+            "label" => {
+                let ((arg, _), arg_at) = args.next().expect("arity checked");
+                match arg {
+                    Expr::Text(name) => Ok((Expr::Label(name), Type::Text)),
+                    _ => Err(ExprError::new(arg_at, LABEL_ARGUMENT)),
+                }
             }
             "abs" => {
                 let (arg, arg_at) = args.next().expect("arity checked");
@@ -906,6 +929,25 @@ mod tests {
     }
 
     #[test]
+    fn label_takes_a_quoted_name_and_is_text() {
+        let e = compile_condition("label(\"env\") == \"prod\"", &mut Names::default()).unwrap();
+        assert!(
+            matches!(e, Expr::CompareText(Cmp::Eq, ref l, _) if matches!(**l, Expr::Label(ref n) if &**n == "env"))
+        );
+        assert_eq!(
+            err("label(env) == \"prod\""),
+            (
+                6,
+                "`label` takes a label name in quotes, e.g. label(\"env\")".into()
+            )
+        );
+        assert_eq!(
+            err("label(\"env\") > 1").1,
+            "`>` compares text with a number; both sides must be numbers, or both text"
+        );
+    }
+
+    #[test]
     fn durations_are_seconds() {
         let e = compile_condition("lastchg < 5m", &mut Names::default()).unwrap();
         assert!(
@@ -927,7 +969,7 @@ mod tests {
             err("stat == \"up\""),
             (0, "unknown column `stat` (did you mean `state`?)".into())
         );
-        assert_eq!(err("ratee(stot) > 1").1, "unknown function `ratee` (did you mean `rate`?); functions: delta, rate, exists, min, max, abs");
+        assert_eq!(err("ratee(stot) > 1").1, "unknown function `ratee` (did you mean `rate`?); functions: delta, rate, exists, min, max, abs, label");
     }
 
     #[test]

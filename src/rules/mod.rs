@@ -72,6 +72,43 @@ pub struct RawScope {
     exclude_proxy: Vec<String>,
     #[serde(default, deserialize_with = "one_or_many")]
     exclude_server: Vec<String>,
+    /// Source name globs.
+    #[serde(default, deserialize_with = "one_or_many")]
+    source: Vec<String>,
+    /// Source label → value globs (`{ env = "prod" }`, `{ dc = ["fra*", "ams1"] }`).
+    #[serde(default)]
+    labels: BTreeMap<String, OneOrMany>,
+}
+
+/// A string or a list of strings (a value of a scope's `labels` table).
+#[derive(Debug, Default)]
+pub struct OneOrMany(Vec<String>);
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        one_or_many(deserializer).map(OneOrMany)
+    }
+}
+
+/// Which sources a rule applies to: its scope's `source` globs and `labels`, decided once
+/// per source and dump rather than per row.
+#[derive(Debug, Clone, Default)]
+pub struct SourceScope {
+    /// Source name globs; empty = every source.
+    names: Vec<wildmatch::WildMatch>,
+    /// Per label, value globs one of which must match (a source without the label has `""`).
+    labels: Vec<(String, Vec<wildmatch::WildMatch>)>,
+}
+
+impl SourceScope {
+    /// True when the source called `name` with `labels` is in scope.
+    pub fn matches(&self, name: &str, labels: &Labels) -> bool {
+        (self.names.is_empty() || self.names.iter().any(|g| g.matches(name)))
+            && self.labels.iter().all(|(label, globs)| {
+                let value = labels.get(label).map_or("", String::as_str);
+                globs.iter().any(|g| g.matches(value))
+            })
+    }
 }
 
 fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
@@ -117,6 +154,8 @@ pub struct Rule {
     pub name: String,
     /// Rows it looks at.
     pub scope: Scope,
+    /// Sources it looks at.
+    pub sources: SourceScope,
     /// `severity` label.
     pub severity: String,
     /// Static labels.
@@ -154,6 +193,8 @@ pub struct RuleSet {
     /// Columns passed to `delta()` / `rate()`: what a [`Sample`] must keep.
     counter_columns: Vec<String>,
     templates: Templates,
+    /// Names of the labels sources carry (`[[source]]` labels): templates may read them.
+    source_labels: std::collections::BTreeSet<String>,
 }
 
 impl ColumnTable for Vec<String> {
@@ -172,6 +213,8 @@ pub type CompileError = (usize, String);
 pub struct Input<'a> {
     /// Source name.
     pub source: &'a str,
+    /// The source's labels.
+    pub labels: &'a Labels,
     /// The dump.
     pub snapshot: &'a Snapshot,
     /// The same source's sample from the previous run, if any.
@@ -181,6 +224,13 @@ pub struct Input<'a> {
 }
 
 impl RuleSet {
+    /// Declares the label names sources carry, before rules are added: rule templates may
+    /// then read them by name, and silences on them are no typo.
+    pub fn add_source_labels<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
+        self.source_labels
+            .extend(names.into_iter().map(str::to_string));
+    }
+
     /// Compiles `raw` rules and adds them to the set; `text` is the file text the spans
     /// point into. Rule names must be unique across every call.
     pub fn add(&mut self, raw: Vec<Spanned<RawRule>>, text: &str) -> Result<(), CompileError> {
@@ -200,11 +250,11 @@ impl RuleSet {
             if name == SOURCE_UNREACHABLE || set.rules.iter().any(|r| r.name == name) {
                 return Err(in_rule(raw.name.span().start, "duplicate rule name".into()));
             }
-            let scope = match &raw.scope {
+            let (scope, sources) = match &raw.scope {
                 Some(scope) => {
                     compile_scope(scope.get_ref()).map_err(|m| in_rule(scope.span().start, m))?
                 }
-                None => Scope::default(),
+                None => (Scope::default(), SourceScope::default()),
             };
             let when = compile_expr(&raw.when, text, &mut set.columns, true)
                 .map_err(|(o, m)| in_rule(o, format!("when: {m}")))?;
@@ -230,18 +280,7 @@ impl RuleSet {
                 _ => Hold::Immediately,
             };
             for label in raw.labels.keys() {
-                if RESERVED_LABELS.contains(&label.as_str()) {
-                    return Err(in_rule(
-                        entry,
-                        format!("label `{label}` is set by hapwatch; pick another name"),
-                    ));
-                }
-                if !is_label_value_name(label) {
-                    return Err(in_rule(
-                        entry,
-                        format!("label name `{label}`: use letters, digits and `_`"),
-                    ));
-                }
+                check_label_name(label).map_err(|m| in_rule(entry, m))?;
             }
             if raw.notify.iter().any(|n| n.trim().is_empty()) {
                 return Err(in_rule(entry, "`notify` names must not be empty".into()));
@@ -260,7 +299,13 @@ impl RuleSet {
                     set.counter_columns.push(name.clone());
                 }
             }
-            let label_names: Vec<&str> = raw.labels.keys().map(String::as_str).collect();
+            let source_labels = std::mem::take(&mut set.source_labels);
+            let label_names: Vec<&str> = raw
+                .labels
+                .keys()
+                .map(String::as_str)
+                .chain(source_labels.iter().map(String::as_str))
+                .collect();
             let summary_source = raw
                 .summary
                 .as_ref()
@@ -280,10 +325,12 @@ impl RuleSet {
                 }
                 None => None,
             };
+            set.source_labels = source_labels;
             set.rules.push(Rule {
                 line: line_of(text, entry),
                 name,
                 scope,
+                sources,
                 severity: raw.severity.unwrap_or_else(|| DEFAULT_SEVERITY.to_string()),
                 labels: raw.labels,
                 hold,
@@ -389,7 +436,7 @@ impl RuleSet {
 
     /// Evaluates every rule (or only `only`) on one dump: one alert per matching row.
     pub fn evaluate(&self, input: &Input<'_>, only: Option<&str>) -> Vec<Alert> {
-        let mut evaluation = Evaluation::new(self, input.source, input.now, only);
+        let mut evaluation = Evaluation::new(self, input.source, input.labels, input.now, only);
         evaluation.advance(
             input.snapshot.stats.table(),
             input.snapshot.info.as_ref(),
@@ -408,11 +455,14 @@ impl RuleSet {
                     .iter()
                     .flat_map(|r| r.labels.keys().map(String::as_str)),
             )
+            .chain(self.source_labels.iter().map(String::as_str))
             .collect()
     }
 
     fn alert(&self, rule: &Rule, row: &Row<'_>, env: &Env<'_>) -> Alert {
-        let mut labels = Labels::new();
+        // The source's labels first: a rule's own label of the same name is more specific
+        // and wins (as an alert's labels win over Prometheus' external_labels).
+        let mut labels = env.labels.clone();
         labels.insert("alertname".into(), rule.name.clone());
         labels.insert("source".into(), env.source.to_string());
         labels.insert("proxy".into(), row.proxy().to_string());
@@ -462,15 +512,18 @@ impl RuleSet {
     }
 }
 
-/// The built-in alert for a source that could not be read.
-pub fn source_unreachable(source: &str, error: &str) -> Alert {
-    let labels: Labels = [
-        ("alertname", SOURCE_UNREACHABLE),
-        ("source", source),
-        ("severity", "critical"),
-    ]
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .into();
+/// The built-in alert for a source that could not be read; it carries the source's
+/// `labels`, so that it is routed and grouped like the source's other alerts.
+pub fn source_unreachable(source: &str, source_labels: &Labels, error: &str) -> Alert {
+    let mut labels = source_labels.clone();
+    labels.extend(
+        [
+            ("alertname", SOURCE_UNREACHABLE),
+            ("source", source),
+            ("severity", "critical"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
     let annotations = [(
         "summary".to_string(),
         format!("hapwatch cannot read source {source}: {error}"),
@@ -548,7 +601,7 @@ fn template_vars(
     out
 }
 
-fn compile_scope(raw: &RawScope) -> Result<Scope, String> {
+fn compile_scope(raw: &RawScope) -> Result<(Scope, SourceScope), String> {
     let mut types = Vec::new();
     for t in &raw.types {
         match ProxyType::parse(t) {
@@ -560,13 +613,28 @@ fn compile_scope(raw: &RawScope) -> Result<Scope, String> {
             }
         }
     }
-    Ok(Scope {
-        types: TypeMask::of(&types),
-        proxies: Scope::globs(&raw.proxy),
-        exclude_proxies: Scope::globs(&raw.exclude_proxy),
-        servers: Scope::globs(&raw.server),
-        exclude_servers: Scope::globs(&raw.exclude_server),
-    })
+    let mut labels = Vec::new();
+    for (name, OneOrMany(globs)) in &raw.labels {
+        if globs.is_empty() {
+            return Err(format!(
+                "scope labels: `{name}` needs a value or a list of values"
+            ));
+        }
+        labels.push((name.clone(), Scope::globs(globs)));
+    }
+    Ok((
+        Scope {
+            types: TypeMask::of(&types),
+            proxies: Scope::globs(&raw.proxy),
+            exclude_proxies: Scope::globs(&raw.exclude_proxy),
+            servers: Scope::globs(&raw.server),
+            exclude_servers: Scope::globs(&raw.exclude_server),
+        },
+        SourceScope {
+            names: Scope::globs(&raw.source),
+            labels,
+        },
+    ))
 }
 
 /// Compiles an expression held in a TOML string, translating error offsets into offsets
@@ -640,6 +708,20 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
+/// Checks the name of a static label (a rule's or a source's `labels`): a Prometheus
+/// label name that hapwatch does not set itself.
+pub fn check_label_name(label: &str) -> Result<(), String> {
+    if RESERVED_LABELS.contains(&label) {
+        return Err(format!(
+            "label `{label}` is set by hapwatch; pick another name"
+        ));
+    }
+    if !is_label_value_name(label) {
+        return Err(format!("label name `{label}`: use letters, digits and `_`"));
+    }
+    Ok(())
+}
+
 fn is_label_value_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
@@ -676,6 +758,7 @@ pub struct Evaluation<'r> {
     set: &'r RuleSet,
     rules: Vec<&'r Rule>,
     source: &'r str,
+    labels: &'r Labels,
     now: f64,
     /// Column positions in the dump and in the previous sample, bound on the first rows.
     bound: Option<Bound>,
@@ -695,19 +778,26 @@ struct Bound {
 }
 
 impl<'r> Evaluation<'r> {
-    /// Starts evaluating every rule of `set` (or only the one named `only`) on the dump of
-    /// `source` taken at `now` (Unix seconds).
-    pub fn new(set: &'r RuleSet, source: &'r str, now: f64, only: Option<&str>) -> Self {
+    /// Starts evaluating every rule of `set` (or only the one named `only`) that applies to
+    /// `source` (with its `labels`) on its dump taken at `now` (Unix seconds).
+    pub fn new(
+        set: &'r RuleSet,
+        source: &'r str,
+        labels: &'r Labels,
+        now: f64,
+        only: Option<&str>,
+    ) -> Self {
         let rules: Vec<&Rule> = set
             .rules
             .iter()
-            .filter(|r| only.is_none_or(|o| o == r.name))
+            .filter(|r| only.is_none_or(|o| o == r.name) && r.sources.matches(source, labels))
             .collect();
         Evaluation {
             set,
             alerts: vec![Vec::new(); rules.len()],
             rules,
             source,
+            labels,
             now,
             bound: None,
             done: 0,
@@ -742,6 +832,7 @@ impl<'r> Evaluation<'r> {
         });
         let env = Env {
             source: self.source,
+            labels: self.labels,
             dump_columns: &bound.dump_columns,
             previous: previous.map(|sample| Previous {
                 sample,
