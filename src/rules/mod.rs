@@ -1,10 +1,12 @@
 //! Rules: which rows to look at (scope), when they are a problem (an expression), and how
 //! to describe the alert (labels, templates). Compiled once per config; evaluated per dump.
 
+pub mod aggregate;
 pub mod eval;
 pub mod expr;
 pub mod sample;
 pub mod template;
+pub mod window;
 
 use crate::alert::{Alert, Labels, Value as AlertValue};
 use crate::scope::Scope;
@@ -135,6 +137,9 @@ pub struct Rule {
     pub reads_counters: bool,
     /// Line of the `[[rule]]` entry.
     pub line: usize,
+    /// The rule reads rows that come after the one it is evaluated on (a server's
+    /// backend, a frontend's listeners): it waits until the proxy's rows are all in.
+    reads_ahead: bool,
     when: Expr,
     value: Option<Expr>,
     /// Column ids this rule reads.
@@ -153,6 +158,13 @@ pub struct RuleSet {
     columns: Vec<String>,
     /// Columns passed to `delta()` / `rate()`: what a [`Sample`] must keep.
     counter_columns: Vec<String>,
+    /// Columns passed to `delta(col, 5m)` and its kin: what window samples keep.
+    window_columns: Vec<String>,
+    /// The longest window, in seconds (0: none).
+    longest_window: f64,
+    /// Row types rules read besides those they look at (a server's backend row, a
+    /// backend's server rows), as a [`TypeMask`] bit set.
+    related_types: u8,
     templates: Templates,
 }
 
@@ -246,6 +258,36 @@ impl RuleSet {
             if raw.notify.iter().any(|n| n.trim().is_empty()) {
                 return Err(in_rule(entry, "`notify` names must not be empty".into()));
             }
+            let scope_types = scope.types;
+            for (expr, source, what) in [(Some(&when), Some(&raw.when), "when")]
+                .into_iter()
+                .chain([(value.as_ref(), raw.value.as_ref(), "value")])
+            {
+                let (Some(expr), Some(source)) = (expr, source) else {
+                    continue;
+                };
+                aggregate::check_scope(expr, scope_types).map_err(|(o, m)| {
+                    in_rule(
+                        raw_offset(text, source.span().start, o),
+                        format!("{what}: {m}"),
+                    )
+                })?;
+            }
+            let mut reads_ahead = false;
+            for expr in std::iter::once(&when).chain(value.as_ref()) {
+                let relatives = aggregate::relatives(expr);
+                reads_ahead |= relatives.reads_ahead;
+                set.related_types |= relatives.types;
+                expr.visit(&mut |e| {
+                    if let Expr::Window(w) = e {
+                        let name = &set.columns[w.column];
+                        if !set.window_columns.contains(name) {
+                            set.window_columns.push(name.clone());
+                        }
+                        set.longest_window = set.longest_window.max(w.seconds);
+                    }
+                });
+            }
             let mut column_ids = Vec::new();
             collect_columns(&when, &mut column_ids);
             if let Some(v) = &value {
@@ -291,6 +333,7 @@ impl RuleSet {
                 notify: raw.notify,
                 send_resolved: raw.send_resolved,
                 reads_counters: !counter_columns(&when).is_empty(),
+                reads_ahead,
                 when,
                 value,
                 column_ids,
@@ -334,7 +377,7 @@ impl RuleSet {
             .map(|r| r.scope.types)
             .reduce(TypeMask::union)
         {
-            Some(mask) => mask,
+            Some(mask) => mask.union(TypeMask(self.related_types)),
             // No rules: the dump only proves the source answers; ask for it whole.
             None => TypeMask::ALL,
         }
@@ -367,6 +410,16 @@ impl RuleSet {
         &self.counter_columns
     }
 
+    /// The columns window samples keep for `delta(col, 5m)` and its kin.
+    pub fn window_columns(&self) -> &[String] {
+        &self.window_columns
+    }
+
+    /// The longest window any rule reads, in seconds (0: none).
+    pub fn longest_window(&self) -> f64 {
+        self.longest_window
+    }
+
     /// Captures what the next run's `delta()` / `rate()` need from `snapshot`.
     pub fn sample(&self, snapshot: &Snapshot, now: f64) -> Sample {
         Sample::capture(snapshot, &self.counter_columns, now)
@@ -394,6 +447,8 @@ impl RuleSet {
             input.snapshot.stats.table(),
             input.snapshot.info.as_ref(),
             input.previous,
+            None,
+            true,
         );
         evaluation.finish()
     }
@@ -651,10 +706,13 @@ fn is_label_value_name(name: &str) -> bool {
 /// Adds the column ids `expr` reads (except through `exists()`) to `out`, once each.
 fn collect_columns(expr: &Expr, out: &mut Vec<usize>) {
     expr.visit(&mut |e| {
-        if let Expr::NumberColumn(id) | Expr::TextColumn(id) | Expr::Counter(_, id) = e {
-            if !out.contains(id) {
-                out.push(*id);
-            }
+        let id = match e {
+            Expr::NumberColumn(id) | Expr::TextColumn(id) | Expr::Counter(_, id) => id,
+            Expr::Window(w) => &w.column,
+            _ => return,
+        };
+        if !out.contains(id) {
+            out.push(*id);
         }
     });
 }
@@ -683,6 +741,8 @@ pub struct Evaluation<'r> {
     alerts: Vec<Vec<Alert>>,
     /// Rows evaluated so far.
     done: usize,
+    /// Rows evaluated so far by the rules that read ahead.
+    done_ahead: usize,
 }
 
 struct Bound {
@@ -711,14 +771,28 @@ impl<'r> Evaluation<'r> {
             now,
             bound: None,
             done: 0,
+            done_ahead: 0,
         }
     }
 
     /// Evaluates the rows of `table` not evaluated yet. Every call must show the same dump
     /// (with at least the rows of the previous call), its `show info`, and the same
-    /// previous sample of this source.
-    pub fn advance(&mut self, table: Table<'_>, info: Option<&Info>, previous: Option<&Sample>) {
-        if table.len() <= self.done {
+    /// previous sample and window history of this source; `complete` once the dump is
+    /// whole (rules that read ahead wait for the end of each proxy's rows).
+    pub fn advance(
+        &mut self,
+        table: Table<'_>,
+        info: Option<&Info>,
+        previous: Option<&Sample>,
+        history: Option<&window::History>,
+        complete: bool,
+    ) {
+        let ready = if self.rules.iter().any(|r| r.reads_ahead) {
+            aggregate::ready(table, complete)
+        } else {
+            0
+        };
+        if table.len() <= self.done && ready <= self.done_ahead {
             return;
         }
         let set = self.set;
@@ -749,17 +823,38 @@ impl<'r> Evaluation<'r> {
                 interval,
                 restarted: bound.restarted,
             }),
+            parents: Default::default(),
+            windows: history
+                .filter(|h| !h.samples.is_empty())
+                .map(|h| window::Bound::new(h, &set.columns, info, self.now)),
         };
         // Row by row, every rule while the row is in the CPU cache (a rule-by-rule pass
         // fetched a big dump's field offsets from memory once per rule).
         for row in table.rows_in(self.done..table.len()) {
             for (rule, alerts) in self.rules.iter().zip(&mut self.alerts) {
-                if rule.scope.matches(&row) && eval::truth(&rule.when, &row, &env) {
+                if !rule.reads_ahead
+                    && rule.scope.matches(&row)
+                    && eval::truth(&rule.when, &row, &env)
+                {
                     alerts.push(set.alert(rule, &row, &env));
                 }
             }
         }
         self.done = table.len();
+        // Rules that read ahead, on the proxies whose rows are all in.
+        if ready > self.done_ahead {
+            for row in table.rows_in(self.done_ahead..ready) {
+                for (rule, alerts) in self.rules.iter().zip(&mut self.alerts) {
+                    if rule.reads_ahead
+                        && rule.scope.matches(&row)
+                        && eval::truth(&rule.when, &row, &env)
+                    {
+                        alerts.push(set.alert(rule, &row, &env));
+                    }
+                }
+            }
+            self.done_ahead = ready;
+        }
     }
 
     /// The alerts: rule by rule, in dump order.
