@@ -16,7 +16,7 @@ use crate::stats::{ProxyType, Row, Table};
 use std::cell::Cell;
 
 /// The row a `backend.X` / `frontend.X` reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Parent {
     /// A server's backend row.
     Backend,

@@ -147,6 +147,8 @@ pub struct Rule {
     /// Variables each template reads: (template name, variables).
     summary: (String, Vec<String>),
     description: Option<(String, Vec<String>)>,
+    /// Fields templates read from the row's parent (`{{ backend.status }}`).
+    parent_fields: Vec<String>,
 }
 
 /// The compiled rules of a config.
@@ -312,16 +314,37 @@ impl RuleSet {
             let summary_vars = set
                 .add_template(&summary_name, summary_source, &label_names)
                 .map_err(|m| in_rule(summary_at, format!("summary: {m}")))?;
+            let mut parent_fields = set.parent_fields(&summary_name, &summary_vars);
             let description = match &raw.description {
                 Some(d) => {
                     let template_name = format!("{name}.description");
                     let vars = set
                         .add_template(&template_name, d.get_ref(), &label_names)
                         .map_err(|m| in_rule(d.span().start, format!("description: {m}")))?;
+                    parent_fields.extend(set.parent_fields(&template_name, &vars));
                     Some((template_name, vars))
                 }
                 None => None,
             };
+            parent_fields.sort();
+            parent_fields.dedup();
+            if let Some((_, field)) = parent_fields.iter().find(|(_, f)| {
+                !columns::is_known(f) && !expr::SPECIAL_NAMES.iter().any(|(n, _)| n == f)
+            }) {
+                return Err(in_rule(
+                    raw.summary.as_ref().map_or(entry, |s| s.span().start),
+                    format!(
+                        "templates: unknown column `{field}` after `backend.` / `frontend.`{}",
+                        expr::suggest(field, columns::KNOWN.iter().copied())
+                    ),
+                ));
+            }
+            for (parent, _) in &parent_fields {
+                set.related_types |= 1 << parent.kind() as u8;
+                // A server's backend row comes after it.
+                reads_ahead |= *parent == aggregate::Parent::Backend;
+            }
+            let parent_fields: Vec<String> = parent_fields.into_iter().map(|(_, f)| f).collect();
             set.rules.push(Rule {
                 line: line_of(text, entry),
                 name,
@@ -339,9 +362,30 @@ impl RuleSet {
                 column_ids,
                 summary: (summary_name, summary_vars),
                 description,
+                parent_fields,
             });
         }
         Ok(())
+    }
+
+    /// The parent fields (`backend.status` → (Backend, `status`)) template `name` reads.
+    fn parent_fields(&self, name: &str, vars: &[String]) -> Vec<(aggregate::Parent, String)> {
+        if !vars.iter().any(|v| v == "backend" || v == "frontend") {
+            return Vec::new();
+        }
+        self.templates
+            .nested_variables(name)
+            .into_iter()
+            .filter_map(|v| {
+                let (prefix, field) = v.split_once('.')?;
+                let parent = match prefix {
+                    "backend" => aggregate::Parent::Backend,
+                    "frontend" => aggregate::Parent::Frontend,
+                    _ => return None,
+                };
+                Some((parent, field.split('.').next().unwrap_or(field).to_string()))
+            })
+            .collect()
     }
 
     fn add_template(
@@ -388,7 +432,11 @@ impl RuleSet {
     pub fn columns_read(&self) -> Vec<String> {
         let templates = self.rules.iter().flat_map(|rule| {
             let description = rule.description.iter().flat_map(|(_, vars)| vars);
-            rule.summary.1.iter().chain(description)
+            rule.summary
+                .1
+                .iter()
+                .chain(description)
+                .chain(&rule.parent_fields)
         });
         let mut names: Vec<String> = self
             .columns
@@ -488,8 +536,10 @@ impl RuleSet {
             });
         let mut annotations = BTreeMap::new();
         let render = |(name, vars): &(String, Vec<String>)| {
-            self.templates
-                .render(name, template_vars(vars, row, env, &labels, value.as_ref()))
+            self.templates.render(
+                name,
+                template_vars(vars, row, env, &labels, value.as_ref(), &rule.parent_fields),
+            )
         };
         annotations.insert("summary".to_string(), render(&rule.summary));
         // The row's status travels with the alert, so that messages can show it.
@@ -550,6 +600,8 @@ const TEMPLATE_NAMES: &[&str] = &[
     "kind",
     "value",
     "labels",
+    "backend",
+    "frontend",
 ];
 
 fn is_template_variable(name: &str, label_names: &[&str]) -> bool {
@@ -563,6 +615,7 @@ fn template_vars(
     env: &Env<'_>,
     labels: &Labels,
     value: Option<&AlertValue>,
+    parent_fields: &[String],
 ) -> BTreeMap<String, minijinja::Value> {
     use minijinja::Value;
     let mut out = BTreeMap::new();
@@ -586,21 +639,55 @@ fn template_vars(
             name if labels.contains_key(name) && !columns::is_known(name) => {
                 Value::from(labels[name].as_str())
             }
-            name => match row.by_name(name) {
-                // Absent fields render as empty text, not "none".
-                None => Value::from(""),
-                Some(text) if columns::is_text(name) => {
-                    Value::from(text.strip_prefix("* ").unwrap_or(text))
-                }
-                Some(text) => text
-                    .parse::<i64>()
-                    .map(Value::from)
-                    .unwrap_or_else(|_| Value::from(text)),
-            },
+            // The fields templates read from the parent row; all empty when there is none
+            // (a template on rows of several types).
+            "backend" | "frontend" => {
+                let which = if var == "backend" {
+                    aggregate::Parent::Backend
+                } else {
+                    aggregate::Parent::Frontend
+                };
+                let parent = aggregate::parent(row, which, &env.parents);
+                let fields: BTreeMap<&str, Value> = parent_fields
+                    .iter()
+                    .map(|f| {
+                        let v = parent
+                            .as_ref()
+                            .map_or_else(|| Value::from(""), |p| field_value(p, f));
+                        (f.as_str(), v)
+                    })
+                    .collect();
+                Value::from(fields)
+            }
+            name => field_value(row, name),
         };
         out.insert(var.clone(), v);
     }
     out
+}
+
+/// A row's field as a template value: text columns as text (without the `* ` of a
+/// running check), numbers as integers when they are, absent fields as empty text.
+fn field_value(row: &Row<'_>, name: &str) -> minijinja::Value {
+    use minijinja::Value;
+    match name {
+        "state" => return Value::from(row.state().as_str()),
+        "kind" => return Value::from(row.kind().as_str()),
+        "proxy" => return Value::from(row.proxy()),
+        "server" => return Value::from(row.name()),
+        _ => {}
+    }
+    match row.by_name(name) {
+        // Absent fields render as empty text, not "none".
+        None => Value::from(""),
+        Some(text) if columns::is_text(name) => {
+            Value::from(text.strip_prefix("* ").unwrap_or(text))
+        }
+        Some(text) => text
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::from(text)),
+    }
 }
 
 fn compile_scope(raw: &RawScope) -> Result<Scope, String> {
