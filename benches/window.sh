@@ -25,7 +25,7 @@ trap 'kill "$(cat "$d/hap.pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$d"' E
 cp "$HAPWATCH_BIN" "$d/hapwatch"
 bin=$d/hapwatch
 FE_PORT=${FE_PORT:-28080} SRV_PORT=${SRV_PORT:-29001} DOWN_PORT=${DOWN_PORT:-29999} \
-    sh "$here/gen-haproxy-cfg.sh" "$N" "$d"
+    sh "$here/gen-haproxy-cfg.sh" "$N" "$d" >/dev/null
 haproxy -f "$d/haproxy.cfg" -D -p "$d/hap.pid"
 for _ in $(seq 50); do [ -S "$d/admin.sock" ] && break; sleep 0.1; done
 sleep 1
