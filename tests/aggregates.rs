@@ -419,3 +419,48 @@ fn eval_shows_aggregate_values() {
         "both: 100% of its servers are down"
     );
 }
+
+#[test]
+fn the_history_is_kept_only_while_rules_use_windows() {
+    let window = config(
+        "[[rule]]\nname = \"W\"\nscope = { type = \"server\" }\nwhen = 'delta(stot, 2m) > 0'\n",
+    );
+    let plain = config("[[rule]]\nname = \"P\"\nwhen = 'delta(stot) > 0'\n");
+    let snapshot = Snapshot {
+        info: None,
+        stats: Stats::parse(read("tests/fixtures/haproxy-2.6/series/t1.csv").into_bytes()).unwrap(),
+    };
+    let mut state = State::new();
+    for minute in 0..5 {
+        engine::step(
+            &window,
+            &mut state,
+            1000.0 + 60.0 * f64::from(minute),
+            &mut [source(&snapshot, None)],
+            false,
+        );
+    }
+    // At 4 minutes, a 2-minute window needs the samples of minutes 2 (108 s old or more:
+    // the newest such), 3 and 4.
+    let kept: Vec<f64> = state.windows["lb1"]
+        .samples
+        .iter()
+        .map(|s| s.taken_at)
+        .collect();
+    assert_eq!(kept, [1120.0, 1180.0, 1240.0]);
+    assert_eq!(state.windows["lb1"].samples[0].columns, ["stot"]);
+    // The state round-trips through its JSON.
+    let json = serde_json::to_string(&state).unwrap();
+    let back: State = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, state);
+    // A config without windows drops the history.
+    engine::step(
+        &plain,
+        &mut state,
+        1300.0,
+        &mut [source(&snapshot, None)],
+        false,
+    );
+    assert!(state.windows.is_empty());
+    assert!(!json.is_empty() && !serde_json::to_string(&state).unwrap().contains("windows"));
+}
