@@ -5,6 +5,7 @@
 use crate::alert::{Alert, Labels};
 use crate::config::Config;
 use crate::rules::sample::{Capture, Sample};
+use crate::rules::window::{self, History};
 use crate::rules::{self, Evaluation, Hold};
 use crate::source::RowSink;
 use crate::state::{AlertState, State, Status};
@@ -32,6 +33,8 @@ pub struct Evaluated {
     alerts: Vec<Alert>,
     /// The counters the next run's `delta()` / `rate()` compare with.
     sample: Sample,
+    /// The counters windows (`delta(col, 5m)`) read, to add to the source's history.
+    window_sample: Sample,
     /// Servers not checked yet since HAProxy started (`check_status` `INI`): proxy,
     /// server; and their backends (proxy, empty server), whose status derives from them.
     unchecked: Vec<(String, String)>,
@@ -44,6 +47,10 @@ pub struct Evaluated {
 /// still being read: set once it is.
 pub type PendingSamples = OnceLock<BTreeMap<String, Sample>>;
 
+/// The window histories of every source, set (before [`PendingSamples`]) once the state
+/// file is read.
+pub type PendingWindows = OnceLock<BTreeMap<String, History>>;
+
 /// Evaluates one source's dump while it is read (a [`RowSink`]), so that little work is
 /// left once HAProxy has written the last row.
 pub struct Watch<'r> {
@@ -53,10 +60,19 @@ pub struct Watch<'r> {
     previous: Previous<'r>,
     evaluation: Evaluation<'r>,
     capture: Capture,
+    window_capture: Capture,
+    /// Where the window history comes from (none: no history, windows are absent).
+    windows: Windows<'r>,
     unchecked: Vec<(String, String)>,
     counters_reset: bool,
     /// Rows looked at for `INI` so far.
     done: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Windows<'r> {
+    Known(Option<&'r History>),
+    Pending(&'r PendingWindows),
 }
 
 #[derive(Clone, Copy)]
@@ -72,6 +88,12 @@ impl<'r> Watch<'r> {
     /// `samples` once another thread has set it.
     pub fn new(config: &'r Config, source: &'r str, now: f64, samples: &'r PendingSamples) -> Self {
         Self::with_previous(config, source, now, Previous::Pending(samples))
+    }
+
+    /// Reads the window history from `windows`, which is set before the samples are.
+    pub fn with_windows(mut self, windows: &'r PendingWindows) -> Self {
+        self.windows = Windows::Pending(windows);
+        self
     }
 
     fn with_previous(
@@ -93,6 +115,8 @@ impl<'r> Watch<'r> {
                 None,
             ),
             capture: Capture::new(config.rules.counter_columns()),
+            window_capture: Capture::new(config.rules.window_columns()),
+            windows: Windows::Known(None),
             unchecked: Vec::new(),
             counters_reset: true,
             done: 0,
@@ -104,6 +128,7 @@ impl<'r> Watch<'r> {
         Evaluated {
             alerts: self.evaluation.finish(),
             sample: self.capture.finish(self.now),
+            window_sample: self.window_capture.finish(self.now),
             unchecked: self.unchecked,
             counters_reset: self.counters_reset,
         }
@@ -115,9 +140,11 @@ impl<'r> Watch<'r> {
         source: &'r str,
         snapshot: &Snapshot,
         previous: Option<&'r Sample>,
+        history: Option<&'r History>,
         now: f64,
     ) -> Evaluated {
         let mut watch = Self::with_previous(config, source, now, Previous::Known(previous));
+        watch.windows = Windows::Known(history);
         watch.rows(snapshot.stats.table(), snapshot.info.as_ref(), true);
         watch.finish()
     }
@@ -126,6 +153,7 @@ impl<'r> Watch<'r> {
 impl RowSink for Watch<'_> {
     fn rows(&mut self, table: Table<'_>, info: Option<&Info>, complete: bool) {
         self.capture.advance(table, info);
+        self.window_capture.advance(table, info);
         if let Some(check) = table.columns().get("check_status") {
             for row in table.rows_in(self.done..table.len()) {
                 if let Some(status) = row.get(check) {
@@ -150,12 +178,19 @@ impl RowSink for Watch<'_> {
         };
         if let Some(previous) = previous {
             self.counters_reset = previous.is_none_or(|p| p.restarted_before_info(info));
-            self.evaluation.advance(table, info, previous);
+            let history = match self.windows {
+                Windows::Known(history) => history,
+                Windows::Pending(windows) => windows.get().and_then(|w| w.get(self.source)),
+            };
+            self.evaluation
+                .advance(table, info, previous, history, complete);
         }
     }
 
     fn restart(&mut self) {
+        let windows = self.windows;
         *self = Self::with_previous(self.config, self.source, self.now, self.previous);
+        self.windows = windows;
     }
 
     fn columns(&self) -> Option<Vec<String>> {
@@ -241,6 +276,7 @@ pub fn step(
                         source.name,
                         snapshot,
                         state.samples.get(source.name),
+                        state.windows.get(source.name),
                         now,
                     )
                 });
@@ -257,6 +293,11 @@ pub fn step(
                 state
                     .samples
                     .insert(source.name.to_string(), evaluated.sample);
+                let longest = config.rules.longest_window();
+                if longest > 0.0 {
+                    let history = state.windows.entry(source.name.to_string()).or_default();
+                    window::record(history, evaluated.window_sample, longest);
+                }
             }
             Err(ref error) => {
                 failed.insert(source.name);
@@ -278,6 +319,11 @@ pub fn step(
     state
         .samples
         .retain(|name, _| configured.contains(name.as_str()));
+    // Histories of sources no longer configured, or of a config without windows.
+    let windows_used = config.rules.longest_window() > 0.0;
+    state
+        .windows
+        .retain(|name, _| windows_used && configured.contains(name.as_str()));
     state.silences.retain(|s| !s.expired(now));
 
     let mut events: Vec<(Notice, bool, Delivery)> = Vec::new(); // (notice, firing?, where)

@@ -256,6 +256,7 @@ impl Pipeline {
         // source's rows are evaluated as they arrive, once the state (their previous
         // samples) is read.
         let samples = engine::PendingSamples::new();
+        let windows = engine::PendingWindows::new();
         /// Sets the samples (to none) if reading the state panics, so that the watches
         /// waiting for them let the scope end.
         struct Unblock<'a>(&'a engine::PendingSamples);
@@ -269,7 +270,7 @@ impl Pipeline {
             let watches = config
                 .sources
                 .iter()
-                .map(|s| engine::Watch::new(config, &s.name, now, &samples))
+                .map(|s| engine::Watch::new(config, &s.name, now, &samples).with_windows(&windows))
                 .collect();
             let fetching = scope.spawn(|| {
                 source::fetch_all_into(&config.sources, config.rules.type_mask(), watches)
@@ -278,12 +279,15 @@ impl Pipeline {
                 Some(lock) => lock.load(),
                 None => state::peek(path),
             };
-            let previous = match &mut loaded {
-                Ok(Loaded::Ok(state) | Loaded::Salvaged { state, .. }) => {
-                    std::mem::take(&mut state.samples)
-                }
+            let (previous, histories) = match &mut loaded {
+                Ok(Loaded::Ok(state) | Loaded::Salvaged { state, .. }) => (
+                    std::mem::take(&mut state.samples),
+                    std::mem::take(&mut state.windows),
+                ),
                 _ => Default::default(),
             };
+            // The histories first: a watch reads them once the samples are set.
+            let _ = windows.set(histories);
             // Set in every case: the watches wait for it.
             let _ = samples.set(previous);
             drop(unblock);
@@ -297,9 +301,11 @@ impl Pipeline {
         });
         let (fetched, evaluated) = fetched;
         let samples = samples.into_inner().unwrap_or_default();
+        let windows = windows.into_inner().unwrap_or_default();
         let (mut current, mut quiet) = match loaded? {
             Loaded::Ok(mut s) => {
                 s.samples = samples;
+                s.windows = windows;
                 (s, engine::Quiet::No)
             }
             Loaded::Missing => (State::new(), engine::Quiet::No),
@@ -314,6 +320,7 @@ impl Pipeline {
                 ));
                 trouble = true;
                 state.samples = samples;
+                state.windows = windows;
                 // Without some of its alerts, the run cannot tell a new problem from one
                 // announced before: as with an unusable file, no problem is announced this
                 // once; recoveries of the alerts it kept still are.

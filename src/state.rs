@@ -51,6 +51,10 @@ pub struct State {
     /// Per source, the counters `delta()` / `rate()` compare against.
     #[serde(default)]
     pub samples: BTreeMap<String, Sample>,
+    /// Per source, the samples windows (`delta(col, 5m)`) read, oldest first: only with
+    /// rules that use windows, only their columns, only as far back as the longest needs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub windows: BTreeMap<String, crate::rules::window::History>,
     /// Silences, including expired ones until the next clean-up.
     #[serde(default)]
     pub silences: Vec<Silence>,
@@ -721,11 +725,12 @@ fn not_ours(path: &Path) -> StateError {
 }
 
 /// Keys a hapwatch state has (the ones after `version` that it writes).
-const STATE_KEYS: [&str; 9] = [
+const STATE_KEYS: [&str; 10] = [
     "config",
     "last_run",
     "alerts",
     "samples",
+    "windows",
     "silences",
     "next_silence_id",
     "outbox",
@@ -996,6 +1001,7 @@ fn salvage(bytes: &[u8]) -> Option<(State, Vec<String>)> {
     state.alerts = map(top.remove("alerts"), "alerts", &mut lost);
     // Version 1's sample format is read by `Sample`'s own deserializer.
     state.samples = map(top.remove("samples"), "samples", &mut lost);
+    state.windows = map(top.remove("windows"), "windows", &mut lost);
     state.silences = list(top.remove("silences"), "silences", &mut lost);
     state.outbox = list(top.remove("outbox"), "outbox", &mut lost);
     state.refused = list(top.remove("refused"), "refused", &mut lost);

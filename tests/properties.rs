@@ -1043,6 +1043,8 @@ proptest! {
                 interval: pair.interval,
                 restarted: sample.restarted_before(&current),
             }),
+            parents: Default::default(),
+            windows: None,
         };
         for row in stats.rows() {
             prop_assert!(matches!(eval::eval(&condition, &row, &env), Val::Bool(_)));

@@ -800,6 +800,102 @@ fn a_reload_between_runs_causes_no_rate_spike_and_no_false_alert() {
     report(&format!("{:.1} s", started.elapsed().as_secs_f64()));
 }
 
+/// Window rules over the frontend's sessions, and nothing else.
+const WINDOW_RULES: &str = r#"
+[[rule]]
+name = "Sessions5m"
+scope = { type = "frontend", proxy = "fe" }
+when = 'delta(stot, 5m) >= 0'
+
+[[rule]]
+name = "Rises5m"
+scope = { type = "frontend", proxy = "fe" }
+when = 'rises(stot, 5m) >= 0'
+
+[[rule]]
+name = "Rate5m"
+scope = { type = "frontend", proxy = "fe" }
+when = 'rate(stot, 5m) >= 0'
+"#;
+
+/// The value of the alert named `name` in the state, if it is active.
+fn alert_value(state: &Value, name: &str) -> Option<f64> {
+    state["alerts"]
+        .as_object()?
+        .values()
+        .find(|a| a["labels"]["alertname"] == name && a["status"] != "resolved")
+        .and_then(|a| a["value"].as_f64())
+}
+
+#[test]
+fn a_five_minute_window_spans_a_reload_and_counts_the_new_process_from_zero() {
+    if !require("haproxy") {
+        return;
+    }
+    let mut haproxy = MasterWorker::start(Layout::SMALL);
+    let dir = temp_dir();
+    let config = dir.path().join("hapwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[source]]\nname = \"lb1\"\nsocket = {}\ntimeout = \"10s\"\n\n[state]\nfile = \"state.json\"\n{WINDOW_RULES}",
+            toml::Value::String(haproxy.socket.display().to_string())
+        ),
+    )
+    .unwrap();
+    let base = base_time();
+    let run = |minute: u32| {
+        let out = run_at(&config, base + 60.0 * f64::from(minute));
+        out.success().stderr_empty();
+        state_file(&config)
+    };
+    // fe's stot per run: 100, 200 | reload | 30, 50, 50, 60.
+    send_requests(haproxy.frontend, 100);
+    let state = run(0);
+    assert_eq!(alert_value(&state, "Sessions5m"), None, "not covered yet");
+    send_requests(haproxy.frontend, 100);
+    let first = haproxy.query("show stat fe 1 -1").unwrap();
+    assert_eq!(first.field("fe", "FRONTEND", "stot"), "200");
+    run(1);
+    haproxy.reload();
+    let second = haproxy.wait_for_new_worker(first.pid);
+    haproxy.wait_settled();
+    wait_gone(first.pid, "the old worker to exit");
+    send_requests(haproxy.frontend, 30);
+    run(2);
+    send_requests(haproxy.frontend, 20);
+    run(3);
+    let state = run(4);
+    // At 4 minutes no sample is 4.5 minutes old: the window is not covered, the value is
+    // absent and the rules do not match.
+    assert_eq!(alert_value(&state, "Sessions5m"), None, "{state}");
+    send_requests(haproxy.frontend, 10);
+    let now = haproxy.query("show stat fe 1 -1").unwrap();
+    assert_eq!(now.pid, second.pid);
+    assert_eq!(now.field("fe", "FRONTEND", "stot"), "60");
+    let state = run(5);
+    // 100 → 200, then the new worker from zero: +30, +20, +0, +10. Not 60 − 100.
+    assert_eq!(alert_value(&state, "Sessions5m"), Some(160.0), "{state}");
+    assert_eq!(alert_value(&state, "Rises5m"), Some(4.0), "{state}");
+    let rate = alert_value(&state, "Rate5m").expect("a rate");
+    assert!((rate - 160.0 / 300.0).abs() < 1e-9, "{rate}");
+    // The history: six runs (the 5-minute-old one starts the window), only `stot`.
+    let history = state["windows"]["lb1"].as_array().expect("a history");
+    assert_eq!(history.len(), 6, "{state}");
+    assert!(history
+        .iter()
+        .all(|s| s["columns"] == serde_json::json!(["stot"])));
+    // The rows are written once: the layout did not change across the reload.
+    assert_eq!(
+        history.iter().filter(|s| s.get("rows").is_some()).count(),
+        1
+    );
+    // One more run: the oldest sample is no longer needed.
+    let state = run(6);
+    assert_eq!(state["windows"]["lb1"].as_array().unwrap().len(), 6);
+    assert_eq!(alert_value(&state, "Sessions5m"), Some(60.0), "{state}");
+}
+
 /// Finding 1 (src bug): HAProxy starts a new worker's checked servers `UP`, with
 /// `check_status` `INI`, until their first check (observed ~50–150 ms with
 /// `inter 200`). A run in that window reads web3, DOWN for minutes, as UP: hapwatch

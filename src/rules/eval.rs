@@ -1,7 +1,9 @@
 //! Evaluating compiled expressions against one row.
 
+use super::aggregate;
 use super::expr::{Arith, Cmp, Counter, Expr, Special};
 use super::sample::{increase, Sample};
+use super::window;
 use crate::stats::Row;
 
 /// A value during evaluation. Text borrows from the dump or the rule.
@@ -27,6 +29,10 @@ pub struct Env<'a> {
     pub dump_columns: &'a [Option<usize>],
     /// The previous sample and, per column id, its position in it.
     pub previous: Option<Previous<'a>>,
+    /// Remembers parent rows found (see [`aggregate::parent`]).
+    pub parents: aggregate::Cache,
+    /// The source's window samples, for `delta(col, 5m)` and its kin (none: absent).
+    pub windows: Option<window::Bound<'a>>,
 }
 
 /// The previous run's sample, bound to the current dump.
@@ -63,6 +69,12 @@ pub fn eval<'a>(expr: &'a Expr, row: &Row<'a>, env: &Env<'a>) -> Val<'a> {
             Special::Source => env.source,
         }),
         Expr::Counter(kind, id) => counter(*kind, *id, row, env),
+        Expr::Parent(parent, inner, _) => match aggregate::parent(row, *parent, &env.parents) {
+            Some(parent_row) => eval(inner, &parent_row, env),
+            None => Val::Absent,
+        },
+        Expr::Aggregate(aggregate) => aggregate::eval(aggregate, row, env),
+        Expr::Window(w) => window::eval(w, row, env),
         Expr::Exists(id) => Val::Bool(field(row, env, *id).is_some()),
         Expr::Label(name) => Val::Text(env.labels.get(&**name).map_or("", String::as_str)),
         Expr::Neg(a) => number(a, row, env).map_or(Val::Absent, |n| Val::Number(-n)),

@@ -12,6 +12,8 @@
 //! primary := NUMBER | DURATION | STRING | "true" | "false" | NAME | NAME "(" args ")" | "(" or ")"
 //! ```
 
+use super::aggregate::{Aggregate, Fold, Members, Parent};
+use super::window::{self, Window};
 use crate::stats::columns;
 use wildmatch::WildMatch;
 
@@ -29,16 +31,24 @@ pub const FUNCTIONS: &[(&str, usize, &str)] = &[
     (
         "delta",
         1,
-        "increase of a counter since the previous run (reset-aware)",
+        "increase of a counter since the previous run (reset-aware); delta(col, 5m): over 5 minutes",
     ),
     (
         "rate",
         1,
-        "per-second increase of a counter since the previous run (reset-aware)",
+        "per-second increase of a counter since the previous run (reset-aware); rate(col, 5m): over 5 minutes",
+    ),
+    (
+        "rises",
+        2,
+        "rises(col, 5m): in how many runs of the window the counter went up (reset-aware)",
     ),
     ("exists", 1, "true when the column is present and not empty"),
-    ("min", 2, "the smaller of two numbers"),
-    ("max", 2, "the larger of two numbers"),
+    ("min", 2, "the smaller of two numbers; min(servers, EXPR[, COND]): over a backend's servers"),
+    ("max", 2, "the larger of two numbers; max(servers, EXPR[, COND]): over a backend's servers"),
+    ("count", 1, "count(servers[, COND]) on a backend, count(listeners[, COND]) on a frontend"),
+    ("sum", 2, "sum(servers, EXPR[, COND]) on a backend; sum(listeners, …) on a frontend"),
+    ("avg", 2, "avg(servers, EXPR[, COND]) on a backend; avg(listeners, …) on a frontend"),
     ("abs", 1, "absolute value"),
     (
         "label",
@@ -165,6 +175,12 @@ pub enum Expr {
     Exists(usize),
     /// `label("name")`: a label of the source being read.
     Label(Box<str>),
+    /// `backend.X` / `frontend.X`: the expression on the row's parent (offset for errors).
+    Parent(Parent, Box<Expr>, usize),
+    /// `count(servers, …)`, `sum(servers, …)` …
+    Aggregate(Box<Aggregate>),
+    /// `delta(col, 5m)`, `rate(col, 5m)`, `rises(col, 5m)`.
+    Window(Window),
     /// `-x`
     Neg(Box<Expr>),
     /// `abs(x)`
@@ -191,16 +207,26 @@ impl Expr {
     /// Calls `f` on this node and every node below it.
     pub fn visit(&self, f: &mut impl FnMut(&Expr)) {
         f(self);
+        self.children(&mut |child| child.visit(f));
+    }
+
+    /// Calls `f` on each node right below this one.
+    pub fn children(&self, f: &mut impl FnMut(&Expr)) {
         match self {
-            Expr::Neg(a) | Expr::Abs(a) | Expr::Not(a) | Expr::Glob(_, a, _) => a.visit(f),
+            Expr::Parent(_, a, _) => f(a),
+            Expr::Aggregate(aggregate) => {
+                aggregate.value.iter().for_each(&mut *f);
+                aggregate.filter.iter().for_each(f);
+            }
+            Expr::Neg(a) | Expr::Abs(a) | Expr::Not(a) | Expr::Glob(_, a, _) => f(a),
             Expr::MinMax(_, a, b)
             | Expr::Arith(_, a, b)
             | Expr::CompareNumbers(_, a, b)
             | Expr::CompareText(_, a, b)
             | Expr::And(a, b)
             | Expr::Or(a, b) => {
-                a.visit(f);
-                b.visit(f);
+                f(a);
+                f(b);
             }
             Expr::Number(_)
             | Expr::Text(_)
@@ -209,6 +235,7 @@ impl Expr {
             | Expr::TextColumn(_)
             | Expr::Special(_)
             | Expr::Counter(..)
+            | Expr::Window(_)
             | Expr::Exists(_)
             | Expr::Label(_) => {}
         }
@@ -331,6 +358,17 @@ fn lex(text: &str) -> Result<Vec<Token>, ExprError> {
         } else if c.is_ascii_alphabetic() || c == b'_' {
             while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
                 i += 1;
+            }
+            // `backend.act`: a dotted name, one token.
+            while bytes.get(i) == Some(&b'.')
+                && bytes
+                    .get(i + 1)
+                    .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+            {
+                i += 1;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
             }
             Kind::Name(text[start..i].to_string())
         } else if c == b'"' || c == b'\'' {
@@ -741,6 +779,18 @@ impl Parser<'_> {
         if let Some(special) = special {
             return Ok((Expr::Special(special), Type::Text));
         }
+        if let Some((prefix, field)) = name.split_once('.') {
+            return self.parent(prefix, field, at);
+        }
+        if Members::parse(name).is_some() {
+            return Err(ExprError::new(
+                at,
+                format!(
+                    "`{name}` is a set of rows: fold it, e.g. count({name}), \
+                     sum({name}, scur), count({name}, state == \"up\")"
+                ),
+            ));
+        }
         if !columns::is_known(name) {
             return Err(unknown_name(name, at));
         }
@@ -752,7 +802,157 @@ impl Parser<'_> {
         })
     }
 
+    /// `backend.X` / `frontend.X`: the field (or `state`, `proxy`…) of the row's parent.
+    fn parent(&mut self, prefix: &str, field: &str, at: usize) -> Result<Typed, ExprError> {
+        let parent = match prefix {
+            "backend" => Parent::Backend,
+            "frontend" => Parent::Frontend,
+            _ => {
+                return Err(ExprError::new(
+                    at,
+                    format!(
+                        "unknown prefix `{prefix}.`{}; a server reads its backend's fields \
+                         as backend.X, a listener its frontend's as frontend.X",
+                        suggest(prefix, ["backend", "frontend"].into_iter())
+                    ),
+                ))
+            }
+        };
+        if field.contains('.') {
+            return Err(ExprError::new(
+                at,
+                format!("`{prefix}.{field}`: one field after `{prefix}.`, e.g. {prefix}.scur"),
+            ));
+        }
+        let (inner, ty) = self.name(field, at + prefix.len() + 1)?;
+        if !matches!(
+            inner,
+            Expr::NumberColumn(_) | Expr::TextColumn(_) | Expr::Special(_)
+        ) {
+            return Err(ExprError::new(
+                at,
+                format!("`{prefix}.` reads a field, e.g. {prefix}.scur or {prefix}.state"),
+            ));
+        }
+        Ok((Expr::Parent(parent, Box::new(inner), at), ty))
+    }
+
+    /// The first argument of a call, when it names a set of rows (`servers`, `listeners`).
+    fn set_argument(&self) -> Option<Members> {
+        match &self.peek()?.kind {
+            Kind::Name(n) => {
+                let members = Members::parse(n)?;
+                let next = self.tokens.get(self.pos + 1).map(|t| &t.kind);
+                matches!(next, Some(Kind::Comma | Kind::RParen)).then_some(members)
+            }
+            _ => None,
+        }
+    }
+
+    /// `count(servers[, COND])`, `sum(servers, EXPR[, COND])`, `avg`/`min`/`max` alike:
+    /// EXPR and COND are evaluated on each member row.
+    fn aggregate(&mut self, fold: Fold, name: &str, at: usize) -> Result<Typed, ExprError> {
+        let shape = if fold == Fold::Count {
+            format!("{name}(servers) or {name}(servers, state == \"up\")")
+        } else {
+            format!("{name}(servers, scur) or {name}(servers, scur, state == \"up\")")
+        };
+        let Some(members) = self.set_argument() else {
+            return Err(ExprError::new(
+                self.offset(),
+                format!("`{name}` folds a set of rows (servers or listeners), e.g. {shape}"),
+            ));
+        };
+        self.pos += 1;
+        let mut args: Vec<(Typed, usize)> = Vec::new();
+        while self.peek().is_some_and(|t| t.kind == Kind::Comma) {
+            self.pos += 1;
+            let arg_at = self.offset();
+            args.push((self.nested(arg_at, Self::or)?, arg_at));
+        }
+        self.expect(Kind::RParen, "`,` or `)`")?;
+        let wanted = if fold == Fold::Count { 0..=1 } else { 1..=2 };
+        if !wanted.contains(&args.len()) {
+            return Err(ExprError::new(
+                at,
+                format!("`{name}` over a set takes {shape}"),
+            ));
+        }
+        let mut args = args.into_iter();
+        let value = if fold == Fold::Count {
+            None
+        } else {
+            let (arg, arg_at) = args.next().expect("length checked");
+            Some(want(arg, Type::Number, arg_at, name)?)
+        };
+        let filter = match args.next() {
+            Some(((expr, Type::Bool), _)) => Some(expr),
+            Some(((_, ty), arg_at)) => {
+                return Err(ExprError::new(
+                    arg_at,
+                    format!(
+                        "`{name}`'s filter must be a condition, got {}; e.g. {shape}",
+                        ty.name()
+                    ),
+                ))
+            }
+            None => None,
+        };
+        Ok((
+            Expr::Aggregate(Box::new(Aggregate {
+                fold,
+                members,
+                value,
+                filter,
+                at,
+            })),
+            Type::Number,
+        ))
+    }
+
+    /// `delta(col, 5m)`, `rate(col, 5m)`, `rises(col, 5m)`.
+    fn window(
+        &mut self,
+        kind: window::Kind,
+        name: &str,
+        args: Vec<(Typed, usize)>,
+    ) -> Result<Typed, ExprError> {
+        let mut args = args.into_iter();
+        let ((column, _), column_at) = args.next().expect("two arguments");
+        let ((length, _), length_at) = args.next().expect("two arguments");
+        let Expr::NumberColumn(column) = column else {
+            return Err(ExprError::new(
+                column_at,
+                format!("`{name}` takes a counter column name and a window, e.g. {name}(stot, 5m)"),
+            ));
+        };
+        let seconds = match length {
+            Expr::Number(n) if n >= 1.0 => n,
+            _ => {
+                return Err(ExprError::new(
+                    length_at,
+                    format!(
+                        "`{name}`'s window is a duration of at least 1s, e.g. {name}(stot, 5m)"
+                    ),
+                ))
+            }
+        };
+        Ok((
+            Expr::Window(Window {
+                kind,
+                column,
+                seconds,
+            }),
+            Type::Number,
+        ))
+    }
+
     fn call(&mut self, name: &str, at: usize) -> Result<Typed, ExprError> {
+        if let Some(fold) = Fold::parse(name) {
+            if !matches!(fold, Fold::Min | Fold::Max) || self.set_argument().is_some() {
+                return self.aggregate(fold, name, at);
+            }
+        }
         let Some(&(_, arity, _)) = FUNCTIONS.iter().find(|(f, _, _)| *f == name) else {
             let names: Vec<&str> = FUNCTIONS.iter().map(|f| f.0).collect();
             return Err(ExprError::new(
@@ -783,6 +983,17 @@ impl Parser<'_> {
                 }
                 self.expect(Kind::RParen, "`,` or `)`")?;
                 break;
+            }
+        }
+        if let Some(kind) = window::Kind::parse(name) {
+            if args.len() == 2 {
+                return self.window(kind, name, args);
+            }
+            if kind == window::Kind::Rises {
+                return Err(ExprError::new(
+                    at,
+                    "`rises` takes a counter column name and a window, e.g. rises(chkfail, 5m)",
+                ));
             }
         }
         if args.len() != arity {
@@ -969,7 +1180,7 @@ mod tests {
             err("stat == \"up\""),
             (0, "unknown column `stat` (did you mean `state`?)".into())
         );
-        assert_eq!(err("ratee(stot) > 1").1, "unknown function `ratee` (did you mean `rate`?); functions: delta, rate, exists, min, max, abs, label");
+        assert_eq!(err("ratee(stot) > 1").1, "unknown function `ratee` (did you mean `rate`?); functions: delta, rate, rises, exists, min, max, count, sum, avg, abs, label");
     }
 
     #[test]
@@ -1021,8 +1232,87 @@ mod tests {
             )
         );
         assert_eq!(
-            err("rate(stot, scur) > 1"),
-            (0, "`rate` takes 1 argument, got 2".into())
+            err("rate(stot, 5m, 1) > 1"),
+            (0, "`rate` takes 1 argument, got 3".into())
+        );
+    }
+
+    #[test]
+    fn parents_aggregates_and_windows_compile_and_explain_misuse() {
+        let mut names = Names::default();
+        let e = compile_condition("backend.act == 0 and backend.state == \"down\"", &mut names)
+            .unwrap();
+        assert!(
+            matches!(e, Expr::And(ref a, _) if matches!(**a, Expr::CompareNumbers(_, ref l, _) if matches!(**l, Expr::Parent(Parent::Backend, _, 0))))
+        );
+        let e = compile_condition(
+            "sum(servers, hrsp_5xx, state == \"up\") / count(servers) > 0.5 and min(scur, 2) > 1",
+            &mut names,
+        )
+        .unwrap();
+        let mut folds = Vec::new();
+        e.visit(&mut |e| {
+            if let Expr::Aggregate(a) = e {
+                folds.push((a.fold, a.members, a.value.is_some(), a.filter.is_some()));
+            }
+        });
+        assert_eq!(
+            folds,
+            [
+                (Fold::Sum, Members::Servers, true, true),
+                (Fold::Count, Members::Servers, false, false)
+            ]
+        );
+        let e = compile_condition("rises(chkfail, 5m) >= 3", &mut names).unwrap();
+        assert!(
+            matches!(e, Expr::CompareNumbers(_, ref l, _) if matches!(**l, Expr::Window(Window { kind: window::Kind::Rises, seconds, .. }) if seconds == 300.0))
+        );
+        assert_eq!(
+            err("backend.scru > 1"),
+            (8, "unknown column `scru` (did you mean `scur`?)".into())
+        );
+        assert_eq!(
+            err("backed.scur > 1").1,
+            "unknown prefix `backed.` (did you mean `backend`?); a server reads its backend's \
+             fields as backend.X, a listener its frontend's as frontend.X"
+        );
+        assert_eq!(
+            err("sum(servers) > 1"),
+            (
+                0,
+                "`sum` over a set takes sum(servers, scur) or sum(servers, scur, state == \"up\")"
+                    .into()
+            )
+        );
+        assert_eq!(
+            err("sum(1, 2) > 1"),
+            (4, "`sum` folds a set of rows (servers or listeners), e.g. sum(servers, scur) or sum(servers, scur, state == \"up\")".into())
+        );
+        assert_eq!(
+            err("count(servers, scur) > 1"),
+            (15, "`count`'s filter must be a condition, got a number; e.g. count(servers) or count(servers, state == \"up\")".into())
+        );
+        assert_eq!(
+            err("servers > 1").1,
+            "`servers` is a set of rows: fold it, e.g. count(servers), sum(servers, scur), count(servers, state == \"up\")"
+        );
+        assert_eq!(
+            err("delta(stot, scur) > 1"),
+            (
+                12,
+                "`delta`'s window is a duration of at least 1s, e.g. delta(stot, 5m)".into()
+            )
+        );
+        assert_eq!(
+            err("rises(status, 5m) > 1"),
+            (
+                6,
+                "`rises` takes a counter column name and a window, e.g. rises(stot, 5m)".into()
+            )
+        );
+        assert_eq!(
+            err("rises(stot) > 1").1,
+            "`rises` takes a counter column name and a window, e.g. rises(chkfail, 5m)"
         );
     }
 

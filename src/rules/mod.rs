@@ -1,10 +1,12 @@
 //! Rules: which rows to look at (scope), when they are a problem (an expression), and how
 //! to describe the alert (labels, templates). Compiled once per config; evaluated per dump.
 
+pub mod aggregate;
 pub mod eval;
 pub mod expr;
 pub mod sample;
 pub mod template;
+pub mod window;
 
 use crate::alert::{Alert, Labels, Value as AlertValue};
 use crate::scope::Scope;
@@ -174,6 +176,9 @@ pub struct Rule {
     pub reads_counters: bool,
     /// Line of the `[[rule]]` entry.
     pub line: usize,
+    /// The rule reads rows that come after the one it is evaluated on (a server's
+    /// backend, a frontend's listeners): it waits until the proxy's rows are all in.
+    reads_ahead: bool,
     when: Expr,
     value: Option<Expr>,
     /// Column ids this rule reads.
@@ -181,6 +186,8 @@ pub struct Rule {
     /// Variables each template reads: (template name, variables).
     summary: (String, Vec<String>),
     description: Option<(String, Vec<String>)>,
+    /// Fields templates read from the row's parent (`{{ backend.status }}`).
+    parent_fields: Vec<String>,
 }
 
 /// The compiled rules of a config.
@@ -192,6 +199,13 @@ pub struct RuleSet {
     columns: Vec<String>,
     /// Columns passed to `delta()` / `rate()`: what a [`Sample`] must keep.
     counter_columns: Vec<String>,
+    /// Columns passed to `delta(col, 5m)` and its kin: what window samples keep.
+    window_columns: Vec<String>,
+    /// The longest window, in seconds (0: none).
+    longest_window: f64,
+    /// Row types rules read besides those they look at (a server's backend row, a
+    /// backend's server rows), as a [`TypeMask`] bit set.
+    related_types: u8,
     templates: Templates,
     /// Names of the labels sources carry (`[[source]]` labels): templates may read them.
     source_labels: std::collections::BTreeSet<String>,
@@ -285,6 +299,36 @@ impl RuleSet {
             if raw.notify.iter().any(|n| n.trim().is_empty()) {
                 return Err(in_rule(entry, "`notify` names must not be empty".into()));
             }
+            let scope_types = scope.types;
+            for (expr, source, what) in [(Some(&when), Some(&raw.when), "when")]
+                .into_iter()
+                .chain([(value.as_ref(), raw.value.as_ref(), "value")])
+            {
+                let (Some(expr), Some(source)) = (expr, source) else {
+                    continue;
+                };
+                aggregate::check_scope(expr, scope_types).map_err(|(o, m)| {
+                    in_rule(
+                        raw_offset(text, source.span().start, o),
+                        format!("{what}: {m}"),
+                    )
+                })?;
+            }
+            let mut reads_ahead = false;
+            for expr in std::iter::once(&when).chain(value.as_ref()) {
+                let relatives = aggregate::relatives(expr);
+                reads_ahead |= relatives.reads_ahead;
+                set.related_types |= relatives.types;
+                expr.visit(&mut |e| {
+                    if let Expr::Window(w) = e {
+                        let name = &set.columns[w.column];
+                        if !set.window_columns.contains(name) {
+                            set.window_columns.push(name.clone());
+                        }
+                        set.longest_window = set.longest_window.max(w.seconds);
+                    }
+                });
+            }
             let mut column_ids = Vec::new();
             collect_columns(&when, &mut column_ids);
             if let Some(v) = &value {
@@ -315,17 +359,38 @@ impl RuleSet {
             let summary_vars = set
                 .add_template(&summary_name, summary_source, &label_names)
                 .map_err(|m| in_rule(summary_at, format!("summary: {m}")))?;
+            let mut parent_fields = set.parent_fields(&summary_name, &summary_vars);
             let description = match &raw.description {
                 Some(d) => {
                     let template_name = format!("{name}.description");
                     let vars = set
                         .add_template(&template_name, d.get_ref(), &label_names)
                         .map_err(|m| in_rule(d.span().start, format!("description: {m}")))?;
+                    parent_fields.extend(set.parent_fields(&template_name, &vars));
                     Some((template_name, vars))
                 }
                 None => None,
             };
             set.source_labels = source_labels;
+            parent_fields.sort();
+            parent_fields.dedup();
+            if let Some((_, field)) = parent_fields.iter().find(|(_, f)| {
+                !columns::is_known(f) && !expr::SPECIAL_NAMES.iter().any(|(n, _)| n == f)
+            }) {
+                return Err(in_rule(
+                    raw.summary.as_ref().map_or(entry, |s| s.span().start),
+                    format!(
+                        "templates: unknown column `{field}` after `backend.` / `frontend.`{}",
+                        expr::suggest(field, columns::KNOWN.iter().copied())
+                    ),
+                ));
+            }
+            for (parent, _) in &parent_fields {
+                set.related_types |= 1 << parent.kind() as u8;
+                // A server's backend row comes after it.
+                reads_ahead |= *parent == aggregate::Parent::Backend;
+            }
+            let parent_fields: Vec<String> = parent_fields.into_iter().map(|(_, f)| f).collect();
             set.rules.push(Rule {
                 line: line_of(text, entry),
                 name,
@@ -338,14 +403,36 @@ impl RuleSet {
                 notify: raw.notify,
                 send_resolved: raw.send_resolved,
                 reads_counters: !counter_columns(&when).is_empty(),
+                reads_ahead,
                 when,
                 value,
                 column_ids,
                 summary: (summary_name, summary_vars),
                 description,
+                parent_fields,
             });
         }
         Ok(())
+    }
+
+    /// The parent fields (`backend.status` → (Backend, `status`)) template `name` reads.
+    fn parent_fields(&self, name: &str, vars: &[String]) -> Vec<(aggregate::Parent, String)> {
+        if !vars.iter().any(|v| v == "backend" || v == "frontend") {
+            return Vec::new();
+        }
+        self.templates
+            .nested_variables(name)
+            .into_iter()
+            .filter_map(|v| {
+                let (prefix, field) = v.split_once('.')?;
+                let parent = match prefix {
+                    "backend" => aggregate::Parent::Backend,
+                    "frontend" => aggregate::Parent::Frontend,
+                    _ => return None,
+                };
+                Some((parent, field.split('.').next().unwrap_or(field).to_string()))
+            })
+            .collect()
     }
 
     fn add_template(
@@ -381,7 +468,7 @@ impl RuleSet {
             .map(|r| r.scope.types)
             .reduce(TypeMask::union)
         {
-            Some(mask) => mask,
+            Some(mask) => mask.union(TypeMask(self.related_types)),
             // No rules: the dump only proves the source answers; ask for it whole.
             None => TypeMask::ALL,
         }
@@ -392,7 +479,11 @@ impl RuleSet {
     pub fn columns_read(&self) -> Vec<String> {
         let templates = self.rules.iter().flat_map(|rule| {
             let description = rule.description.iter().flat_map(|(_, vars)| vars);
-            rule.summary.1.iter().chain(description)
+            rule.summary
+                .1
+                .iter()
+                .chain(description)
+                .chain(&rule.parent_fields)
         });
         let mut names: Vec<String> = self
             .columns
@@ -412,6 +503,16 @@ impl RuleSet {
     /// The columns a [`Sample`] must keep for `delta()` and `rate()`.
     pub fn counter_columns(&self) -> &[String] {
         &self.counter_columns
+    }
+
+    /// The columns window samples keep for `delta(col, 5m)` and its kin.
+    pub fn window_columns(&self) -> &[String] {
+        &self.window_columns
+    }
+
+    /// The longest window any rule reads, in seconds (0: none).
+    pub fn longest_window(&self) -> f64 {
+        self.longest_window
     }
 
     /// Captures what the next run's `delta()` / `rate()` need from `snapshot`.
@@ -441,6 +542,8 @@ impl RuleSet {
             input.snapshot.stats.table(),
             input.snapshot.info.as_ref(),
             input.previous,
+            None,
+            true,
         );
         evaluation.finish()
     }
@@ -483,8 +586,10 @@ impl RuleSet {
             });
         let mut annotations = BTreeMap::new();
         let render = |(name, vars): &(String, Vec<String>)| {
-            self.templates
-                .render(name, template_vars(vars, row, env, &labels, value.as_ref()))
+            self.templates.render(
+                name,
+                template_vars(vars, row, env, &labels, value.as_ref(), &rule.parent_fields),
+            )
         };
         annotations.insert("summary".to_string(), render(&rule.summary));
         // The row's status travels with the alert, so that messages can show it.
@@ -548,6 +653,8 @@ const TEMPLATE_NAMES: &[&str] = &[
     "kind",
     "value",
     "labels",
+    "backend",
+    "frontend",
 ];
 
 fn is_template_variable(name: &str, label_names: &[&str]) -> bool {
@@ -561,6 +668,7 @@ fn template_vars(
     env: &Env<'_>,
     labels: &Labels,
     value: Option<&AlertValue>,
+    parent_fields: &[String],
 ) -> BTreeMap<String, minijinja::Value> {
     use minijinja::Value;
     let mut out = BTreeMap::new();
@@ -584,21 +692,55 @@ fn template_vars(
             name if labels.contains_key(name) && !columns::is_known(name) => {
                 Value::from(labels[name].as_str())
             }
-            name => match row.by_name(name) {
-                // Absent fields render as empty text, not "none".
-                None => Value::from(""),
-                Some(text) if columns::is_text(name) => {
-                    Value::from(text.strip_prefix("* ").unwrap_or(text))
-                }
-                Some(text) => text
-                    .parse::<i64>()
-                    .map(Value::from)
-                    .unwrap_or_else(|_| Value::from(text)),
-            },
+            // The fields templates read from the parent row; all empty when there is none
+            // (a template on rows of several types).
+            "backend" | "frontend" => {
+                let which = if var == "backend" {
+                    aggregate::Parent::Backend
+                } else {
+                    aggregate::Parent::Frontend
+                };
+                let parent = aggregate::parent(row, which, &env.parents);
+                let fields: BTreeMap<&str, Value> = parent_fields
+                    .iter()
+                    .map(|f| {
+                        let v = parent
+                            .as_ref()
+                            .map_or_else(|| Value::from(""), |p| field_value(p, f));
+                        (f.as_str(), v)
+                    })
+                    .collect();
+                Value::from(fields)
+            }
+            name => field_value(row, name),
         };
         out.insert(var.clone(), v);
     }
     out
+}
+
+/// A row's field as a template value: text columns as text (without the `* ` of a
+/// running check), numbers as integers when they are, absent fields as empty text.
+fn field_value(row: &Row<'_>, name: &str) -> minijinja::Value {
+    use minijinja::Value;
+    match name {
+        "state" => return Value::from(row.state().as_str()),
+        "kind" => return Value::from(row.kind().as_str()),
+        "proxy" => return Value::from(row.proxy()),
+        "server" => return Value::from(row.name()),
+        _ => {}
+    }
+    match row.by_name(name) {
+        // Absent fields render as empty text, not "none".
+        None => Value::from(""),
+        Some(text) if columns::is_text(name) => {
+            Value::from(text.strip_prefix("* ").unwrap_or(text))
+        }
+        Some(text) => text
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::from(text)),
+    }
 }
 
 fn compile_scope(raw: &RawScope) -> Result<(Scope, SourceScope), String> {
@@ -733,10 +875,13 @@ fn is_label_value_name(name: &str) -> bool {
 /// Adds the column ids `expr` reads (except through `exists()`) to `out`, once each.
 fn collect_columns(expr: &Expr, out: &mut Vec<usize>) {
     expr.visit(&mut |e| {
-        if let Expr::NumberColumn(id) | Expr::TextColumn(id) | Expr::Counter(_, id) = e {
-            if !out.contains(id) {
-                out.push(*id);
-            }
+        let id = match e {
+            Expr::NumberColumn(id) | Expr::TextColumn(id) | Expr::Counter(_, id) => id,
+            Expr::Window(w) => &w.column,
+            _ => return,
+        };
+        if !out.contains(id) {
+            out.push(*id);
         }
     });
 }
@@ -766,6 +911,8 @@ pub struct Evaluation<'r> {
     alerts: Vec<Vec<Alert>>,
     /// Rows evaluated so far.
     done: usize,
+    /// Rows evaluated so far by the rules that read ahead.
+    done_ahead: usize,
 }
 
 struct Bound {
@@ -801,14 +948,28 @@ impl<'r> Evaluation<'r> {
             now,
             bound: None,
             done: 0,
+            done_ahead: 0,
         }
     }
 
     /// Evaluates the rows of `table` not evaluated yet. Every call must show the same dump
     /// (with at least the rows of the previous call), its `show info`, and the same
-    /// previous sample of this source.
-    pub fn advance(&mut self, table: Table<'_>, info: Option<&Info>, previous: Option<&Sample>) {
-        if table.len() <= self.done {
+    /// previous sample and window history of this source; `complete` once the dump is
+    /// whole (rules that read ahead wait for the end of each proxy's rows).
+    pub fn advance(
+        &mut self,
+        table: Table<'_>,
+        info: Option<&Info>,
+        previous: Option<&Sample>,
+        history: Option<&window::History>,
+        complete: bool,
+    ) {
+        let ready = if self.rules.iter().any(|r| r.reads_ahead) {
+            aggregate::ready(table, complete)
+        } else {
+            0
+        };
+        if table.len() <= self.done && ready <= self.done_ahead {
             return;
         }
         let set = self.set;
@@ -840,17 +1001,38 @@ impl<'r> Evaluation<'r> {
                 interval,
                 restarted: bound.restarted,
             }),
+            parents: Default::default(),
+            windows: history
+                .filter(|h| !h.samples.is_empty())
+                .map(|h| window::Bound::new(h, &set.columns, info, self.now)),
         };
         // Row by row, every rule while the row is in the CPU cache (a rule-by-rule pass
         // fetched a big dump's field offsets from memory once per rule).
         for row in table.rows_in(self.done..table.len()) {
             for (rule, alerts) in self.rules.iter().zip(&mut self.alerts) {
-                if rule.scope.matches(&row) && eval::truth(&rule.when, &row, &env) {
+                if !rule.reads_ahead
+                    && rule.scope.matches(&row)
+                    && eval::truth(&rule.when, &row, &env)
+                {
                     alerts.push(set.alert(rule, &row, &env));
                 }
             }
         }
         self.done = table.len();
+        // Rules that read ahead, on the proxies whose rows are all in.
+        if ready > self.done_ahead {
+            for row in table.rows_in(self.done_ahead..ready) {
+                for (rule, alerts) in self.rules.iter().zip(&mut self.alerts) {
+                    if rule.reads_ahead
+                        && rule.scope.matches(&row)
+                        && eval::truth(&rule.when, &row, &env)
+                    {
+                        alerts.push(set.alert(rule, &row, &env));
+                    }
+                }
+            }
+            self.done_ahead = ready;
+        }
     }
 
     /// The alerts: rule by rule, in dump order.

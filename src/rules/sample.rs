@@ -127,6 +127,28 @@ impl Sample {
         parsed.get(column)?.get(row).copied().flatten()
     }
 
+    /// A sample made of its stored parts (see [`crate::rules::window::History`]).
+    pub fn from_parts(
+        taken_at: f64,
+        pid: Option<u64>,
+        start_time: Option<u64>,
+        columns: Vec<String>,
+        rows: String,
+        values: Vec<String>,
+    ) -> Sample {
+        Sample {
+            taken_at,
+            pid,
+            start_time,
+            columns,
+            rows,
+            values,
+            parsed: OnceLock::new(),
+            starts: OnceLock::new(),
+            index: OnceLock::new(),
+        }
+    }
+
     /// Index of `column` among the kept columns.
     pub fn column(&self, column: &str) -> Option<usize> {
         self.columns.iter().position(|c| c == column)

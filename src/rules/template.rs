@@ -55,6 +55,15 @@ impl Templates {
         Ok(template.undeclared_variables(false))
     }
 
+    /// The variables template `name` reads, with the attributes read from them
+    /// (`backend.status`), as minijinja reports them.
+    pub fn nested_variables(&self, name: &str) -> HashSet<String> {
+        self.env
+            .get_template(name)
+            .map(|t| t.undeclared_variables(true))
+            .unwrap_or_default()
+    }
+
     /// Renders template `name` with `vars`. A failure renders as a readable note instead of
     /// failing the run: an alert with an odd summary beats no alert.
     pub fn render(&self, name: &str, vars: BTreeMap<String, Value>) -> String {

@@ -255,6 +255,11 @@ impl<'a> Row<'a> {
         self.table.columns
     }
 
+    /// The rows of the dump this row belongs to (those read so far, while it arrives).
+    pub fn table(&self) -> Table<'a> {
+        self.table
+    }
+
     /// Position of this row in its dump.
     pub fn index(&self) -> usize {
         self.index
