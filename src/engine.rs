@@ -498,6 +498,7 @@ fn new_episode(alert: &Alert, now: f64) -> AlertState {
         notified_at: None,
         resolved_at: None,
         thread: None,
+        silenced: false,
     }
 }
 

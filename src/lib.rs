@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod ha;
 pub mod heartbeat;
+pub mod history;
 pub mod http;
 pub mod init;
 pub mod log;
