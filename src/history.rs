@@ -150,6 +150,14 @@ pub enum HistoryError {
         /// What is wrong and what to do.
         reason: String,
     },
+    /// A report could not be written to `--out`; nothing was replaced.
+    #[error("report file {}: {reason}; nothing was replaced", path.display())]
+    Report {
+        /// The file named by `--out`.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
     /// An I/O error.
     #[error("history file {}: {action}: {source}", path.display())]
     Io {
@@ -730,6 +738,125 @@ fn close_silence(incident: &mut Incident, at: f64) {
     if let Some((_, end @ None)) = incident.silenced.last_mut() {
         *end = Some(at);
     }
+}
+
+/// A point in time from the command line: a duration before `now` (`24h`, `7d`), a date
+/// (`2026-12-03`, midnight UTC), a date and time (`2026-12-03 08:00[:00]`, UTC) or RFC 3339.
+pub fn parse_when(text: &str, now: f64) -> Result<f64, String> {
+    let text = text.trim();
+    if let Ok(d) = crate::duration::parse(text) {
+        return Ok(now - d.as_secs_f64());
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp() as f64);
+    }
+    for format in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            return Ok(t.and_utc().timestamp() as f64);
+        }
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(d
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc()
+            .timestamp() as f64);
+    }
+    Err(format!(
+        "invalid time {text:?}: expected a duration before now (\"24h\", \"7d\"), a date (\"2026-12-03\"), a UTC date and time (\"2026-12-03 08:00\") or RFC 3339"
+    ))
+}
+
+/// Parses `--match LABEL=VALUE` arguments.
+pub fn parse_matchers(args: &[String]) -> Result<Vec<(String, String)>, String> {
+    args.iter()
+        .map(|m| match m.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            _ => Err(format!(
+                "invalid --match {m:?}: expected LABEL=VALUE (e.g. proxy=app-main)"
+            )),
+        })
+        .collect()
+}
+
+/// What every report hapwatch writes carries near its start, so that `--out` knows a file
+/// it may replace.
+pub const REPORT_MARK: &str = "hapwatch report";
+
+/// Writes a report to `path` as hapwatch writes its own files: through a new temp file in
+/// the same directory (`O_EXCL`, `O_NOFOLLOW`, mode 0644) renamed over the target, never
+/// through a symbolic link, and replacing only a regular file of this user (or root) that
+/// is a report hapwatch wrote (it carries [`REPORT_MARK`] in its first KiB). Anything
+/// else is refused with what to do.
+pub fn write_report_file(path: &Path, bytes: &[u8]) -> Result<(), HistoryError> {
+    let refuse = |reason: String| HistoryError::Report {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let io = |action: &str, source: std::io::Error| HistoryError::Report {
+        path: path.to_path_buf(),
+        reason: format!("{action}: {source}"),
+    };
+    let shared = state::check_own_directory(path).map_err(|e| {
+        refuse(match e {
+            state::StateError::Unsafe { reason, .. } => reason,
+            other => other.to_string(),
+        })
+    })?;
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("cannot inspect it", e)),
+        Ok(meta) => {
+            if let Some(what) = state::foreign_file(&meta, shared) {
+                return Err(refuse(format!(
+                    "it {what}; hapwatch writes a report only over a regular file of its own and never through a symbolic link: choose another --out, or remove it if it is safe to"
+                )));
+            }
+            let mut head = vec![0u8; 1024];
+            let n = open_for_reading(path)
+                .and_then(|f| f.read_at(&mut head, 0))
+                .map_err(|e| io("cannot read it", e))?;
+            let text = String::from_utf8_lossy(&head[..n]);
+            if n > 0 && !text.contains(REPORT_MARK) {
+                return Err(refuse(
+                    "it exists and is not a report hapwatch wrote, so hapwatch will not replace it: choose another --out, or remove it first if it is no longer needed".into(),
+                ));
+            }
+        }
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map_or_else(|| "report".into(), |n| n.to_string_lossy().into_owned());
+    let mut attempt = 0u32;
+    let (mut file, tmp) = loop {
+        let tmp = dir.join(format!(".{name}.tmp-{}-{attempt}", std::process::id()));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+        {
+            Ok(f) => break (f, tmp),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
+                attempt += 1
+            }
+            Err(e) => return Err(io("cannot create a temp file next to it", e)),
+        }
+    };
+    let written = file
+        .write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io("cannot write it", e));
+    }
+    Ok(())
 }
 
 /// Keeps the records whose labels match every `name=value` pair.

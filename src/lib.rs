@@ -18,6 +18,7 @@ pub mod init;
 pub mod log;
 pub mod message;
 pub mod notify;
+pub mod recap;
 pub mod report;
 pub mod rules;
 pub mod ruletest;
@@ -100,6 +101,8 @@ pub fn run(cli: Cli) -> Exit {
         Command::Run(args) => commands::run(&cli.config, state, cli.adopt_state, args),
         Command::Silence(cmd) => commands::silence(&cli.config, state, cli.adopt_state, cmd),
         Command::State(cmd) => commands::state(&cli.config, state, cli.adopt_state, cmd),
+        Command::History(args) => commands::history(&cli.config, state, args),
+        Command::Report(args) => commands::report(&cli.config, state, args),
         Command::NotifyTest { name } => commands::notify_test(&cli.config, name),
         Command::Test { files } => commands::test(files),
         Command::Init(args) => commands::init(&cli.config, args),

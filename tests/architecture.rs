@@ -27,7 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("6 stages", &["engine", "notify", "error", "history"]),
     ("7 run pipeline", &["run"]),
     ("8 front-end parts", &["cli", "init", "ruletest"]),
-    ("9 output formats", &["report"]),
+    ("9 output formats", &["report", "recap"]),
     ("10 commands", &["commands"]),
 ];
 

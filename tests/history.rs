@@ -459,3 +459,128 @@ fn sigkill_mid_append_leaves_at_most_a_torn_last_line_which_the_next_run_repairs
     assert!(text.ends_with('\n'));
     lines(&s.history_path());
 }
+
+/// The lab night: eight hours of runs every ten minutes over the real 2.6 captures of
+/// tests/fixtures/haproxy-2.6 (web4 has nothing listening and is DOWN all night; a silence
+/// covers it for the first 3h30), with web3 killed, the whole app-main backend down, web3
+/// flapping, web2 in maintenance and fe-web paused on the way.
+pub const LAB_RULES: &str = r#"
+[[source]]
+name = "lab"
+file = "lab.csv"
+
+[[rule]]
+name = "ServerDown"
+scope = { type = "server" }
+when = 'state == "down" or state == "going_up"'
+severity = "critical"
+summary = "{{ proxy }}/{{ server }} is {{ status }}"
+
+[[rule]]
+name = "BackendDown"
+scope = { type = "backend" }
+when = 'state == "down"'
+severity = "critical"
+summary = "backend {{ proxy }} has no server available"
+
+[[rule]]
+name = "FrontendNotOpen"
+scope = { type = "frontend" }
+when = 'state != "open" and state != "full"'
+for_runs = 2
+severity = "critical"
+summary = "frontend {{ proxy }} is {{ status }}"
+
+[[rule]]
+name = "ServerMaint"
+scope = { type = "server" }
+when = 'state == "maint"'
+severity = "info"
+summary = "{{ proxy }}/{{ server }} is in maintenance"
+"#;
+
+/// `(from minute, capture)`: the capture the lab serves from that minute on.
+pub const LAB_NIGHT: &[(u32, &str)] = &[
+    (0, "show-stat"),
+    (60, "down-after-kill"),
+    (90, "check-in-progress"),
+    (120, "backend-down"),
+    (150, "show-stat"),
+    (180, "up-going-down"),
+    (190, "show-stat"),
+    (200, "up-going-down"),
+    (210, "show-stat"),
+    (300, "maint"),
+    (330, "frontend-paused"),
+    (360, "show-stat"),
+];
+
+/// Runs the lab night (runs at minutes 0, 10, …, 480); returns the scenario.
+pub fn lab_night() -> Scenario {
+    let s = Scenario::new(LAB_RULES);
+    s.hapwatch()
+        .args([
+            "silence",
+            "add",
+            "--match",
+            "server=web4",
+            "--for",
+            "3h30m",
+            "--comment",
+            "known broken",
+        ])
+        .run()
+        .status(0);
+    for minute in (0..=480).step_by(10) {
+        let capture = LAB_NIGHT
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= minute)
+            .unwrap()
+            .1;
+        s.capture("lab.csv", &format!("haproxy-2.6/{capture}.csv"));
+        s.run_at(60.0 * minute as f64).status(0);
+    }
+    s
+}
+
+#[test]
+fn lab_dump() {
+    let s = lab_night();
+    let out = s
+        .hapwatch()
+        .args([
+            "history",
+            "--since",
+            "1d",
+            "--now",
+            &(s.base + 480.0 * 60.0).to_string(),
+        ])
+        .run();
+    println!("{}", out.stdout);
+    let out = s
+        .hapwatch()
+        .args([
+            "report",
+            "--format",
+            "text",
+            "--since",
+            "8h",
+            "--now",
+            &(s.base + 480.0 * 60.0).to_string(),
+        ])
+        .run();
+    println!("{}{}", out.stdout, out.stderr);
+    s.hapwatch()
+        .args([
+            "report",
+            "--since",
+            "8h",
+            "--out",
+            "/tmp/lab.html",
+            "--now",
+            &(s.base + 480.0 * 60.0).to_string(),
+        ])
+        .run()
+        .status(0);
+}
