@@ -544,43 +544,366 @@ pub fn lab_night() -> Scenario {
     s
 }
 
+/// `hapwatch ARGS --now (base + 8h)`.
+fn at_end_of_night(s: &Scenario, args: &[&str]) -> Output {
+    let now = (s.base + 480.0 * 60.0).to_string();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--now", &now]);
+    s.hapwatch().args(all).run()
+}
+
+/// `(rule, row, start, end, flap)` with times in minutes after the night's start.
+type Shape = (String, String, f64, Option<f64>, bool);
+
+fn shapes(s: &Scenario, doc: &Value) -> Vec<Shape> {
+    let minutes = |v: &Value| (v.as_f64().unwrap() - s.base) / 60.0;
+    doc["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["rule"].as_str().unwrap().to_string(),
+                i["row"].as_str().unwrap().to_string(),
+                minutes(&i["start"]),
+                (!i["end"].is_null()).then(|| minutes(&i["end"])),
+                i["flap"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn shape(rule: &str, row: &str, start: f64, end: Option<f64>, flap: bool) -> Shape {
+    (rule.into(), row.into(), start, end, flap)
+}
+
+/// The incidents the lab night forms, worked out from LAB_NIGHT by hand.
+fn lab_incidents() -> Vec<Shape> {
+    vec![
+        shape("ServerDown", "app-main/web4", 0.0, None, false),
+        shape("ServerDown", "app-main/web3", 60.0, Some(90.0), false),
+        shape("ServerMaint", "app-main/web2", 60.0, Some(90.0), false),
+        shape("BackendDown", "app-main", 120.0, Some(150.0), false),
+        shape("ServerDown", "app-main/web1", 120.0, Some(150.0), false),
+        shape("ServerDown", "app-main/web2", 120.0, Some(150.0), false),
+        shape("ServerDown", "app-main/web3", 120.0, Some(150.0), false),
+        shape("ServerDown", "app-main/web3", 180.0, Some(190.0), false),
+        // Ten minutes after it resolved: a flap.
+        shape("ServerDown", "app-main/web3", 200.0, Some(210.0), true),
+        shape("ServerMaint", "app-main/web2", 300.0, Some(330.0), false),
+        shape("BackendDown", "app-main", 330.0, Some(360.0), false),
+        // Pending from 330 (for_runs = 2), firing at 340: the incident starts at 330.
+        shape("FrontendNotOpen", "fe-web", 330.0, Some(360.0), false),
+        shape("ServerDown", "app-main/web1", 330.0, Some(360.0), false),
+        shape("ServerDown", "app-main/web2", 330.0, Some(360.0), false),
+        shape("ServerDown", "app-main/web3", 330.0, Some(360.0), false),
+    ]
+}
+
+fn sorted(mut v: Vec<Shape>) -> Vec<Shape> {
+    v.sort_by(|a, b| {
+        a.2.total_cmp(&b.2)
+            .then_with(|| (&a.0, &a.1).cmp(&(&b.0, &b.1)))
+    });
+    v
+}
+
 #[test]
-fn lab_dump() {
+fn the_lab_night_forms_the_expected_incidents_durations_and_availability() {
     let s = lab_night();
-    let out = s
-        .hapwatch()
-        .args([
+    let out = at_end_of_night(&s, &["history", "--since", "8h", "--format", "json"]);
+    out.status(0);
+    let doc = out.json();
+    assert_eq!(sorted(shapes(&s, &doc)), sorted(lab_incidents()));
+    // web4's silence: from its first run to the silence's end at 3h30 (the run at 210).
+    let web4 = doc["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["row"] == "app-main/web4")
+        .unwrap();
+    let silenced = &web4["silenced"][0];
+    assert_eq!(silenced[0].as_f64().unwrap(), s.base);
+    assert_eq!(silenced[1].as_f64().unwrap(), s.base + 210.0 * 60.0);
+    assert_eq!(
+        web4["duration"].as_f64().unwrap(),
+        480.0 * 60.0,
+        "open: up to now"
+    );
+    // Durations are end - start.
+    for i in doc["incidents"].as_array().unwrap() {
+        if let Some(end) = i["end"].as_f64() {
+            assert_eq!(
+                i["duration"].as_f64().unwrap(),
+                end - i["start"].as_f64().unwrap()
+            );
+        }
+    }
+
+    // Availability over the 480 minutes (most downtime first, then most incidents), critical incidents only (web2's maintenance is
+    // not downtime): web3 110 min down, web1/web2/app-main 60, fe-web 30, web4 all night.
+    let text = at_end_of_night(&s, &["report", "--since", "8h", "--format", "text"]);
+    text.status(0)
+        .stdout_contains("Incidents:  15\n")
+        .stdout_contains("Downtime:   13h20m (summed over rows)\n")
+        .stdout_contains("Affected:   6 backends and servers\n")
+        .stdout_contains("Flaps:      1\n")
+        .stdout_contains(
+            "  ROW            TYPE      INCIDENTS  DOWNTIME  AVAILABILITY    MTTR  LONGEST  FLAPS\n\
+             \x20 app-main/web4  server            1     8h00m        0.000%       -    8h00m      0\n\
+             \x20 app-main/web3  server            5     1h50m       77.083%  22m00s   30m00s      1\n\
+             \x20 app-main/web2  server            4     1h00m       87.500%  30m00s   30m00s      0\n\
+             \x20 app-main       backend           2     1h00m       87.500%  30m00s   30m00s      0\n\
+             \x20 app-main/web1  server            2     1h00m       87.500%  30m00s   30m00s      0\n\
+             \x20 fe-web         frontend          1    30m00s       93.750%  30m00s   30m00s      0\n",
+        )
+        .stdout_contains("Noisiest rules:\n  ServerDown: 10 incidents\n  BackendDown: 2 incidents\n  ServerMaint: 2 incidents\n  FrontendNotOpen: 1 incident\n");
+}
+
+#[test]
+fn history_keeps_to_the_period_and_the_matchers() {
+    let s = lab_night();
+    // 1h50 to 3h20 after the start: what overlaps it, transitions only from inside it.
+    let out = at_end_of_night(
+        &s,
+        &[
             "history",
             "--since",
-            "1d",
-            "--now",
-            &(s.base + 480.0 * 60.0).to_string(),
-        ])
-        .run();
-    println!("{}", out.stdout);
-    let out = s
-        .hapwatch()
-        .args([
-            "report",
+            "6h10m",
+            "--until",
+            "4h40m",
+            "--match",
+            "server=web3",
             "--format",
-            "text",
-            "--since",
-            "8h",
-            "--now",
-            &(s.base + 480.0 * 60.0).to_string(),
-        ])
-        .run();
-    println!("{}{}", out.stdout, out.stderr);
-    s.hapwatch()
+            "json",
+        ],
+    );
+    out.status(0);
+    let doc = out.json();
+    assert_eq!(
+        shapes(&s, &doc),
+        [
+            shape("ServerDown", "app-main/web3", 120.0, Some(150.0), false),
+            shape("ServerDown", "app-main/web3", 180.0, Some(190.0), false),
+            // Still firing at --until.
+            shape("ServerDown", "app-main/web3", 200.0, None, true),
+        ]
+    );
+    let times: Vec<f64> = doc["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["time"].as_f64().unwrap() - s.base) / 60.0)
+        .collect();
+    assert!(
+        times.iter().all(|t| (110.0..=200.0).contains(t)),
+        "{times:?}"
+    );
+    assert!(doc["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["labels"]["server"] == "web3"));
+    // The table: newest last, then the incidents.
+    let table = at_end_of_night(&s, &["history", "--since", "8h", "--match", "proxy=fe-web"]);
+    table.status(0);
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert!(lines[0].starts_with("TIME "), "{}", table.stdout);
+    assert!(
+        lines[1].contains(" pending ") && lines[2].contains(" firing "),
+        "{}",
+        table.stdout
+    );
+    assert!(table.stdout.contains("START "));
+    assert!(table.stdout.contains("30m00s"));
+    // A time that is not one.
+    at_end_of_night(&s, &["history", "--since", "yesterday"])
+        .status(2)
+        .stderr_contains("invalid time \"yesterday\"");
+}
+
+#[test]
+fn report_out_replaces_only_its_own_file_and_never_through_a_link() {
+    let s = lab_night();
+    let out = s.path("report.html");
+    let out_s = out.to_str().unwrap();
+    at_end_of_night(&s, &["report", "--out", out_s])
+        .status(0)
+        .stdout_empty();
+    let first = std::fs::read_to_string(&out).unwrap();
+    assert!(first.starts_with("<!DOCTYPE html>"));
+    // Again (a weekly cron job): its own report is replaced.
+    at_end_of_night(&s, &["report", "--format", "text", "--out", out_s]).status(0);
+    assert!(std::fs::read_to_string(&out)
+        .unwrap()
+        .starts_with("hapwatch report: "));
+    // Not a file hapwatch wrote: refused, untouched.
+    let mine = s.path("notes.html");
+    std::fs::write(&mine, "<html>my notes</html>").unwrap();
+    at_end_of_night(&s, &["report", "--out", mine.to_str().unwrap()])
+        .status(1)
+        .stderr_contains("is not a report hapwatch wrote")
+        .stderr_contains("nothing was replaced");
+    assert_eq!(
+        std::fs::read_to_string(&mine).unwrap(),
+        "<html>my notes</html>"
+    );
+    // A link, even to a report of ours: refused, the target untouched.
+    let link = s.path("link.html");
+    std::os::unix::fs::symlink(&out, &link).unwrap();
+    let before = std::fs::read(&out).unwrap();
+    at_end_of_night(&s, &["report", "--out", link.to_str().unwrap()])
+        .status(1)
+        .stderr_contains("symbolic link");
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    // No temp file is left behind.
+    let stray: Vec<_> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+}
+
+#[test]
+fn the_svg_report_is_one_image_with_a_bar_per_incident() {
+    let s = lab_night();
+    let out = at_end_of_night(&s, &["report", "--since", "8h", "--format", "svg"]);
+    out.status(0);
+    assert!(out
+        .stdout
+        .starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    assert_eq!(out.stdout.matches("<rect class=\"bar ").count(), 15);
+    assert_eq!(out.stdout.matches("<rect class=\"silence\"").count(), 1);
+    assert_eq!(out.stdout.matches("<rect class=\"flapmark\"").count(), 1);
+    assert_eq!(
+        out.stdout.matches("class=\"bar sev-info\"").count(),
+        2,
+        "web2's maintenance"
+    );
+}
+
+/// Runs Debian's headless chromium on `args`, killed after a minute.
+fn chromium(profile: &Path, args: &[&str]) -> std::process::Output {
+    let program = common::find_program("chromium").unwrap();
+    let child = Command::new(program)
         .args([
-            "report",
-            "--since",
-            "8h",
-            "--out",
-            "/tmp/lab.html",
-            "--now",
-            &(s.base + 480.0 * 60.0).to_string(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+            "--v=0",
         ])
-        .run()
-        .status(0);
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let out = child.wait_with_output();
+        let _ = tx.send(());
+        out
+    });
+    if rx.recv_timeout(Duration::from_secs(90)).is_err() {
+        // SAFETY: kill(2) on the pid of the child this test started.
+        unsafe { libc::kill(id as i32, libc::SIGKILL) };
+    }
+    waiter.join().unwrap().unwrap()
+}
+
+/// The width and height of a PNG, from its IHDR chunk.
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    (be(&bytes[16..20]), be(&bytes[20..24]))
+}
+
+/// The HTML report of the lab night in a real browser: it renders (a screenshot of the
+/// window's size that is not blank), the DOM has a bar per incident and the summary
+/// figures computed above, no console message, and nothing loaded from anywhere.
+/// `HAPWATCH_UPDATE_DOCS=1` keeps the screenshot as docs/report-lab.png.
+#[test]
+fn the_html_report_renders_in_headless_chromium() {
+    if !common::require("chromium") {
+        return;
+    }
+    let s = lab_night();
+    let page = s.path("report.html");
+    at_end_of_night(
+        &s,
+        &["report", "--since", "8h", "--out", page.to_str().unwrap()],
+    )
+    .status(0);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(!html.contains("<script"), "no scripts");
+    assert!(
+        !html.contains("http:") && !html.contains("https:") && !html.contains("url("),
+        "nothing from the network"
+    );
+    let url = format!("file://{}", page.display());
+
+    let profile = common::temp_dir();
+    let dom = chromium(profile.path(), &["--dump-dom", &url]);
+    let text = String::from_utf8_lossy(&dom.stdout).to_string();
+    let log = String::from_utf8_lossy(&dom.stderr).to_string();
+    assert!(dom.status.success(), "chromium failed: {log}");
+    assert!(!log.contains("CONSOLE"), "console messages: {log}");
+    assert_eq!(text.matches("<rect class=\"bar ").count(), 15, "{text}");
+    assert_eq!(
+        text.matches("<svg class=\"lane\"").count(),
+        6,
+        "one lane per row"
+    );
+    assert_eq!(text.matches("<rect class=\"silence\"").count(), 1);
+    assert_eq!(text.matches("<rect class=\"flapmark\"").count(), 1);
+    assert!(text.contains("<span class=\"num\" id=\"sum-incidents\">15</span>"));
+    assert!(text.contains("<span class=\"num\" id=\"sum-downtime\">13h20m</span>"));
+    assert!(text.contains("<span class=\"num\" id=\"sum-rows\">6</span>"));
+    assert!(text.contains("<span class=\"num\" id=\"sum-flaps\">1</span>"));
+    assert!(text.contains(
+        "<li>app-main/web4 <small>(server)</small>: 8h00m down, 1 incident, 0.000% available</li>"
+    ));
+    assert!(text.contains("<li>ServerDown: 10 incidents</li>"));
+
+    for (name, width, height) in [("wide", 1200, 1500), ("narrow", 420, 2600)] {
+        let shot = s.path(&format!("{name}.png"));
+        let profile = common::temp_dir();
+        let out = chromium(
+            profile.path(),
+            &[
+                &format!("--screenshot={}", shot.display()),
+                &format!("--window-size={width},{height}"),
+                &url,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let png = std::fs::read(&shot).unwrap();
+        assert_eq!(png_size(&png), (width, height));
+        // A blank page compresses to a few KB; this one has text, bars and tables.
+        assert!(png.len() > 30_000, "{name}: {} bytes: blank?", png.len());
+        if name == "wide" && std::env::var_os("HAPWATCH_UPDATE_DOCS").is_some() {
+            std::fs::copy(
+                &shot,
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report-lab.png"),
+            )
+            .unwrap();
+        }
+    }
 }

@@ -35,7 +35,7 @@ svg.lane{display:block;width:100%;height:20px}\
 table{border-collapse:collapse;width:100%;font-size:13px}\
 th,td{padding:4px 8px;border-bottom:1px solid #e6ebef;text-align:left;vertical-align:top}\
 th{background:#f3f6f8;font-weight:600}\
-td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}\
+td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td:first-child{white-space:nowrap}\
 .sev{display:inline-block;width:8px;height:8px;border-radius:50%;margin-right:4px}\
 .sev.sev-critical{background:#c62828}.sev.sev-warning{background:#ef8f00}.sev.sev-info{background:#1e88e5}.sev.sev-other{background:#6d4c99}\
 footer{margin-top:24px;font-size:12px;color:#56606b}\
