@@ -336,10 +336,10 @@ fn rotation_keeps_both_generations_under_max_size_and_drops_the_old_one_by_age()
         DOWN_FOR_2_RUNS.replace("for_runs = 2", "")
     ));
     let rotated = s.path("state.history.jsonl.1");
-    for i in 0..30 {
+    for i in 0..30u32 {
         s.capture(
             "lb1.csv",
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 "haproxy-2.6/down-after-kill.csv"
             } else {
                 "haproxy-2.6/check-in-progress.csv"
@@ -414,7 +414,11 @@ fn sigkill_mid_append_leaves_at_most_a_torn_last_line_which_the_next_run_repairs
     let down = big_dump(100, true);
     let up = big_dump(100, false);
     let run = |i: u64| {
-        std::fs::write(s.path("big.csv"), if i % 2 == 0 { &down } else { &up }).unwrap();
+        std::fs::write(
+            s.path("big.csv"),
+            if i.is_multiple_of(2) { &down } else { &up },
+        )
+        .unwrap();
         Command::new(env!("CARGO_BIN_EXE_hapwatch"))
             .args(["-c", s.config.to_str().unwrap(), "run", "--now"])
             .arg((s.base + 60.0 * i as f64).to_string())

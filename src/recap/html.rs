@@ -193,9 +193,9 @@ pub fn page(recap: &Recap, now: f64) -> String {
         );
     }
     out.push_str("</tbody></table></div></section>");
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<footer>Made by {REPORT_MARK} at {} from the history of transitions.{}</footer></body></html>\n",
+        "<footer>Made by {REPORT_MARK} at {} from the history of transitions.{}</footer></body></html>",
         format_time(now),
         if recap.skipped > 0 {
             format!(
