@@ -306,3 +306,166 @@ fn show_json(bencher: Bencher) {
         out.get_ref().0
     });
 }
+
+/// Labels of a ServerDown alert on server `n` of the synthetic dump.
+fn history_labels(n: usize) -> hapwatch::alert::Labels {
+    [
+        ("alertname", "ServerDown".to_string()),
+        ("proxy", format!("be{}", n / 5)),
+        ("server", format!("srv{}", n % 5)),
+        ("severity", "critical".to_string()),
+        ("source", "lb1".to_string()),
+        ("type", "server".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// A state with `n` firing alerts, and the engine's transitions for them: new and firing
+/// (`changed`), or staying firing.
+fn history_run(n: usize, changed: bool) -> (State, Vec<hapwatch::alert::Labels>) {
+    let mut state = State::new();
+    let labels: Vec<_> = (0..n).map(history_labels).collect();
+    for l in &labels {
+        state.alerts.insert(
+            hapwatch::alert::Fingerprint::of(l).to_string(),
+            state::AlertState {
+                labels: l.clone(),
+                annotations: [(
+                    "summary".to_string(),
+                    format!("{}/{} is DOWN", l["proxy"], l["server"]),
+                )]
+                .into(),
+                value: Some(hapwatch::alert::Value::Text("down".into())),
+                status: state::Status::Firing,
+                active_since: 1000.0,
+                firing_since: Some(1000.0),
+                last_seen: 1000.0,
+                runs: if changed { 1 } else { 5 },
+                notified_at: Some(1000.0),
+                resolved_at: None,
+                thread: None,
+                silenced: false,
+                routes_notified: Default::default(),
+            },
+        );
+    }
+    (state, labels)
+}
+
+/// What a run's history hook costs: the lines of its transitions, and their append (a
+/// fresh file in a temp directory for each sample). `0`: 12,000 alerts that stay firing
+/// (no line, no I/O); `100`: 100 alerts that start firing (100 lines, one append).
+#[divan::bench(args = [0, 100], max_time = 3)]
+fn history_append(bencher: Bencher, transitions: usize) {
+    use hapwatch::history::{self, History, Move};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let history = History {
+        path: dir.path().join("state.history.jsonl"),
+        max_age: 35.0 * 86_400.0,
+        max_size: 64 << 20,
+    };
+    let (n, changed) = if transitions == 0 {
+        (12_000, false)
+    } else {
+        (transitions, true)
+    };
+    let (state, labels) = history_run(n, changed);
+    let mut counter = 0u64;
+    bencher
+        .with_inputs(|| {
+            counter += 1;
+            let _ = std::fs::remove_file(&history.path);
+            (state.clone(), counter)
+        })
+        .bench_local_values(|(mut state, _)| {
+            let moves: Vec<Move<'_>> = labels
+                .iter()
+                .map(|l| Move {
+                    labels: l,
+                    from: (!changed).then_some(state::Status::Firing),
+                    to: Some(state::Status::Firing),
+                    silenced: false,
+                })
+                .collect();
+            let records = history::records(&mut state, &moves, &[], 2000.0);
+            history.append(&records, 2000.0).expect("append");
+            black_box(records.len());
+            // Returned, so that dropping the state (12,000 alerts) is not timed.
+            state
+        });
+}
+
+/// A 30-day history of a 12,001-row HAProxy (2,000 backends × 5 servers) with 400
+/// incidents on random servers (pending, firing, delivered, resolved, delivered: five
+/// lines each), written to a file as `run` writes it.
+fn month_of_history(dir: &Path) -> std::path::PathBuf {
+    use hapwatch::history::{self, History, Move};
+    let history = History {
+        path: dir.join("state.history.jsonl"),
+        max_age: 35.0 * 86_400.0,
+        max_size: 64 << 20,
+    };
+    let start = 1_764_547_200.0; // 2025-12-01
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut events: Vec<(f64, usize, bool)> = Vec::new();
+    for _ in 0..400 {
+        let server = (next() % 10_000) as usize;
+        let at = start + (next() % (30 * 86_400)) as f64;
+        let lasts = 60.0 * (1 + next() % 120) as f64;
+        events.push((at, server, true));
+        events.push((at + lasts, server, false));
+    }
+    events.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut state = State::new();
+    for (at, server, down) in events {
+        let labels = history_labels(server);
+        let fingerprint = hapwatch::alert::Fingerprint::of(&labels).to_string();
+        let (alert, _) = history_run(1, true);
+        let mut entry = alert.alerts.into_values().next().expect("one alert");
+        entry.labels = labels.clone();
+        entry.active_since = at;
+        entry.status = if down {
+            state::Status::Firing
+        } else {
+            state::Status::Resolved
+        };
+        state.alerts.insert(fingerprint, entry);
+        let moves = [Move {
+            labels: &labels,
+            from: (!down).then_some(state::Status::Firing),
+            to: Some(if down {
+                state::Status::Firing
+            } else {
+                state::Status::Resolved
+            }),
+            silenced: false,
+        }];
+        let records = history::records(&mut state, &moves, &[], at);
+        history.append(&records, at).expect("append");
+    }
+    history.path
+}
+
+/// `hapwatch report` over a 30-day history (see [`month_of_history`]): read, incidents,
+/// figures, and the HTML page.
+#[divan::bench(max_time = 5)]
+fn report_month(bencher: Bencher) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = month_of_history(dir.path());
+    let until = 1_764_547_200.0 + 30.0 * 86_400.0;
+    bencher.bench_local(|| {
+        let read = hapwatch::history::read(&path, f64::MIN, until).expect("read");
+        let incidents = hapwatch::history::incidents(&read.records);
+        let recap =
+            hapwatch::recap::Recap::new(incidents, until - 30.0 * 86_400.0, until, read.skipped);
+        black_box(hapwatch::recap::html::page(&recap, until).len())
+    });
+}

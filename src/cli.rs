@@ -62,6 +62,10 @@ pub enum Command {
     /// Inspect or reset the state file.
     #[command(subcommand)]
     State(StateCommand),
+    /// Show the history: transitions (newest last) and the incidents they form.
+    History(HistoryArgs),
+    /// A report of the history: summary, timelines, availability per backend and server.
+    Report(ReportArgs),
     /// Run rule tests: snapshots at simulated times, expected alerts and notifications.
     Test {
         /// Rule-test files (TOML).
@@ -198,6 +202,63 @@ pub struct EvalArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = EvalFormat::Table)]
     pub format: EvalFormat,
+}
+
+/// `hapwatch history`.
+#[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    /// Start of the period: a duration before now (`24h`, `7d`) or a time
+    /// (`2026-12-03`, `2026-12-03 08:00`, RFC 3339), UTC.
+    #[arg(long, default_value = "24h", value_name = "WHEN")]
+    pub since: String,
+    /// End of the period (default: now), as --since.
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Only alerts with this label value (repeatable; all must match).
+    #[arg(long = "match", value_name = "LABEL=VALUE")]
+    pub matchers: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = EvalFormat::Table)]
+    pub format: EvalFormat,
+    /// Take this Unix time as now (for tests and replays).
+    #[arg(long, value_name = "UNIX_TIME", value_parser = parse_now, hide = true)]
+    pub now: Option<f64>,
+}
+
+/// `hapwatch report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Start of the period: a duration before now (`7d`) or a time, as for `history`.
+    #[arg(long, default_value = "7d", value_name = "WHEN")]
+    pub since: String,
+    /// End of the period (default: now).
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Only alerts with this label value (repeatable; all must match).
+    #[arg(long = "match", value_name = "LABEL=VALUE")]
+    pub matchers: Vec<String>,
+    /// Output format: a self-contained HTML page, the timelines as one SVG, or plain
+    /// text (for mail).
+    #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+    pub format: ReportFormat,
+    /// Write the report to FILE instead of stdout. An existing FILE is replaced only if it
+    /// is a report hapwatch wrote; never through a symbolic link.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Take this Unix time as now (for tests and replays).
+    #[arg(long, value_name = "UNIX_TIME", value_parser = parse_now, hide = true)]
+    pub now: Option<f64>,
+}
+
+/// Output formats of `report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// A self-contained HTML page (inline CSS and SVG, no scripts, no network).
+    Html,
+    /// The timelines as one SVG image.
+    Svg,
+    /// Plain text, for mail.
+    Text,
 }
 
 /// Output formats of `eval`.

@@ -1,11 +1,12 @@
 //! What each command does: load the config, run the stages, render, pick the exit code.
 
 use crate::cli::{
-    CheckArgs, EvalArgs, EvalFormat, RunArgs, RunFormat, ShowArgs, ShowFormat, SilenceCommand,
-    StateCommand,
+    CheckArgs, EvalArgs, EvalFormat, ReportFormat, RunArgs, RunFormat, ShowArgs, ShowFormat,
+    SilenceCommand, StateCommand,
 };
 use crate::config::{Config, Endpoint, HttpEndpoint, SourceConfig};
 use crate::error::{Error, Exit};
+use crate::history::History;
 use crate::log;
 use crate::notify;
 use crate::report::{self, Named};
@@ -720,5 +721,106 @@ pub fn init(config_path: &Path, args: &crate::cli::InitArgs) -> Result<Exit, Err
         &rules,
         &rules_written,
     )?;
+    Ok(Exit::Success)
+}
+
+/// The history file of the config (following `--state`), or a usage error if the config
+/// turns it off.
+fn history_of(config: &Config, state_path: Option<&Path>) -> Result<History, Error> {
+    History::of(&config.history, state_path.unwrap_or(&config.state.file)).ok_or_else(|| {
+        Error::Usage(format!(
+            "{}: [history] enabled = false: no history is kept; remove that line to keep one",
+            config.path.display()
+        ))
+    })
+}
+
+/// Reads the history for `since..until` (and everything before it that an incident
+/// overlapping the period may have started with), keeping the alerts that match.
+fn read_history(
+    history: &History,
+    until: f64,
+    matchers: &[(String, String)],
+) -> Result<(Vec<crate::history::Record>, usize), Error> {
+    let read = crate::history::read(&history.path, f64::MIN, until)
+        .map_err(|e| Error::Input(e.to_string()))?;
+    let records = crate::history::matching(&read.records, matchers)
+        .into_iter()
+        .cloned()
+        .collect();
+    Ok((records, read.skipped))
+}
+
+/// The period of `--since`/`--until` at `now`.
+fn period(since: &str, until: Option<&str>, now: f64) -> Result<(f64, f64), Error> {
+    let since = crate::history::parse_when(since, now).map_err(Error::Usage)?;
+    let until = match until {
+        Some(u) => crate::history::parse_when(u, now).map_err(Error::Usage)?,
+        None => now,
+    };
+    if since >= until {
+        return Err(Error::Usage(format!(
+            "--since ({}) is not before --until ({})",
+            crate::text::format_time(since),
+            crate::text::format_time(until)
+        )));
+    }
+    Ok((since, until))
+}
+
+/// `hapwatch history`.
+pub fn history(
+    config_path: &Path,
+    state_path: Option<&Path>,
+    args: &crate::cli::HistoryArgs,
+) -> Result<Exit, Error> {
+    let config = Config::load(config_path)?;
+    let now = args.now.unwrap_or_else(unix_now);
+    let (since, until) = period(&args.since, args.until.as_deref(), now)?;
+    let matchers = crate::history::parse_matchers(&args.matchers).map_err(Error::Usage)?;
+    let (records, skipped) = read_history(&history_of(&config, state_path)?, until, &matchers)?;
+    let recap =
+        crate::recap::Recap::new(crate::history::incidents(&records), since, until, skipped);
+    let shown: Vec<&crate::history::Record> = records.iter().filter(|r| r.time >= since).collect();
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    match args.format {
+        EvalFormat::Table => {
+            crate::recap::table::write(&mut out, &shown, &recap.incidents, until, skipped)?
+        }
+        EvalFormat::Json => {
+            crate::recap::table::json(&mut out, since, until, &shown, &recap.incidents, skipped)?
+        }
+    }
+    out.flush()?;
+    Ok(Exit::Success)
+}
+
+/// `hapwatch report`.
+pub fn report(
+    config_path: &Path,
+    state_path: Option<&Path>,
+    args: &crate::cli::ReportArgs,
+) -> Result<Exit, Error> {
+    let config = Config::load(config_path)?;
+    let now = args.now.unwrap_or_else(unix_now);
+    let (since, until) = period(&args.since, args.until.as_deref(), now)?;
+    let matchers = crate::history::parse_matchers(&args.matchers).map_err(Error::Usage)?;
+    let (records, skipped) = read_history(&history_of(&config, state_path)?, until, &matchers)?;
+    let recap =
+        crate::recap::Recap::new(crate::history::incidents(&records), since, until, skipped);
+    let text = match args.format {
+        ReportFormat::Html => crate::recap::html::page(&recap, now),
+        ReportFormat::Svg => crate::recap::svg::image(&recap),
+        ReportFormat::Text => crate::recap::text::report(&recap),
+    };
+    match &args.out {
+        Some(path) => crate::history::write_report_file(path, text.as_bytes())
+            .map_err(|e| Error::Input(e.to_string()))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+        }
+    }
     Ok(Exit::Success)
 }

@@ -672,6 +672,7 @@ fn new_episode(alert: &Alert, now: f64) -> AlertState {
         resolved_at: None,
         thread: None,
         routes_notified: BTreeMap::new(),
+        silenced: false,
     }
 }
 

@@ -12,11 +12,13 @@ pub mod engine;
 pub mod error;
 pub mod ha;
 pub mod heartbeat;
+pub mod history;
 pub mod http;
 pub mod init;
 pub mod log;
 pub mod message;
 pub mod notify;
+pub mod recap;
 pub mod report;
 pub mod route;
 pub mod rules;
@@ -103,6 +105,8 @@ pub fn run(cli: Cli) -> Exit {
         Command::Watch(args) => commands::watch(&cli.config, state, cli.adopt_state, args),
         Command::Silence(cmd) => commands::silence(&cli.config, state, cli.adopt_state, cmd),
         Command::State(cmd) => commands::state(&cli.config, state, cli.adopt_state, cmd),
+        Command::History(args) => commands::history(&cli.config, state, args),
+        Command::Report(args) => commands::report(&cli.config, state, args),
         Command::NotifyTest { name } => commands::notify_test(&cli.config, name),
         Command::Test { files } => commands::test(files),
         Command::Route { labels } => commands::route(&cli.config, labels),

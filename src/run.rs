@@ -15,6 +15,7 @@ use crate::alert::Labels;
 use crate::config::Config;
 use crate::engine::{self, SourceResult};
 use crate::error::Error;
+use crate::history::{self, History};
 use crate::log;
 use crate::notify::{self, Notifiers, Payload, RuleRoute, RuleRoutes};
 use crate::source::{self, Fetched};
@@ -487,6 +488,7 @@ impl Pipeline {
             }
             trouble |= !delivered.failed.is_empty() || !delivered.expired.is_empty();
             outcome.sent = delivered.sent.len();
+            problems.extend(self.record_history(path, &mut current, &outcome, &delivered, now));
             lock.save(&current)?;
             if let Some(heartbeat) = &config.heartbeat {
                 let problem = heartbeat
@@ -521,6 +523,57 @@ impl Pipeline {
         outcome.trouble = trouble;
         outcome.elapsed = options.started.elapsed();
         Ok(outcome)
+    }
+}
+
+impl Pipeline {
+    /// Appends the run's transitions and deliveries to the history. Never in the way of
+    /// the run: a history that cannot be written is one warning when it starts failing
+    /// (and one when it works again), as for a source: that line is returned.
+    fn record_history(
+        &self,
+        state_path: &Path,
+        current: &mut State,
+        outcome: &Outcome,
+        delivered: &notify::Delivered,
+        now: f64,
+    ) -> Option<Problem> {
+        let history = History::of(&self.config.history, state_path)?;
+        let moves: Vec<history::Move<'_>> = outcome
+            .step
+            .transitions
+            .iter()
+            .map(|t| history::Move {
+                labels: &t.labels,
+                from: t.from,
+                to: t.to,
+                silenced: t.silenced,
+            })
+            .collect();
+        let attempts: Vec<history::Attempt<'_>> = delivered
+            .attempts
+            .iter()
+            .map(|(notifier, payload, error)| history::Attempt {
+                notifier,
+                payload,
+                error: error.as_deref(),
+            })
+            .collect();
+        let records = history::records(current, &moves, &attempts, now);
+        if records.is_empty() {
+            return None;
+        }
+        let problem = history
+            .append(&records, now)
+            .err()
+            .map(|e| format!("{e} (alerts are tracked and sent all the same)"));
+        report_problem(
+            &mut current.problems,
+            "history",
+            problem,
+            now,
+            log::Level::Warn,
+        )
     }
 }
 

@@ -143,6 +143,10 @@ pub struct AlertState {
     /// repeats on its own `repeat_interval`). Alerts routed by the root use `notified_at`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub routes_notified: BTreeMap<String, f64>,
+    /// A silence held back its notifications at the last run: the history writes a line
+    /// when that changes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub silenced: bool,
 }
 
 /// Why the state could not be used.
@@ -564,6 +568,17 @@ fn check_file(
     meta: &std::fs::Metadata,
     shared: bool,
 ) -> Result<(), StateError> {
+    match foreign_file(meta, shared) {
+        Some(what) => Err(unsafe_file(path, file, &what)),
+        None => Ok(()),
+    }
+}
+
+/// What makes an opened (or `lstat`ed) file something hapwatch must not read or write as
+/// its own (a link, a directory, a FIFO, a device, a socket, another user's file, a hard
+/// link to some other file), or `None` for a regular file of its own. `shared`: the file
+/// is in a directory others can write to. Used for the state, its lock and the history.
+pub fn foreign_file(meta: &std::fs::Metadata, shared: bool) -> Option<String> {
     let kind = meta.file_type();
     use std::os::unix::fs::FileTypeExt;
     let what = if kind.is_symlink() {
@@ -577,35 +592,35 @@ fn check_file(
     } else if kind.is_socket() {
         "is a socket"
     } else if meta.uid() != 0 && meta.uid() != euid() {
-        return Err(unsafe_file(
-            path,
-            file,
-            &format!(
-                "is owned by uid {}, not by this user (uid {}) or root{}",
-                meta.uid(),
-                euid(),
-                if shared {
-                    " (in a directory others can write to)"
-                } else {
-                    ""
-                }
-            ),
+        return Some(format!(
+            "is owned by uid {}, not by this user (uid {}) or root{}",
+            meta.uid(),
+            euid(),
+            if shared {
+                " (in a directory others can write to)"
+            } else {
+                ""
+            }
         ));
     } else if meta.nlink() > 1 {
         // A hard link to another file (made where protected_hardlinks is off): writing the
         // lock or replacing the state would change that file too.
-        return Err(unsafe_file(
-            path,
-            file,
-            &format!(
-                "has {} hard links (another name for some other file)",
-                meta.nlink()
-            ),
+        return Some(format!(
+            "has {} hard links (another name for some other file)",
+            meta.nlink()
         ));
     } else {
-        return Ok(());
+        return None;
     };
-    Err(unsafe_file(path, file, what))
+    Some(what.to_string())
+}
+
+/// The checks the state's directory gets, for a file hapwatch keeps elsewhere (the
+/// history, a report written with `--out`): the directory of `path` and every one above
+/// it may be changed by nobody but this user or root (unless sticky). Returns whether
+/// the directory is a shared sticky one (such as /tmp).
+pub fn check_own_directory(path: &Path) -> Result<bool, StateError> {
+    check_directory(path, parent_dir(path))
 }
 
 /// Writes `<pid> <unix time>` into the lock file just taken, so that a run that waits in

@@ -24,10 +24,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("3 rules", &["rules", "route"]),
     ("4 config types", &["config"]),
     ("5 inputs, stores, texts", &["source", "state", "message"]),
-    ("6 stages", &["engine", "notify", "error"]),
+    ("6 stages", &["engine", "notify", "error", "history"]),
     ("7 run pipeline", &["run"]),
     ("8 front-end parts", &["cli", "init", "ruletest"]),
-    ("9 output formats", &["report"]),
+    ("9 output formats", &["report", "recap"]),
     ("10 long-running front end", &["watch"]),
     ("11 commands", &["commands"]),
 ];

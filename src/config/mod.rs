@@ -29,6 +29,8 @@ pub struct Config {
     pub rules: RuleSet,
     /// `[state]`: where and how the state file is kept.
     pub state: StateSettings,
+    /// `[history]`: the history of transitions and deliveries next to the state.
+    pub history: HistorySettings,
     /// `[alerting]`: repeats, resolved notices, grouping, budget.
     pub alerting: Alerting,
     /// `[notifier.NAME]` entries, `[routes]` and the `[[route]]` tree.
@@ -60,6 +62,75 @@ impl Default for StateSettings {
             file: PathBuf::from("/var/lib/hapwatch/state.json"),
             lock_timeout: Duration::from_secs(30),
         }
+    }
+}
+
+/// `[history]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistorySettings {
+    /// Keep a history (default true).
+    pub enabled: bool,
+    /// The history file; `None`: next to the state file (`state.json` →
+    /// `state.history.jsonl`), following `--state`.
+    pub file: Option<PathBuf>,
+    /// Lines are kept at least this long (default 35d, enough for a monthly report).
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub max_age: Duration,
+    /// Both generations together stay below this many bytes (default 64 MiB); `"64MiB"`,
+    /// `"500KB"` or a number of bytes.
+    #[serde(deserialize_with = "deserialize_size")]
+    pub max_size: u64,
+}
+
+impl Default for HistorySettings {
+    fn default() -> Self {
+        HistorySettings {
+            enabled: true,
+            file: None,
+            max_age: Duration::from_secs(35 * 86_400),
+            max_size: 64 << 20,
+        }
+    }
+}
+
+/// Parses a size: a number of bytes, or a number with `B`, `KB`/`KiB`, `MB`/`MiB`,
+/// `GB`/`GiB` (both spellings in powers of 1024, as logrotate counts).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().map_err(|_| {
+        format!("invalid size {text:?}: expected a number of bytes or e.g. \"64MiB\"")
+    })?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        other => {
+            return Err(format!(
+                "invalid size {text:?}: unknown unit {other:?} (use B, KiB, MiB or GiB)"
+            ))
+        }
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("invalid size {text:?}: too large"))
+}
+
+fn deserialize_size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(deserializer)? {
+        Size::Bytes(n) => Ok(n),
+        Size::Text(t) => parse_size(&t).map_err(serde::de::Error::custom),
     }
 }
 
@@ -202,6 +273,8 @@ struct RawConfig {
     heartbeat: Option<Spanned<crate::heartbeat::Heartbeat>>,
     #[serde(default)]
     state: StateSettings,
+    #[serde(default)]
+    history: HistorySettings,
     #[serde(default)]
     alerting: Alerting,
     #[serde(default)]
@@ -640,6 +713,14 @@ impl Config {
         }
         let mut state = raw.state;
         state.file = base.join(&state.file);
+        let mut history = raw.history;
+        history.file = history.file.map(|f| base.join(f));
+        if history.max_size < 4096 {
+            return Err(at(
+                0,
+                "[history] max_size must be at least 4KiB (one run's lines must fit)".into(),
+            ));
+        }
         if raw.alerting.run_timeout.is_zero() {
             return Err(at(
                 0,
@@ -657,6 +738,7 @@ impl Config {
             sources,
             rules,
             state,
+            history,
             alerting: raw.alerting,
             notifiers,
             only_if: raw.only_if.map(Spanned::into_inner),

@@ -99,6 +99,9 @@ pub struct Delivered {
     pub failed: Vec<String>,
     /// One line per outbox item dropped for being older than `outbox_max_age`.
     pub expired: Vec<String>,
+    /// Each delivery attempt for the history: notifier, payload, the error if it failed.
+    /// A retry that fails again is not listed (its first failure was).
+    pub attempts: Vec<(String, Payload, Option<String>)>,
 }
 
 impl NotifierTemplates {
@@ -682,6 +685,8 @@ pub fn deliver(
             Ok(refused) => {
                 working.insert(name.clone());
                 done.sent.push(describe(&name, &item.payload));
+                done.attempts
+                    .push((name.clone(), item.payload.clone(), None));
                 refused_recipients(state, &mut done, &name, &item.payload, refused, now);
             }
             Err(e) if e.permanent => {
@@ -693,6 +698,8 @@ pub fn deliver(
                     what(&item.payload)
                 ));
                 record_refused(state, &name, now, what(&item.payload), e.message.clone());
+                done.attempts
+                    .push((name.clone(), item.payload.clone(), Some(e.message.clone())));
                 if is_new {
                     try_fallback(notifiers, notifier, &item.payload, &mut done, now, budget);
                 }
@@ -704,6 +711,11 @@ pub fn deliver(
                     abandoned.insert(name.clone(), (keep.len(), done.failed.len()));
                 }
                 if is_new {
+                    done.attempts.push((
+                        name.clone(),
+                        item.payload.clone(),
+                        Some(e.message.clone()),
+                    ));
                     done.failed.push(format!(
                         "notifier {name}: {e} (kept in the outbox for the next runs)"
                     ));
@@ -761,6 +773,7 @@ fn collect_abandoned(
                 delivered_late.insert(at);
                 withdrawn.insert(line);
                 done.sent.push(describe(&name, &payload));
+                done.attempts.push((name.clone(), payload.clone(), None));
                 let refused = refused.iter().map(|r| crate::secret::redact(r)).collect();
                 refused_recipients(state, done, &name, &payload, refused, now);
             }

@@ -1,0 +1,116 @@
+//! `hapwatch report --format text`: the page's figures as plain text, for mail.
+
+use crate::history::REPORT_MARK;
+use crate::recap::{percent, row_key, span, Recap, TOP};
+use crate::text::{format_time, one_line};
+use std::fmt::Write;
+
+/// The report as text: summary, availability table, incidents.
+pub fn report(recap: &Recap) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{REPORT_MARK}: HAProxy incidents {} – {} ({})\n",
+        format_time(recap.since),
+        format_time(recap.until),
+        span(recap.until - recap.since)
+    );
+    let _ = writeln!(out, "Incidents:  {}", recap.incidents.len());
+    let _ = writeln!(
+        out,
+        "Downtime:   {} (summed over rows)",
+        span(recap.downtime)
+    );
+    let _ = writeln!(out, "Affected:   {} backends and servers", recap.rows.len());
+    let _ = writeln!(out, "Flaps:      {}", recap.flaps);
+    if !recap.rows.is_empty() {
+        let _ = writeln!(out, "\nMost affected:");
+        for row in recap.rows.iter().take(TOP) {
+            let _ = writeln!(
+                out,
+                "  {} ({}): {} down, {} incident{}, {} available",
+                row.row,
+                row.kind,
+                span(row.downtime),
+                row.incidents,
+                if row.incidents == 1 { "" } else { "s" },
+                percent(row.availability)
+            );
+        }
+        let _ = writeln!(out, "\nNoisiest rules:");
+        for (rule, n) in recap.rules.iter().take(TOP) {
+            let _ = writeln!(
+                out,
+                "  {rule}: {n} incident{}",
+                if *n == 1 { "" } else { "s" }
+            );
+        }
+        let _ = writeln!(out, "\nAvailability per backend and server:");
+        let mut lines = vec![[
+            "ROW",
+            "TYPE",
+            "INCIDENTS",
+            "DOWNTIME",
+            "AVAILABILITY",
+            "MTTR",
+            "LONGEST",
+            "FLAPS",
+        ]
+        .map(String::from)];
+        for row in &recap.rows {
+            lines.push([
+                row.row.clone(),
+                row.kind.clone(),
+                row.incidents.to_string(),
+                span(row.downtime),
+                percent(row.availability),
+                row.mttr.map_or_else(|| "-".to_string(), span),
+                span(row.longest),
+                row.flaps.to_string(),
+            ]);
+        }
+        aligned(&mut out, &lines);
+        let _ = writeln!(out, "\nIncidents:");
+        for i in &recap.incidents {
+            let _ = writeln!(
+                out,
+                "  {} – {}  {}{}  {} {} [{}] {}",
+                format_time(i.start),
+                i.end.map_or_else(|| "firing".to_string(), format_time),
+                span(i.duration(recap.until)),
+                if i.flap { " (flap)" } else { "" },
+                i.rule,
+                row_key(i),
+                i.severity,
+                one_line(&i.summary)
+            );
+        }
+    } else {
+        let _ = writeln!(out, "\nNo incidents in this period.");
+    }
+    if recap.skipped > 0 {
+        let _ = writeln!(out, "\n{} damaged history lines skipped.", recap.skipped);
+    }
+    out
+}
+
+fn aligned<const N: usize>(out: &mut String, lines: &[[String; N]]) {
+    let mut widths = [0usize; N];
+    for line in lines {
+        for (w, cell) in widths.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for line in lines {
+        let mut text = String::from("  ");
+        for (i, cell) in line.iter().enumerate() {
+            // Text left, figures right.
+            if i < 2 {
+                let _ = write!(text, "{cell:<w$}  ", w = widths[i]);
+            } else {
+                let _ = write!(text, "{cell:>w$}  ", w = widths[i]);
+            }
+        }
+        let _ = writeln!(out, "{}", text.trim_end());
+    }
+}
