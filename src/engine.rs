@@ -86,7 +86,8 @@ impl<'r> Watch<'r> {
             now,
             previous,
             evaluation: Evaluation::new(&config.rules, source, now, None),
-            capture: Capture::new(config.rules.counter_columns()),
+            capture: Capture::new(config.rules.counter_columns())
+                .with_prev(config.rules.prev_capture()),
             unchecked: Vec::new(),
             counters_reset: true,
             done: 0,
@@ -247,6 +248,15 @@ pub fn step(
                 if evaluated.counters_reset {
                     counters_reset.insert(source.name);
                 }
+                // The process row (`show info`, read before `show stat`): once per source,
+                // after the read, so that `source.read_seconds` is known.
+                outcome.active.extend(config.rules.evaluate_process(
+                    source.name,
+                    snapshot.info.as_ref(),
+                    state.samples.get(source.name),
+                    now,
+                    None,
+                ));
                 outcome.active.extend(evaluated.alerts);
                 state
                     .samples

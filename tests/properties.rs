@@ -1011,6 +1011,7 @@ proptest! {
                 interval: pair.interval,
                 restarted: sample.restarted_before(&current),
             }),
+            process: Default::default(),
         };
         for row in stats.rows() {
             prop_assert!(matches!(eval::eval(&condition, &row, &env), Val::Bool(_)));

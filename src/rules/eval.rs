@@ -25,6 +25,8 @@ pub struct Env<'a> {
     pub dump_columns: &'a [Option<usize>],
     /// The previous sample and, per column id, its position in it.
     pub previous: Option<Previous<'a>>,
+    /// `show info`, `source.read_seconds` and what `prev()` reads.
+    pub process: super::process::ProcessEnv<'a>,
 }
 
 /// The previous run's sample, bound to the current dump.
@@ -113,6 +115,7 @@ pub fn eval<'a>(expr: &'a Expr, row: &Row<'a>, env: &Env<'a>) -> Val<'a> {
         Expr::Not(a) => Val::Bool(!truth(a, row, env)),
         Expr::And(a, b) => Val::Bool(truth(a, row, env) && truth(b, row, env)),
         Expr::Or(a, b) => Val::Bool(truth(a, row, env) || truth(b, row, env)),
+        Expr::Process(node) => super::process::eval(node, row, env),
     }
 }
 

@@ -40,7 +40,22 @@ pub const FUNCTIONS: &[(&str, usize, &str)] = &[
     ("min", 2, "the smaller of two numbers"),
     ("max", 2, "the larger of two numbers"),
     ("abs", 1, "absolute value"),
+    (
+        "prev",
+        1,
+        "the previous run's value of a field of the same row (number or text)",
+    ),
 ];
+
+/// What rows a rule looks at, which decides what its bare names mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rows {
+    /// `show stat` rows: names are columns.
+    #[default]
+    Stats,
+    /// The process row made of `show info`: names are its fields.
+    Process,
+}
 
 /// A syntax or type error, with the byte offset in the expression where it was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +67,7 @@ pub struct ExprError {
 }
 
 impl ExprError {
-    fn new(offset: usize, message: impl Into<String>) -> Self {
+    pub(super) fn new(offset: usize, message: impl Into<String>) -> Self {
         ExprError {
             offset,
             message: message.into(),
@@ -72,7 +87,7 @@ pub enum Type {
 }
 
 impl Type {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Type::Number => "a number",
             Type::Text => "text",
@@ -176,6 +191,8 @@ pub enum Expr {
     And(Box<Expr>, Box<Expr>),
     /// `a or b`
     Or(Box<Expr>, Box<Expr>),
+    /// `show info` fields, `source.read_seconds` and `prev()` (see [`super::process`]).
+    Process(super::process::Node),
 }
 
 impl Expr {
@@ -200,7 +217,8 @@ impl Expr {
             | Expr::TextColumn(_)
             | Expr::Special(_)
             | Expr::Counter(..)
-            | Expr::Exists(_) => {}
+            | Expr::Exists(_)
+            | Expr::Process(_) => {}
         }
     }
 }
@@ -213,7 +231,16 @@ pub trait ColumnTable {
 
 /// Compiles `text` into a condition (type Bool).
 pub fn compile_condition(text: &str, columns: &mut dyn ColumnTable) -> Result<Expr, ExprError> {
-    let (expr, ty) = compile(text, columns)?;
+    compile_condition_on(text, columns, Rows::Stats)
+}
+
+/// [`compile_condition`] for a rule on `rows`.
+pub fn compile_condition_on(
+    text: &str,
+    columns: &mut dyn ColumnTable,
+    rows: Rows,
+) -> Result<Expr, ExprError> {
+    let (expr, ty) = compile_on(text, columns, rows)?;
     if ty != Type::Bool {
         return Err(ExprError::new(
             0,
@@ -229,6 +256,15 @@ pub fn compile_condition(text: &str, columns: &mut dyn ColumnTable) -> Result<Ex
 
 /// Compiles `text` into an expression of any type.
 pub fn compile(text: &str, columns: &mut dyn ColumnTable) -> Result<(Expr, Type), ExprError> {
+    compile_on(text, columns, Rows::Stats)
+}
+
+/// [`compile`] for a rule on `rows`.
+pub fn compile_on(
+    text: &str,
+    columns: &mut dyn ColumnTable,
+    rows: Rows,
+) -> Result<(Expr, Type), ExprError> {
     let tokens = lex(text)?;
     let mut parser = Parser {
         tokens,
@@ -236,6 +272,7 @@ pub fn compile(text: &str, columns: &mut dyn ColumnTable) -> Result<(Expr, Type)
         depth: 0,
         operators: 0,
         columns,
+        rows,
     };
     let result = parser.or()?;
     if let Some(tok) = parser.peek() {
@@ -322,7 +359,13 @@ fn lex(text: &str) -> Result<Vec<Token>, ExprError> {
             while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
                 i += 1;
             }
-            Kind::Name(text[start..i].to_string())
+            match super::process::lex_qualified(text, start, i)? {
+                Some((name, end)) => {
+                    i = end;
+                    Kind::Name(name)
+                }
+                None => Kind::Name(text[start..i].to_string()),
+            }
         } else if c == b'"' || c == b'\'' {
             i += 1;
             let mut value = String::new();
@@ -420,9 +463,11 @@ struct Parser<'c> {
     /// Operators seen so far, bounded by [`MAX_OPERATORS`].
     operators: usize,
     columns: &'c mut dyn ColumnTable,
+    /// The rows the rule looks at: on a process row, bare names are `show info` fields.
+    rows: Rows,
 }
 
-type Typed = (Expr, Type);
+pub(super) type Typed = (Expr, Type);
 
 impl Parser<'_> {
     /// Parses one nesting level deeper, refusing to go past [`MAX_DEPTH`].
@@ -712,6 +757,9 @@ impl Parser<'_> {
     }
 
     fn name(&mut self, name: &str, at: usize) -> Result<Typed, ExprError> {
+        if let Some(typed) = super::process::compile_name(name, at, self.rows, self.columns) {
+            return typed;
+        }
         let special = match name {
             "true" => return Ok((Expr::Bool(true), Type::Bool)),
             "false" => return Ok((Expr::Bool(false), Type::Bool)),
@@ -778,6 +826,9 @@ impl Parser<'_> {
                     args.len()
                 ),
             ));
+        }
+        if let Some(typed) = super::process::compile_call(name, &args) {
+            return typed;
         }
         let mut args = args.into_iter();
         match name {
