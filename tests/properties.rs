@@ -1445,6 +1445,9 @@ const CONFIGS: &[&str] = &[
     "examples/tcp-socket-proxyd.toml",
     "examples/demo/hapwatch.toml",
     "examples/tests/default-rules.toml",
+    "examples/process-changes.toml",
+    "examples/tests/process-rules.toml",
+    "examples/tests/process-changes.toml",
 ];
 
 fn config_texts() -> &'static [(PathBuf, String)] {
