@@ -157,6 +157,20 @@ pub fn check(
         for (rule, column) in config.rules.missing_columns(snapshot) {
             log::warn(format!("rule {rule} reads `{column}`, which source {} does not report; the rule cannot match there", f.name));
         }
+        if snapshot.info.is_none() {
+            let process: Vec<&str> = config
+                .rules
+                .process_rules(None)
+                .map(|r| r.name.as_str())
+                .collect();
+            if !process.is_empty() {
+                log::warn(format!(
+                    "source {} reports no `show info` (a stats page or a bare `show stat` capture): it has no process row, so rules {} cannot match there, and `info.…` is absent in its rows",
+                    f.name,
+                    process.join(", ")
+                ));
+            }
+        }
         if !connect || args.nagios {
             continue;
         }

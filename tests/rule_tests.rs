@@ -60,7 +60,9 @@ fn the_shipped_process_rule_tests_pass() {
         .args(["test", &repo("examples/tests/process-rules.toml")])
         .run();
     out.status(0)
-        .stdout_contains("  ok    ProcessCpuSaturated: Idle_pct 0 on one thread, two runs in a row\n")
+        .stdout_contains(
+            "  ok    ProcessCpuSaturated: Idle_pct 0 on one thread, two runs in a row\n",
+        )
         .stdout_contains("\n9 passed, 0 failed\n");
     let out = Hapwatch::new()
         .args(["test", &repo("examples/tests/process-changes.toml")])

@@ -307,6 +307,31 @@ fn templates_render_columns_labels_and_value() {
 }
 
 #[test]
+fn bad_process_rules_name_the_file_line_column_and_the_nearest_field() {
+    let err = |text: &str| {
+        Config::parse(text, Path::new("/etc/hapwatch/h.toml"), true)
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        err("[[rule]]\nname = \"P\"\nscope = { type = \"process\" }\nwhen = 'Idle_pc < 10'\n"),
+        "/etc/hapwatch/h.toml:4:9: rule \"P\": when: unknown `show info` field `Idle_pc` (did you mean `Idle_pct`?)"
+    );
+    assert_eq!(
+        err("[[rule]]\nname = \"R\"\nwhen = 'scur > 0.9 * info.Maxcon'\n"),
+        "/etc/hapwatch/h.toml:3:22: rule \"R\": when: unknown `show info` field `Maxcon` (did you mean `Maxconn`?)"
+    );
+    assert_eq!(
+        err("[[rule]]\nname = \"P\"\nscope = { type = \"process\" }\nwhen = 'Idle_pct < 10'\nsummary = \"{{ Idle_pc }}\"\n"),
+        "/etc/hapwatch/h.toml:5:11: rule \"P\": summary: unknown variable `Idle_pc` (did you mean `Idle_pct`?)"
+    );
+    assert_eq!(
+        err("[[rule]]\nname = \"P\"\nscope = { type = [\"process\", \"server\"] }\nwhen = 'Idle_pct < 10'\n"),
+        "/etc/hapwatch/h.toml:3:9: rule \"P\": scope type \"process\" is one row per source made of `show info`: it cannot be mixed with frontend, backend, server or listener rows; write two rules"
+    );
+}
+
+#[test]
 fn bad_rules_name_the_rule_file_line_and_problem() {
     let err = |text: &str| {
         Config::parse(text, Path::new("/etc/hapwatch/h.toml"), true)

@@ -650,3 +650,97 @@ fn source_var(env: &Env<'_>) -> minijinja::Value {
         read_seconds: env.process.info.and_then(|i| i.read_seconds),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::expr::{compile_condition_on, compile_on, Rows, Type};
+
+    fn err(text: &str, rows: Rows) -> (usize, String) {
+        let e = compile_condition_on(text, &mut Vec::<String>::new(), rows).unwrap_err();
+        (e.offset, e.message)
+    }
+
+    #[test]
+    fn info_fields_are_typed_and_named_as_show_info_prints_them() {
+        let mut ids = Vec::<String>::new();
+        let (_, ty) = compile_on("info.Maxconn", &mut ids, Rows::Stats).unwrap();
+        assert_eq!(ty, Type::Number);
+        let (_, ty) = compile_on("info[\"Ulimit-n\"] * 2", &mut ids, Rows::Stats).unwrap();
+        assert_eq!(ty, Type::Number);
+        let (_, ty) = compile_on("Version", &mut ids, Rows::Process).unwrap();
+        assert_eq!(ty, Type::Text);
+        let (_, ty) = compile_on("prev(Version)", &mut ids, Rows::Process).unwrap();
+        assert_eq!(ty, Type::Text);
+        let (_, ty) = compile_on("prev(scur)", &mut ids, Rows::Stats).unwrap();
+        assert_eq!(ty, Type::Number);
+        let (_, ty) = compile_on("delta(DroppedLogs)", &mut ids, Rows::Process).unwrap();
+        assert_eq!(ty, Type::Number);
+        assert_eq!(
+            ids,
+            [
+                "info.Maxconn",
+                "info.Ulimit-n",
+                "info.Version",
+                "scur",
+                "info.DroppedLogs"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_info_fields_suggest_the_nearest() {
+        assert_eq!(
+            err("info.Maxcon > 1", Rows::Stats),
+            (
+                0,
+                "unknown `show info` field `Maxcon` (did you mean `Maxconn`?)".into()
+            )
+        );
+        assert_eq!(
+            err("Idle_pc < 10", Rows::Process),
+            (
+                0,
+                "unknown `show info` field `Idle_pc` (did you mean `Idle_pct`?)".into()
+            )
+        );
+        assert_eq!(
+            err("scur > 1", Rows::Process).1,
+            "unknown `show info` field `scur`; `scur` is a `show stat` column, which a process row does not have"
+        );
+        assert_eq!(
+            err("state == \"up\"", Rows::Process).1,
+            "a process row is the whole HAProxy process (its `show info`): it has no `state`; its fields are named as `show info` prints them, e.g. Idle_pct"
+        );
+        assert_eq!(
+            err("Version > 2", Rows::Process),
+            (
+                8,
+                "`>` compares text with a number; both sides must be numbers, or both text".into()
+            )
+        );
+    }
+
+    #[test]
+    fn read_seconds_and_prev_are_checked() {
+        assert_eq!(
+            err("scur > 1 and source.read_seconds > 2", Rows::Stats).0,
+            13
+        );
+        assert_eq!(
+            err("source.read_secs > 2", Rows::Process).1,
+            "unknown source field `read_secs` (did you mean `read_seconds`?); a source has `source.read_seconds`"
+        );
+        assert_eq!(
+            err("prev(1) > 2", Rows::Stats),
+            (5, "`prev` takes a field name, e.g. prev(check_status), prev(Version) or prev(info.Pid)".into())
+        );
+        assert_eq!(
+            err("info[Ulimit-n] > 2", Rows::Stats),
+            (4, "write a field name that is not an identifier in quotes and brackets, e.g. info[\"Ulimit-n\"]".into())
+        );
+        assert_eq!(
+            err("prev(check_status) > 2", Rows::Stats).1,
+            "`>` compares text with a number; both sides must be numbers, or both text"
+        );
+    }
+}
