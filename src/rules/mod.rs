@@ -341,7 +341,7 @@ impl RuleSet {
                     .copied()
                     .filter(|_| rows == Rows::Stats)
                     .chain(TEMPLATE_NAMES.iter().copied())
-                    .chain(process::template_names(rows).map(|n| n))
+                    .chain(process::template_names(rows))
                     .chain(label_names.iter().copied());
                 return Err(format!(
                     "unknown variable `{var}`{}",

@@ -589,13 +589,12 @@ pub(super) fn is_template_variable(name: &str, rows: Rows) -> bool {
 }
 
 /// Candidates for "did you mean" in templates of a rule on `rows`.
-pub(super) fn template_names(rows: Rows) -> impl Iterator<Item = &'static str> {
-    std::iter::once("info").chain(
-        INFO_FIELDS
-            .iter()
-            .map(|(n, _)| *n)
-            .filter(move |_| rows == Rows::Process),
-    )
+pub(super) fn template_names(rows: Rows) -> Vec<&'static str> {
+    let fields = INFO_FIELDS
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|_| rows == Rows::Process);
+    std::iter::once("info").chain(fields).collect()
 }
 
 /// `info` in templates: every `show info` field, typed (numbers as numbers); empty for a
