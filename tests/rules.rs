@@ -360,7 +360,7 @@ fn bad_rules_name_the_rule_file_line_and_problem() {
     );
     assert_eq!(
         err("[[rule]]\nname = \"Bad\"\nscope = { type = \"servers\" }\nwhen = 'scur > 1'\n"),
-        "/etc/hapwatch/h.toml:3:9: rule \"Bad\": scope type \"servers\": use frontend, backend, server or listener"
+        "/etc/hapwatch/h.toml:3:9: rule \"Bad\": scope type \"servers\": use frontend, backend, server, listener or process"
     );
     assert_eq!(
         err("[[rule]]\nname = \"A\"\nwhen = 'scur > 1'\n[[rule]]\nname = \"A\"\nwhen = 'scur > 1'\n"),
