@@ -978,7 +978,7 @@ mod tests {
             err("stat == \"up\""),
             (0, "unknown column `stat` (did you mean `state`?)".into())
         );
-        assert_eq!(err("ratee(stot) > 1").1, "unknown function `ratee` (did you mean `rate`?); functions: delta, rate, exists, min, max, abs");
+        assert_eq!(err("ratee(stot) > 1").1, "unknown function `ratee` (did you mean `rate`?); functions: delta, rate, exists, min, max, abs, prev");
     }
 
     #[test]
