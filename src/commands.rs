@@ -157,7 +157,12 @@ pub fn check(
         for (rule, column) in config.rules.missing_columns(snapshot) {
             log::warn(format!("rule {rule} reads `{column}`, which source {} does not report; the rule cannot match there", f.name));
         }
-        if snapshot.info.is_none() {
+        // A stats page never has `show info` (a capture without it is the user's choice).
+        let stats_page = config
+            .sources
+            .iter()
+            .any(|s| s.name == f.name && matches!(s.endpoint, Endpoint::Http(_)));
+        if stats_page && snapshot.info.is_none() {
             let process: Vec<&str> = config
                 .rules
                 .process_rules(None)
@@ -165,7 +170,7 @@ pub fn check(
                 .collect();
             if !process.is_empty() {
                 log::warn(format!(
-                    "source {} reports no `show info` (a stats page or a bare `show stat` capture): it has no process row, so rules {} cannot match there, and `info.…` is absent in its rows",
+                    "source {} is a stats page, which has no `show info`: it has no process row, so rules {} cannot match there, and `info.…` is absent in its rows",
                     f.name,
                     process.join(", ")
                 ));

@@ -75,12 +75,15 @@ fn check_connect_says_a_stats_page_has_no_process_row() {
     out.success();
     assert!(
         out.stderr.contains(
-            "source http reports no `show info` (a stats page or a bare `show stat` capture): \
-             it has no process row, so rules ProcessSeen cannot match there"
+            "source http is a stats page, which has no `show info`: it has no process row, \
+             so rules ProcessSeen cannot match there"
         ),
         "{out:?}"
     );
-    assert!(!out.stderr.contains("source unix reports no"), "{out:?}");
+    assert!(
+        !out.stderr.contains("source unix is a stats page"),
+        "{out:?}"
+    );
 }
 
 /// `prev()` of a `show info` field keeps that field only; of a column, that column only.
