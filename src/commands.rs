@@ -158,6 +158,25 @@ pub fn check(
         for (rule, column) in config.rules.missing_columns(snapshot) {
             log::warn(format!("rule {rule} reads `{column}`, which source {} does not report; the rule cannot match there", f.name));
         }
+        // A stats page never has `show info` (a capture without it is the user's choice).
+        let stats_page = config
+            .sources
+            .iter()
+            .any(|s| s.name == f.name && matches!(s.endpoint, Endpoint::Http(_)));
+        if stats_page && snapshot.info.is_none() {
+            let process: Vec<&str> = config
+                .rules
+                .process_rules(None)
+                .map(|r| r.name.as_str())
+                .collect();
+            if !process.is_empty() {
+                log::warn(format!(
+                    "source {} is a stats page, which has no `show info`: it has no process row, so rules {} cannot match there, and `info.…` is absent in its rows",
+                    f.name,
+                    process.join(", ")
+                ));
+            }
+        }
         if !connect || args.nagios {
             continue;
         }

@@ -114,7 +114,8 @@ impl<'r> Watch<'r> {
                 now,
                 None,
             ),
-            capture: Capture::new(config.rules.counter_columns()),
+            capture: Capture::new(config.rules.counter_columns())
+                .with_prev(config.rules.prev_capture()),
             window_capture: Capture::new(config.rules.window_columns()),
             windows: Windows::Known(None),
             unchecked: Vec::new(),
@@ -289,6 +290,16 @@ pub fn step(
                 if evaluated.counters_reset {
                     counters_reset.insert(source.name);
                 }
+                // The process row (`show info`, read before `show stat`): once per source,
+                // after the read, so that `source.read_seconds` is known.
+                outcome.active.extend(config.rules.evaluate_process(
+                    source.name,
+                    config.source_labels(source.name),
+                    snapshot.info.as_ref(),
+                    state.samples.get(source.name),
+                    now,
+                    None,
+                ));
                 outcome.active.extend(evaluated.alerts);
                 state
                     .samples

@@ -177,6 +177,6 @@ mod tests {
         let config =
             crate::config::Config::parse(&text, &dir.path().join("hapwatch.toml"), true).unwrap();
         assert_eq!(config.sources.len(), 1);
-        assert_eq!(config.rules.rules.len(), 9);
+        assert_eq!(config.rules.rules.len(), 17);
     }
 }

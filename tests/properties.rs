@@ -1045,6 +1045,7 @@ proptest! {
             }),
             parents: Default::default(),
             windows: None,
+            process: Default::default(),
         };
         for row in stats.rows() {
             prop_assert!(matches!(eval::eval(&condition, &row, &env), Val::Bool(_)));
@@ -1478,6 +1479,9 @@ const CONFIGS: &[&str] = &[
     "examples/tcp-socket-proxyd.toml",
     "examples/demo/hapwatch.toml",
     "examples/tests/default-rules.toml",
+    "examples/process-changes.toml",
+    "examples/tests/process-rules.toml",
+    "examples/tests/process-changes.toml",
 ];
 
 fn config_texts() -> &'static [(PathBuf, String)] {

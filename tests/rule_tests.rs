@@ -52,6 +52,24 @@ fn the_shipped_rule_tests_pass() {
         .stdout_contains("\n19 passed, 0 failed\n");
 }
 
+/// The default process rules, each on a capture that has its condition (made on a real
+/// HAProxy, see tests/fixtures/haproxy-2.6/process/README.md), and the `prev()` examples.
+#[test]
+fn the_shipped_process_rule_tests_pass() {
+    let out = Hapwatch::new()
+        .args(["test", &repo("examples/tests/process-rules.toml")])
+        .run();
+    out.status(0)
+        .stdout_contains(
+            "  ok    ProcessCpuSaturated: Idle_pct 0 on one thread, two runs in a row\n",
+        )
+        .stdout_contains("\n9 passed, 0 failed\n");
+    let out = Hapwatch::new()
+        .args(["test", &repo("examples/tests/process-changes.toml")])
+        .run();
+    out.status(0).stdout_contains("\n3 passed, 0 failed\n");
+}
+
 #[test]
 fn a_correct_expectation_passes() {
     let out = run_test_file(&format!(

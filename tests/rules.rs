@@ -308,6 +308,31 @@ fn templates_render_columns_labels_and_value() {
 }
 
 #[test]
+fn bad_process_rules_name_the_file_line_column_and_the_nearest_field() {
+    let err = |text: &str| {
+        Config::parse(text, Path::new("/etc/hapwatch/h.toml"), true)
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        err("[[rule]]\nname = \"P\"\nscope = { type = \"process\" }\nwhen = 'Idle_pc < 10'\n"),
+        "/etc/hapwatch/h.toml:4:9: rule \"P\": when: unknown `show info` field `Idle_pc` (did you mean `Idle_pct`?)"
+    );
+    assert_eq!(
+        err("[[rule]]\nname = \"R\"\nwhen = 'scur > 0.9 * info.Maxcon'\n"),
+        "/etc/hapwatch/h.toml:3:22: rule \"R\": when: unknown `show info` field `Maxcon` (did you mean `Maxconn`?)"
+    );
+    assert_eq!(
+        err("[[rule]]\nname = \"P\"\nscope = { type = \"process\" }\nwhen = 'Idle_pct < 10'\nsummary = \"{{ Idle_pc }}\"\n"),
+        "/etc/hapwatch/h.toml:5:11: rule \"P\": summary: unknown variable `Idle_pc` (did you mean `Idle_pct`?)"
+    );
+    assert_eq!(
+        err("[[rule]]\nname = \"P\"\nscope = { type = [\"process\", \"server\"] }\nwhen = 'Idle_pct < 10'\n"),
+        "/etc/hapwatch/h.toml:3:9: rule \"P\": scope type \"process\" is one row per source made of `show info`: it cannot be mixed with frontend, backend, server or listener rows; write two rules"
+    );
+}
+
+#[test]
 fn bad_rules_name_the_rule_file_line_and_problem() {
     let err = |text: &str| {
         Config::parse(text, Path::new("/etc/hapwatch/h.toml"), true)
@@ -336,7 +361,7 @@ fn bad_rules_name_the_rule_file_line_and_problem() {
     );
     assert_eq!(
         err("[[rule]]\nname = \"Bad\"\nscope = { type = \"servers\" }\nwhen = 'scur > 1'\n"),
-        "/etc/hapwatch/h.toml:3:9: rule \"Bad\": scope type \"servers\": use frontend, backend, server or listener"
+        "/etc/hapwatch/h.toml:3:9: rule \"Bad\": scope type \"servers\": use frontend, backend, server, listener or process"
     );
     assert_eq!(
         err("[[rule]]\nname = \"A\"\nwhen = 'scur > 1'\n[[rule]]\nname = \"A\"\nwhen = 'scur > 1'\n"),
@@ -541,4 +566,38 @@ fn after_a_reload_rate_divides_by_the_uptime_not_the_whole_interval() {
     // Up longer than the interval (a restart long ago, or no reload): the interval.
     let info_600 = info.replace("Uptime_sec: 1\n", "Uptime_sec: 600\n");
     assert_eq!(rate(&info_600), 1439.0 / 60.0);
+}
+
+/// `hapwatch eval`'s evaluation shows process rows first, `info.X` on any row, and
+/// `prev()` against the previous dump; a dump without `show info` has no process row.
+#[test]
+fn eval_shows_process_rows_info_fields_and_prev() {
+    let cfg = config(
+        "[[rule]]\nname = \"P\"\nscope = { type = \"process\" }\nwhen = 'Maxconn == 4096 and Version ~ \"2.6.*\" and info[\"Ulimit-n\"] > 0'\nsummary = \"{{ Version }} {{ info['Ulimit-n'] }} {{ Pid }}\"\n\n[[rule]]\nname = \"F\"\nscope = { type = \"frontend\", proxy = \"fe-web\" }\nwhen = 'info.Maxconn > 1000'\nvalue = 'info.Maxconn - scur'\nsummary = \"{{ info.Maxconn }} {{ info.node }}\"\n\n[[rule]]\nname = \"C\"\nscope = { type = \"server\" }\nwhen = 'prev(check_status) != check_status'\nvalue = 'prev(check_status)'\n",
+    );
+    let text = fixture_text("show-info-and-stat.txt");
+    let (info, stat) = text.split_once("\n\n").unwrap();
+    let now = snapshot_of(stat.trim_start(), Some(info));
+    let alerts = eval(&cfg, &now, None, None);
+    let names: Vec<(&str, &str)> = alerts.iter().map(|a| (a.name(), a.label("type"))).collect();
+    assert_eq!(names, [("P", "process"), ("F", "frontend")]);
+    assert_eq!(
+        alerts[0].annotations["summary"],
+        "2.6.12-1+deb12u4 8229 5227"
+    );
+    assert_eq!(alerts[1].annotations["summary"], "4096 vm");
+    assert!(matches!(alerts[1].value, Some(Value::Number(n)) if n == 4096.0));
+    // Without `show info` (a stats page): neither the process row nor `info.X`.
+    let csv_only = snapshot_of(stat.trim_start(), None);
+    assert!(eval(&cfg, &csv_only, None, None).is_empty());
+    // prev(): web3's check went from L4OK to L4CON between the two captures.
+    let alerts = eval(
+        &cfg,
+        &snap("down-after-kill.csv"),
+        Some((&snap("show-stat.csv"), 60.0)),
+        Some("C"),
+    );
+    let changed: Vec<&str> = alerts.iter().map(|a| a.label("server")).collect();
+    assert_eq!(changed, ["web3"]);
+    assert!(matches!(&alerts[0].value, Some(Value::Text(t)) if t == "L4OK"));
 }

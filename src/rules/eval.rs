@@ -33,6 +33,8 @@ pub struct Env<'a> {
     pub parents: aggregate::Cache,
     /// The source's window samples, for `delta(col, 5m)` and its kin (none: absent).
     pub windows: Option<window::Bound<'a>>,
+    /// `show info`, `source.read_seconds` and what `prev()` reads.
+    pub process: super::process::ProcessEnv<'a>,
 }
 
 /// The previous run's sample, bound to the current dump.
@@ -128,6 +130,7 @@ pub fn eval<'a>(expr: &'a Expr, row: &Row<'a>, env: &Env<'a>) -> Val<'a> {
         Expr::Not(a) => Val::Bool(!truth(a, row, env)),
         Expr::And(a, b) => Val::Bool(truth(a, row, env) && truth(b, row, env)),
         Expr::Or(a, b) => Val::Bool(truth(a, row, env) || truth(b, row, env)),
+        Expr::Process(node) => super::process::eval(node, row, env),
     }
 }
 

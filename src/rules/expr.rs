@@ -55,9 +55,24 @@ pub const FUNCTIONS: &[(&str, usize, &str)] = &[
         1,
         "a label of the source (its `labels`), \"\" when it has none, e.g. label(\"env\")",
     ),
+    (
+        "prev",
+        1,
+        "the previous run's value of a field of the same row (number or text)",
+    ),
 ];
 
 const LABEL_ARGUMENT: &str = "`label` takes a label name in quotes, e.g. label(\"env\")";
+
+/// What rows a rule looks at, which decides what its bare names mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rows {
+    /// `show stat` rows: names are columns.
+    #[default]
+    Stats,
+    /// The process row made of `show info`: names are its fields.
+    Process,
+}
 
 /// A syntax or type error, with the byte offset in the expression where it was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +84,7 @@ pub struct ExprError {
 }
 
 impl ExprError {
-    fn new(offset: usize, message: impl Into<String>) -> Self {
+    pub(super) fn new(offset: usize, message: impl Into<String>) -> Self {
         ExprError {
             offset,
             message: message.into(),
@@ -89,7 +104,7 @@ pub enum Type {
 }
 
 impl Type {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Type::Number => "a number",
             Type::Text => "text",
@@ -201,6 +216,8 @@ pub enum Expr {
     And(Box<Expr>, Box<Expr>),
     /// `a or b`
     Or(Box<Expr>, Box<Expr>),
+    /// `show info` fields, `source.read_seconds` and `prev()` (see [`super::process`]).
+    Process(super::process::Node),
 }
 
 impl Expr {
@@ -237,7 +254,8 @@ impl Expr {
             | Expr::Counter(..)
             | Expr::Window(_)
             | Expr::Exists(_)
-            | Expr::Label(_) => {}
+            | Expr::Label(_)
+            | Expr::Process(_) => {}
         }
     }
 }
@@ -250,7 +268,16 @@ pub trait ColumnTable {
 
 /// Compiles `text` into a condition (type Bool).
 pub fn compile_condition(text: &str, columns: &mut dyn ColumnTable) -> Result<Expr, ExprError> {
-    let (expr, ty) = compile(text, columns)?;
+    compile_condition_on(text, columns, Rows::Stats)
+}
+
+/// [`compile_condition`] for a rule on `rows`.
+pub fn compile_condition_on(
+    text: &str,
+    columns: &mut dyn ColumnTable,
+    rows: Rows,
+) -> Result<Expr, ExprError> {
+    let (expr, ty) = compile_on(text, columns, rows)?;
     if ty != Type::Bool {
         return Err(ExprError::new(
             0,
@@ -266,6 +293,15 @@ pub fn compile_condition(text: &str, columns: &mut dyn ColumnTable) -> Result<Ex
 
 /// Compiles `text` into an expression of any type.
 pub fn compile(text: &str, columns: &mut dyn ColumnTable) -> Result<(Expr, Type), ExprError> {
+    compile_on(text, columns, Rows::Stats)
+}
+
+/// [`compile`] for a rule on `rows`.
+pub fn compile_on(
+    text: &str,
+    columns: &mut dyn ColumnTable,
+    rows: Rows,
+) -> Result<(Expr, Type), ExprError> {
     let tokens = lex(text)?;
     let mut parser = Parser {
         tokens,
@@ -273,6 +309,7 @@ pub fn compile(text: &str, columns: &mut dyn ColumnTable) -> Result<(Expr, Type)
         depth: 0,
         operators: 0,
         columns,
+        rows,
     };
     let result = parser.or()?;
     if let Some(tok) = parser.peek() {
@@ -359,18 +396,28 @@ fn lex(text: &str) -> Result<Vec<Token>, ExprError> {
             while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
                 i += 1;
             }
-            // `backend.act`: a dotted name, one token.
-            while bytes.get(i) == Some(&b'.')
-                && bytes
-                    .get(i + 1)
-                    .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
-            {
-                i += 1;
-                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
-                    i += 1;
+            match super::process::lex_qualified(text, start, i)? {
+                Some((name, end)) => {
+                    i = end;
+                    Kind::Name(name)
+                }
+                None => {
+                    // `backend.act`: a dotted name, one token.
+                    while bytes.get(i) == Some(&b'.')
+                        && bytes
+                            .get(i + 1)
+                            .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+                    {
+                        i += 1;
+                        while i < bytes.len()
+                            && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_')
+                        {
+                            i += 1;
+                        }
+                    }
+                    Kind::Name(text[start..i].to_string())
                 }
             }
-            Kind::Name(text[start..i].to_string())
         } else if c == b'"' || c == b'\'' {
             i += 1;
             let mut value = String::new();
@@ -468,9 +515,11 @@ struct Parser<'c> {
     /// Operators seen so far, bounded by [`MAX_OPERATORS`].
     operators: usize,
     columns: &'c mut dyn ColumnTable,
+    /// The rows the rule looks at: on a process row, bare names are `show info` fields.
+    rows: Rows,
 }
 
-type Typed = (Expr, Type);
+pub(super) type Typed = (Expr, Type);
 
 impl Parser<'_> {
     /// Parses one nesting level deeper, refusing to go past [`MAX_DEPTH`].
@@ -760,6 +809,9 @@ impl Parser<'_> {
     }
 
     fn name(&mut self, name: &str, at: usize) -> Result<Typed, ExprError> {
+        if let Some(typed) = super::process::compile_name(name, at, self.rows, self.columns) {
+            return typed;
+        }
         let special = match name {
             "true" => return Ok((Expr::Bool(true), Type::Bool)),
             "false" => return Ok((Expr::Bool(false), Type::Bool)),
@@ -1006,6 +1058,9 @@ impl Parser<'_> {
                 ),
             ));
         }
+        if let Some(typed) = super::process::compile_call(name, &args) {
+            return typed;
+        }
         let mut args = args.into_iter();
         match name {
             "delta" | "rate" | "exists" => {
@@ -1180,7 +1235,7 @@ mod tests {
             err("stat == \"up\""),
             (0, "unknown column `stat` (did you mean `state`?)".into())
         );
-        assert_eq!(err("ratee(stot) > 1").1, "unknown function `ratee` (did you mean `rate`?); functions: delta, rate, rises, exists, min, max, count, sum, avg, abs, label");
+        assert_eq!(err("ratee(stot) > 1").1, "unknown function `ratee` (did you mean `rate`?); functions: delta, rate, rises, exists, min, max, count, sum, avg, abs, label, prev");
     }
 
     #[test]

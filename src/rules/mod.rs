@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod eval;
 pub mod expr;
+pub mod process;
 pub mod sample;
 pub mod template;
 pub mod window;
@@ -12,7 +13,7 @@ use crate::alert::{Alert, Labels, Value as AlertValue};
 use crate::scope::Scope;
 use crate::stats::{columns, Info, ProxyType, Row, Snapshot, Table, TypeMask};
 use eval::{Env, Previous, Val};
-use expr::{ColumnTable, Expr};
+use expr::{ColumnTable, Expr, Rows};
 use sample::Sample;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
@@ -179,6 +180,8 @@ pub struct Rule {
     /// The rule reads rows that come after the one it is evaluated on (a server's
     /// backend, a frontend's listeners): it waits until the proxy's rows are all in.
     reads_ahead: bool,
+    /// `show stat` rows, or the process row (`scope = { type = "process" }`).
+    pub rows: Rows,
     when: Expr,
     value: Option<Expr>,
     /// Column ids this rule reads.
@@ -264,17 +267,26 @@ impl RuleSet {
             if name == SOURCE_UNREACHABLE || set.rules.iter().any(|r| r.name == name) {
                 return Err(in_rule(raw.name.span().start, "duplicate rule name".into()));
             }
-            let (scope, sources) = match &raw.scope {
+            let (scope, sources, rows) = match &raw.scope {
                 Some(scope) => {
-                    compile_scope(scope.get_ref()).map_err(|m| in_rule(scope.span().start, m))?
+                    let at = |m| in_rule(scope.span().start, m);
+                    let sources = compile_source_scope(scope.get_ref()).map_err(at)?;
+                    match process::process_scope(scope.get_ref()) {
+                        Some(process) => (process.map_err(at)?, sources, Rows::Process),
+                        None => (
+                            compile_scope(scope.get_ref()).map_err(at)?.0,
+                            sources,
+                            Rows::Stats,
+                        ),
+                    }
                 }
-                None => (Scope::default(), SourceScope::default()),
+                None => (Scope::default(), SourceScope::default(), Rows::Stats),
             };
-            let when = compile_expr(&raw.when, text, &mut set.columns, true)
+            let when = compile_expr(&raw.when, text, &mut set.columns, true, rows)
                 .map_err(|(o, m)| in_rule(o, format!("when: {m}")))?;
             let value = match &raw.value {
                 Some(v) => Some(
-                    compile_expr(v, text, &mut set.columns, false)
+                    compile_expr(v, text, &mut set.columns, false, rows)
                         .map_err(|(o, m)| in_rule(o, format!("value: {m}")))?,
                 ),
                 None => expr::first_operand(&when).cloned(),
@@ -350,21 +362,25 @@ impl RuleSet {
                 .map(String::as_str)
                 .chain(source_labels.iter().map(String::as_str))
                 .collect();
+            let default_summary = match rows {
+                Rows::Stats => DEFAULT_SUMMARY,
+                Rows::Process => process::DEFAULT_SUMMARY,
+            };
             let summary_source = raw
                 .summary
                 .as_ref()
-                .map_or(DEFAULT_SUMMARY, |s| s.get_ref().as_str());
+                .map_or(default_summary, |s| s.get_ref().as_str());
             let summary_at = raw.summary.as_ref().map_or(entry, |s| s.span().start);
             let summary_name = format!("{name}.summary");
             let summary_vars = set
-                .add_template(&summary_name, summary_source, &label_names)
+                .add_template(&summary_name, summary_source, &label_names, rows)
                 .map_err(|m| in_rule(summary_at, format!("summary: {m}")))?;
             let mut parent_fields = set.parent_fields(&summary_name, &summary_vars);
             let description = match &raw.description {
                 Some(d) => {
                     let template_name = format!("{name}.description");
                     let vars = set
-                        .add_template(&template_name, d.get_ref(), &label_names)
+                        .add_template(&template_name, d.get_ref(), &label_names, rows)
                         .map_err(|m| in_rule(d.span().start, format!("description: {m}")))?;
                     parent_fields.extend(set.parent_fields(&template_name, &vars));
                     Some((template_name, vars))
@@ -393,6 +409,7 @@ impl RuleSet {
             let parent_fields: Vec<String> = parent_fields.into_iter().map(|(_, f)| f).collect();
             set.rules.push(Rule {
                 line: line_of(text, entry),
+                rows,
                 name,
                 scope,
                 sources,
@@ -440,16 +457,26 @@ impl RuleSet {
         name: &str,
         source: &str,
         label_names: &[&str],
+        rows: Rows,
     ) -> Result<Vec<String>, String> {
         let vars = self.templates.add(name, source)?;
         let mut vars: Vec<String> = vars.into_iter().collect();
         vars.sort();
         for var in &vars {
-            if !is_template_variable(var, label_names) {
+            // A process row has no `show stat` column: its names are `show info` fields.
+            let known = match rows {
+                Rows::Stats => is_template_variable(var, label_names),
+                Rows::Process => {
+                    TEMPLATE_NAMES.contains(&var.as_str()) || label_names.contains(&var.as_str())
+                }
+            };
+            if !known && !process::is_template_variable(var, rows) {
                 let candidates = columns::KNOWN
                     .iter()
                     .copied()
+                    .filter(|_| rows == Rows::Stats)
                     .chain(TEMPLATE_NAMES.iter().copied())
+                    .chain(process::template_names(rows))
                     .chain(label_names.iter().copied());
                 return Err(format!(
                     "unknown variable `{var}`{}",
@@ -465,6 +492,8 @@ impl RuleSet {
         match self
             .rules
             .iter()
+            // Process rules read `show info`, which every runtime API reply has.
+            .filter(|r| r.rows == Rows::Stats)
             .map(|r| r.scope.types)
             .reduce(TypeMask::union)
         {
@@ -488,7 +517,9 @@ impl RuleSet {
         let mut names: Vec<String> = self
             .columns
             .iter()
+            .filter(|name| RuleSet::is_column(name))
             .chain(&self.counter_columns)
+            .chain(&self.prev_columns())
             .chain(templates)
             .cloned()
             // Every alert carries the row's check status (`alert`); unchecked servers are
@@ -517,7 +548,10 @@ impl RuleSet {
 
     /// Captures what the next run's `delta()` / `rate()` need from `snapshot`.
     pub fn sample(&self, snapshot: &Snapshot, now: f64) -> Sample {
-        Sample::capture(snapshot, &self.counter_columns, now)
+        let mut capture =
+            sample::Capture::new(&self.counter_columns).with_prev(self.prev_capture());
+        capture.advance(snapshot.stats.table(), snapshot.info.as_ref());
+        capture.finish(now)
     }
 
     /// For each rule, the columns it reads that `snapshot` lacks (a rule on them can never
@@ -537,6 +571,14 @@ impl RuleSet {
 
     /// Evaluates every rule (or only `only`) on one dump: one alert per matching row.
     pub fn evaluate(&self, input: &Input<'_>, only: Option<&str>) -> Vec<Alert> {
+        let mut alerts = self.evaluate_process(
+            input.source,
+            input.labels,
+            input.snapshot.info.as_ref(),
+            input.previous,
+            input.now,
+            only,
+        );
         let mut evaluation = Evaluation::new(self, input.source, input.labels, input.now, only);
         evaluation.advance(
             input.snapshot.stats.table(),
@@ -545,7 +587,8 @@ impl RuleSet {
             None,
             true,
         );
-        evaluation.finish()
+        alerts.extend(evaluation.finish());
+        alerts
     }
 
     /// Every label name an alert of these rules can carry: the built-in ones (see
@@ -661,6 +704,20 @@ fn is_template_variable(name: &str, label_names: &[&str]) -> bool {
     TEMPLATE_NAMES.contains(&name) || label_names.contains(&name) || columns::is_known(name)
 }
 
+/// `value` in templates.
+fn value_var(value: Option<&AlertValue>) -> minijinja::Value {
+    use minijinja::Value;
+    match value {
+        // Whole numbers render as `3`, not `3.0`.
+        Some(AlertValue::Number(n)) if n.fract() == 0.0 && n.abs() < 9.0e15 => {
+            Value::from(*n as i64)
+        }
+        Some(AlertValue::Number(n)) => Value::from(*n),
+        Some(AlertValue::Text(t)) => Value::from(t.as_str()),
+        None => Value::from(()),
+    }
+}
+
 /// Builds only the variables a template reads: a few map entries per alert, not a whole row.
 fn template_vars(
     vars: &[String],
@@ -674,15 +731,8 @@ fn template_vars(
     let mut out = BTreeMap::new();
     for var in vars {
         let v = match var.as_str() {
-            "value" => match value {
-                // Whole numbers render as `3`, not `3.0`.
-                Some(AlertValue::Number(n)) if n.fract() == 0.0 && n.abs() < 9.0e15 => {
-                    Value::from(*n as i64)
-                }
-                Some(AlertValue::Number(n)) => Value::from(*n),
-                Some(AlertValue::Text(t)) => Value::from(t.as_str()),
-                None => Value::from(()),
-            },
+            "value" => value_var(value),
+            "info" => process::info_var(env.process.info),
             "labels" => Value::from(labels.clone()),
             "state" => Value::from(row.state().as_str()),
             "kind" => Value::from(row.kind().as_str()),
@@ -750,19 +800,10 @@ fn compile_scope(raw: &RawScope) -> Result<(Scope, SourceScope), String> {
             Some(t) => types.push(t),
             None => {
                 return Err(format!(
-                    "scope type {t:?}: use frontend, backend, server or listener"
+                    "scope type {t:?}: use frontend, backend, server, listener or process"
                 ))
             }
         }
-    }
-    let mut labels = Vec::new();
-    for (name, OneOrMany(globs)) in &raw.labels {
-        if globs.is_empty() {
-            return Err(format!(
-                "scope labels: `{name}` needs a value or a list of values"
-            ));
-        }
-        labels.push((name.clone(), Scope::globs(globs)));
     }
     Ok((
         Scope {
@@ -772,11 +813,26 @@ fn compile_scope(raw: &RawScope) -> Result<(Scope, SourceScope), String> {
             servers: Scope::globs(&raw.server),
             exclude_servers: Scope::globs(&raw.exclude_server),
         },
-        SourceScope {
-            names: Scope::globs(&raw.source),
-            labels,
-        },
+        compile_source_scope(raw)?,
     ))
+}
+
+/// The sources a rule applies to (`scope.source`, `scope.labels`): row rules and process
+/// rules alike.
+fn compile_source_scope(raw: &RawScope) -> Result<SourceScope, String> {
+    let mut labels = Vec::new();
+    for (name, OneOrMany(globs)) in &raw.labels {
+        if globs.is_empty() {
+            return Err(format!(
+                "scope labels: `{name}` needs a value or a list of values"
+            ));
+        }
+        labels.push((name.clone(), Scope::globs(globs)));
+    }
+    Ok(SourceScope {
+        names: Scope::globs(&raw.source),
+        labels,
+    })
 }
 
 /// Compiles an expression held in a TOML string, translating error offsets into offsets
@@ -786,12 +842,13 @@ fn compile_expr(
     text: &str,
     table: &mut Vec<String>,
     condition: bool,
+    rows: Rows,
 ) -> Result<Expr, CompileError> {
     let body = source.get_ref();
     let result = if condition {
-        expr::compile_condition(body, table)
+        expr::compile_condition_on(body, table, rows)
     } else {
-        expr::compile(body, table).map(|(e, _)| e)
+        expr::compile_on(body, table, rows).map(|(e, _)| e)
     };
     result.map_err(|e| (raw_offset(text, source.span().start, e.offset), e.message))
 }
@@ -1005,6 +1062,7 @@ impl<'r> Evaluation<'r> {
             windows: history
                 .filter(|h| !h.samples.is_empty())
                 .map(|h| window::Bound::new(h, &set.columns, info, self.now)),
+            process: process::ProcessEnv::bind(&set.columns, info, previous),
         };
         // Row by row, every rule while the row is in the CPU cache (a rule-by-rule pass
         // fetched a big dump's field offsets from memory once per rule).

@@ -3,6 +3,7 @@
 //! Only the columns that rules pass to `delta()`/`rate()` are kept, plus the process
 //! identity (`Pid`, `Start_time_sec`) that tells a reload apart from a counter going down.
 
+use super::process::{PrevCapture, PrevValues};
 use crate::stats::{Info, Snapshot, Table};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -35,6 +36,9 @@ pub struct Sample {
     /// it is parsed on the first lookup. State files of version 1 hold arrays instead.
     #[serde(deserialize_with = "values_text_or_array")]
     pub values: Vec<String>,
+    /// What `prev()` reads: only the fields rules pass to it.
+    #[serde(default, skip_serializing_if = "PrevValues::is_empty")]
+    pub prev: PrevValues,
     /// `values`, parsed.
     #[serde(skip)]
     parsed: OnceLock<Vec<Vec<Option<u64>>>>,
@@ -54,6 +58,7 @@ impl PartialEq for Sample {
             && self.columns == other.columns
             && self.rows == other.rows
             && self.values == other.values
+            && self.prev == other.prev
     }
 }
 
@@ -143,6 +148,7 @@ impl Sample {
             columns,
             rows,
             values,
+            prev: PrevValues::default(),
             parsed: OnceLock::new(),
             starts: OnceLock::new(),
             index: OnceLock::new(),
@@ -198,6 +204,8 @@ pub struct Capture {
     start_time: Option<u64>,
     rows: String,
     values: Vec<String>,
+    /// What `prev()` reads.
+    prev: PrevCapture,
     /// Rows captured so far.
     done: usize,
 }
@@ -213,8 +221,15 @@ impl Capture {
             start_time: None,
             rows: String::new(),
             values: vec![String::new(); columns.len()],
+            prev: PrevCapture::default(),
             done: 0,
         }
+    }
+
+    /// Also keeps what `prev()` reads.
+    pub fn with_prev(mut self, prev: PrevCapture) -> Capture {
+        self.prev = prev;
+        self
     }
 
     /// Captures the rows of `table` not seen yet, from a process described by `info`.
@@ -222,7 +237,8 @@ impl Capture {
     pub fn advance(&mut self, table: Table<'_>, info: Option<&Info>) {
         self.pid = info.and_then(Info::pid);
         self.start_time = info.and_then(Info::start_time_sec);
-        if self.columns.is_empty() || table.len() <= self.done {
+        self.prev.info(info);
+        if (self.columns.is_empty() && !self.prev.keeps_rows()) || table.len() <= self.done {
             return;
         }
         let dump_columns = self.dump_columns.get_or_insert_with(|| {
@@ -246,6 +262,7 @@ impl Capture {
                     values.push_str(value);
                 }
             }
+            self.prev.row(&table, &row);
         }
         self.done = table.len();
     }
@@ -259,6 +276,7 @@ impl Capture {
             columns: self.columns,
             rows: self.rows,
             values: self.values,
+            prev: self.prev.finish(),
             parsed: OnceLock::new(),
             starts: OnceLock::new(),
             index: OnceLock::new(),

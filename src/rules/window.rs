@@ -318,6 +318,7 @@ mod tests {
             previous: None,
             parents: Default::default(),
             windows: Some(bound),
+            process: Default::default(),
         };
         let window = Window {
             kind,

@@ -207,7 +207,13 @@ fn exchange(
             }
         }
     }
-    let snapshot = incoming.finish(target)?;
+    let mut snapshot = incoming.finish(target)?;
+    // The source's own read time (`source.read_seconds`): from the connect, which the
+    // deadline was set at, to the last byte of the reply.
+    if let Some(info) = snapshot.info.as_mut() {
+        let started = deadline.checked_sub(timeout).unwrap_or(deadline);
+        info.read_seconds = Some(started.elapsed().as_secs_f64());
+    }
     if snapshot.stats.repaired() {
         sink.restart();
     }

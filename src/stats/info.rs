@@ -6,6 +6,97 @@ use serde::Serialize;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Info {
     fields: Vec<(String, String)>,
+    /// Seconds from connecting to the source until its whole reply was read (runtime API
+    /// sources; set by the source once the dump is complete).
+    #[serde(skip)]
+    pub read_seconds: Option<f64>,
+}
+
+/// `show info` fields of HAProxy 1.4 to 3.x that rules may name, and whether each is text
+/// (the others are numbers). Rules are type-checked against this list, so that a typo is
+/// a config error with a suggestion rather than a rule that can never match.
+pub const KNOWN_FIELDS: &[(&str, bool)] = &[
+    ("Name", true),
+    ("Version", true),
+    ("Release_date", true),
+    ("Nbthread", false),
+    ("Nbproc", false),
+    ("Process_num", false),
+    ("Pid", false),
+    ("Uptime", true),
+    ("Uptime_sec", false),
+    ("Start_time_sec", false),
+    ("Memmax_MB", false),
+    ("Memmax_bytes", false),
+    ("PoolAlloc_MB", false),
+    ("PoolAlloc_bytes", false),
+    ("PoolUsed_MB", false),
+    ("PoolUsed_bytes", false),
+    ("PoolFailed", false),
+    ("Ulimit-n", false),
+    ("Maxsock", false),
+    ("Maxconn", false),
+    ("Hard_maxconn", false),
+    ("CurrConns", false),
+    ("CumConns", false),
+    ("CumReq", false),
+    ("MaxSslConns", false),
+    ("CurrSslConns", false),
+    ("CumSslConns", false),
+    ("Maxpipes", false),
+    ("PipesUsed", false),
+    ("PipesFree", false),
+    ("ConnRate", false),
+    ("ConnRateLimit", false),
+    ("MaxConnRate", false),
+    ("SessRate", false),
+    ("SessRateLimit", false),
+    ("MaxSessRate", false),
+    ("SslRate", false),
+    ("SslRateLimit", false),
+    ("MaxSslRate", false),
+    ("SslFrontendKeyRate", false),
+    ("SslFrontendMaxKeyRate", false),
+    ("SslFrontendSessionReuse_pct", false),
+    ("SslBackendKeyRate", false),
+    ("SslBackendMaxKeyRate", false),
+    ("SslCacheLookups", false),
+    ("SslCacheMisses", false),
+    ("CompressBpsIn", false),
+    ("CompressBpsOut", false),
+    ("CompressBpsRateLim", false),
+    ("ZlibMemUsage", false),
+    ("MaxZlibMemUsage", false),
+    ("Tasks", false),
+    ("Run_queue", false),
+    ("Idle_pct", false),
+    ("node", true),
+    ("description", true),
+    ("Stopping", false),
+    ("Jobs", false),
+    ("Unstoppable Jobs", false),
+    ("Listeners", false),
+    ("ActivePeers", false),
+    ("ConnectedPeers", false),
+    ("DroppedLogs", false),
+    ("BusyPolling", false),
+    ("FailedResolutions", false),
+    ("TotalBytesOut", false),
+    ("TotalSplicdedBytesOut", false),
+    ("BytesOutRate", false),
+    ("DebugCommandsIssued", false),
+    ("CumRecvLogs", false),
+    ("Build info", true),
+    ("Tainted", true),
+    ("TotalWarnings", false),
+];
+
+/// `Some(is_text)` for a known `show info` field.
+pub fn field_is_text(name: &str) -> Option<bool> {
+    KNOWN_FIELDS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| *text)
 }
 
 impl Info {
@@ -20,7 +111,10 @@ impl Info {
                 Some((key.trim().to_string(), value.trim().to_string()))
             })
             .collect();
-        Info { fields }
+        Info {
+            fields,
+            read_seconds: None,
+        }
     }
 
     /// True when `text` starts like a `show info` reply (`Name: HAProxy` or any `Key: value`).

@@ -8,7 +8,7 @@ mod info;
 mod parse;
 mod status;
 
-pub use info::Info;
+pub use info::{field_is_text as info_field_is_text, Info, KNOWN_FIELDS as INFO_FIELDS};
 pub use parse::{ParseError, StatParser};
 pub use status::{ProxyType, State, TypeMask};
 
