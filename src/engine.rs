@@ -168,6 +168,9 @@ pub struct Transition {
     pub to: Option<Status>,
     /// A silence holds its notifications back.
     pub silenced: bool,
+    /// Another alert that fires inhibits it (an `[[inhibit]]` entry): its labels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inhibited_by: Option<Labels>,
 }
 
 /// The result of a step.
@@ -202,6 +205,85 @@ impl From<bool> for Quiet {
         } else {
             Quiet::No
         }
+    }
+}
+
+/// What a rule says about an alert's lifecycle and delivery; for SourceUnreachable, what
+/// `[source_unreachable]` says.
+#[derive(Debug, Clone, Copy)]
+struct Policy<'c> {
+    hold: Hold,
+    keep_firing_for: Option<std::time::Duration>,
+    notify: &'c [String],
+    send_resolved: Option<bool>,
+    reads_counters: bool,
+}
+
+impl<'c> Policy<'c> {
+    fn of(config: &'c Config, alertname: Option<&str>) -> Policy<'c> {
+        if alertname == Some(rules::SOURCE_UNREACHABLE) {
+            let s = &config.source_unreachable;
+            return Policy {
+                hold: s.hold,
+                keep_firing_for: s.keep_firing_for,
+                notify: &s.notify,
+                send_resolved: s.send_resolved,
+                reads_counters: false,
+            };
+        }
+        match config
+            .rules
+            .rules
+            .iter()
+            .find(|r| Some(r.name.as_str()) == alertname)
+        {
+            Some(r) => Policy {
+                hold: r.hold,
+                keep_firing_for: r.keep_firing_for,
+                notify: &r.notify,
+                send_resolved: r.send_resolved,
+                reads_counters: r.reads_counters,
+            },
+            None => Policy {
+                hold: Hold::Immediately,
+                keep_firing_for: None,
+                notify: &[],
+                send_resolved: None,
+                reads_counters: false,
+            },
+        }
+    }
+}
+
+/// The built-in alert of a source that could not be read, with the severity and labels
+/// of `[source_unreachable]`.
+fn source_unreachable(config: &Config, source: &str, error: &str) -> Alert {
+    let mut alert = rules::source_unreachable(source, error);
+    let settings = &config.source_unreachable;
+    alert
+        .labels
+        .insert("severity".into(), settings.severity.clone());
+    for (k, v) in &settings.labels {
+        alert.labels.insert(k.clone(), v.clone());
+    }
+    alert
+}
+
+/// Whether the SourceUnreachable alert of `source`, failing in a run at `now`, fires in
+/// that run given `state` as it is before the run: `hapwatch run` prints a failed read
+/// on stderr only then, so that a `for`/`for_runs` of `[source_unreachable]` also keeps
+/// a single slow read out of cron's mail.
+pub fn source_unreachable_fires(config: &Config, state: &State, source: &str, now: f64) -> bool {
+    let alert = source_unreachable(config, source, "");
+    let entry = state
+        .alerts
+        .get(&alert.fingerprint().to_string())
+        .filter(|e| e.status != Status::Resolved);
+    match (config.source_unreachable.hold, entry) {
+        (Hold::Immediately, _) => true,
+        (_, Some(e)) if e.status == Status::Firing => true,
+        (Hold::Runs(n), e) => e.map_or(0, |e| e.runs) + 1 >= n,
+        (Hold::For(d), e) => now - e.map_or(now, |e| e.active_since) >= d.as_secs_f64(),
     }
 }
 
@@ -256,7 +338,7 @@ pub fn step(
                 failed.insert(source.name);
                 outcome
                     .active
-                    .push(rules::source_unreachable(source.name, error));
+                    .push(source_unreachable(config, source.name, error));
             }
         }
     }
@@ -274,12 +356,15 @@ pub fn step(
 
     let mut events: Vec<(Notice, bool, Vec<String>)> = Vec::new(); // (notice, firing?, receivers)
     let mut seen: HashSet<String> = HashSet::new();
+    // Alerts that fire after their lifecycle step, in evaluation order: whether each is
+    // announced waits until every alert has moved (see below).
+    let mut firing: Vec<(String, bool, usize)> = Vec::new(); // (fingerprint, silenced, transition)
     for alert in &outcome.active {
         let fingerprint = alert.fingerprint().to_string();
         if !seen.insert(fingerprint.clone()) {
             continue;
         }
-        let rule = config.rules.rules.iter().find(|r| r.name == alert.name());
+        let policy = Policy::of(config, Some(alert.name()));
         let silenced = state
             .silences
             .iter()
@@ -300,29 +385,21 @@ pub fn step(
         entry.labels = alert.labels.clone();
         entry.annotations = alert.annotations.clone();
         entry.value = alert.value.clone();
-        let hold = rule.map_or(Hold::Immediately, |r| r.hold);
-        if entry.status == Status::Pending && hold_met(hold, entry, now) {
+        if entry.status == Status::Pending && hold_met(policy.hold, entry, now) {
             entry.status = Status::Firing;
             entry.firing_since = Some(now);
         }
         if entry.status == Status::Firing {
-            let repeat = entry.notified_at.is_some();
-            let due = entry
-                .notified_at
-                .is_none_or(|at| now - at >= settings.repeat_interval.as_secs_f64());
-            if due && !silenced {
-                entry.notified_at = Some(now);
-                if quiet == Quiet::No {
-                    let receivers = rule.map(|r| r.notify.clone()).unwrap_or_default();
-                    events.push((notice(&fingerprint, entry, repeat), true, receivers));
-                }
-            }
+            firing.push((fingerprint, silenced, outcome.transitions.len()));
+        } else {
+            entry.inhibited_by = None;
         }
         outcome.transitions.push(Transition {
             labels: alert.labels.clone(),
             from: previous,
             to: Some(entry.status),
             silenced,
+            inhibited_by: None,
         });
     }
 
@@ -349,12 +426,8 @@ pub fn step(
         if unchecked.contains(&row) {
             continue;
         }
-        let rule = config
-            .rules
-            .rules
-            .iter()
-            .find(|r| Some(&r.name) == entry.labels.get("alertname"));
-        if rule.is_some_and(|r| r.reads_counters) && counters_reset.contains(source) {
+        let policy = Policy::of(config, entry.labels.get("alertname").map(String::as_str));
+        if policy.reads_counters && counters_reset.contains(source) {
             continue;
         }
         match entry.status {
@@ -365,12 +438,11 @@ pub fn step(
                     from: Some(Status::Pending),
                     to: None,
                     silenced: false,
+                    inhibited_by: None,
                 });
             }
             Status::Firing => {
-                let keep = rule
-                    .and_then(|r| r.keep_firing_for)
-                    .map_or(0.0, |d| d.as_secs_f64());
+                let keep = policy.keep_firing_for.map_or(0.0, |d| d.as_secs_f64());
                 if now - entry.last_seen < keep {
                     continue;
                 }
@@ -381,21 +453,25 @@ pub fn step(
                 entry.status = Status::Resolved;
                 entry.resolved_at = Some(now);
                 entry.runs = 0;
+                entry.inhibited_by = None;
                 // The recovery of a problem that was announced is announced even during a
-                // silence: a silence holds back news of a problem, and without this the
-                // receivers would believe forever that it still fires.
-                let send_resolved = rule
-                    .and_then(|r| r.send_resolved)
-                    .unwrap_or(settings.send_resolved);
+                // silence or an inhibition: they hold back news of a problem, and without
+                // this the receivers would believe forever that it still fires. A problem
+                // never announced (inhibited or silenced all along) recovers in silence.
+                let send_resolved = policy.send_resolved.unwrap_or(settings.send_resolved);
                 if entry.notified_at.is_some() && send_resolved && quiet != Quiet::All {
-                    let receivers = rule.map(|r| r.notify.clone()).unwrap_or_default();
-                    events.push((notice(fingerprint, entry, false), false, receivers));
+                    events.push((
+                        notice(fingerprint, entry, false),
+                        false,
+                        policy.notify.to_vec(),
+                    ));
                 }
                 outcome.transitions.push(Transition {
                     labels: entry.labels.clone(),
                     from: Some(Status::Firing),
                     to: Some(Status::Resolved),
                     silenced,
+                    inhibited_by: None,
                 });
             }
             Status::Resolved => {
@@ -407,6 +483,56 @@ pub fn step(
     }
     for fingerprint in forget {
         state.alerts.remove(&fingerprint);
+    }
+
+    // Announcements, once every alert has moved: an `[[inhibit]]` source counts if it
+    // fires after this run, whether it started to fire in this run (a backend and its
+    // servers going down together make one BackendDown notification) or stopped in it
+    // (its targets that still fire are announced now). Sources whose read failed keep
+    // their alerts, and so keep inhibiting.
+    let inhibitors: Vec<(String, Labels)> = if config.inhibit.is_empty() {
+        Vec::new()
+    } else {
+        state
+            .alerts
+            .iter()
+            .filter(|(_, e)| e.status == Status::Firing)
+            .map(|(fp, e)| (fp.clone(), e.labels.clone()))
+            .collect()
+    };
+    let inhibitors: Vec<(&str, &Labels)> =
+        inhibitors.iter().map(|(fp, l)| (fp.as_str(), l)).collect();
+    for (fingerprint, silenced, transition) in firing {
+        let Some(entry) = state.alerts.get_mut(&fingerprint) else {
+            continue;
+        };
+        let inhibitor =
+            crate::inhibit::inhibitor(&config.inhibit, &fingerprint, &entry.labels, &inhibitors);
+        entry.inhibited_by = inhibitor.map(str::to_string);
+        if let Some(by) = inhibitor {
+            outcome.transitions[transition].inhibited_by = inhibitors
+                .iter()
+                .find(|(fp, _)| *fp == by)
+                .map(|(_, l)| (*l).clone());
+            // Not announced, and `notified_at` stays as it was: an alert never announced
+            // is announced once nothing inhibits it, if it still fires then.
+            continue;
+        }
+        let repeat = entry.notified_at.is_some();
+        let due = entry
+            .notified_at
+            .is_none_or(|at| now - at >= settings.repeat_interval.as_secs_f64());
+        if due && !silenced {
+            entry.notified_at = Some(now);
+            if quiet == Quiet::No {
+                let policy = Policy::of(config, entry.labels.get("alertname").map(String::as_str));
+                events.push((
+                    notice(&fingerprint, entry, repeat),
+                    true,
+                    policy.notify.to_vec(),
+                ));
+            }
+        }
     }
     state.last_run = Some(now);
     outcome.transitions.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -448,8 +574,8 @@ fn thread(notifications: &mut [Notification], state: &mut State) {
     }
 }
 
-/// The alerts that fire and were announced, are not silenced, and are not news in this
-/// run: candidates for the `still_firing` list of their group's notification.
+/// The alerts that fire and were announced, are neither silenced nor inhibited, and are
+/// not news in this run: candidates for the `still_firing` list of their group's notification.
 fn still_firing(
     config: &Config,
     state: &State,
@@ -466,6 +592,7 @@ fn still_firing(
         .filter(|(fingerprint, entry)| {
             entry.status == Status::Firing
                 && entry.notified_at.is_some()
+                && entry.inhibited_by.is_none()
                 && !news.contains(fingerprint.as_str())
                 && !state
                     .silences
@@ -473,14 +600,10 @@ fn still_firing(
                     .any(|s| s.silences(&entry.labels, now))
         })
         .map(|(fingerprint, entry)| {
-            let rule = config
-                .rules
-                .rules
-                .iter()
-                .find(|r| Some(&r.name) == entry.labels.get("alertname"));
+            let policy = Policy::of(config, entry.labels.get("alertname").map(String::as_str));
             let mut notice = notice(fingerprint, entry, false);
             notice.generator_url = config.link_of(&notice.labels);
-            (notice, rule.map(|r| r.notify.clone()).unwrap_or_default())
+            (notice, policy.notify.to_vec())
         })
         .collect()
 }
@@ -498,6 +621,7 @@ fn new_episode(alert: &Alert, now: f64) -> AlertState {
         notified_at: None,
         resolved_at: None,
         thread: None,
+        inhibited_by: None,
     }
 }
 

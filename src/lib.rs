@@ -13,6 +13,7 @@ pub mod error;
 pub mod ha;
 pub mod heartbeat;
 pub mod http;
+pub mod inhibit;
 pub mod init;
 pub mod log;
 pub mod message;

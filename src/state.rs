@@ -135,6 +135,11 @@ pub struct AlertState {
     /// recovery are threaded under it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread: Option<String>,
+    /// Fingerprint of the alert that inhibits this one (an `[[inhibit]]` entry) as of the
+    /// last run: it fires but is not announced. Unset in state files written before
+    /// inhibition existed, which is what they mean.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inhibited_by: Option<String>,
 }
 
 /// Why the state could not be used.
