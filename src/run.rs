@@ -313,11 +313,11 @@ impl Pipeline {
             trouble |= problem.is_some();
             let key = format!("source {}", f.name);
             // A failed read that `[source_unreachable]` `for`/`for_runs` still holds back
-            // is no news for cron's mail either: shown with -v, printed once it fires.
-            if let Some(line) = problem
-                .as_ref()
-                .filter(|_| !engine::source_unreachable_fires(config, &current, &f.name, now))
-            {
+            // is no news for cron's mail either: shown with -v (and by dry runs), printed
+            // once it fires.
+            if let Some(line) = problem.as_ref().filter(|_| {
+                !dry_run && !engine::source_unreachable_fires(config, &current, &f.name, now)
+            }) {
                 log::info(format!(
                     "{line} (not reported yet: [source_unreachable] waits for it to last)"
                 ));
