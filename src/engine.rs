@@ -500,20 +500,17 @@ pub fn step(
             .map(|(fp, e)| (fp.clone(), e.labels.clone()))
             .collect()
     };
-    let inhibitors: Vec<(&str, &Labels)> =
+    let firing_now: Vec<(&str, &Labels)> =
         inhibitors.iter().map(|(fp, l)| (fp.as_str(), l)).collect();
+    let index = crate::inhibit::Inhibitors::new(&config.inhibit, &firing_now);
     for (fingerprint, silenced, transition) in firing {
         let Some(entry) = state.alerts.get_mut(&fingerprint) else {
             continue;
         };
-        let inhibitor =
-            crate::inhibit::inhibitor(&config.inhibit, &fingerprint, &entry.labels, &inhibitors);
-        entry.inhibited_by = inhibitor.map(str::to_string);
-        if let Some(by) = inhibitor {
-            outcome.transitions[transition].inhibited_by = inhibitors
-                .iter()
-                .find(|(fp, _)| *fp == by)
-                .map(|(_, l)| (*l).clone());
+        let inhibitor = index.inhibitor(&fingerprint, &entry.labels);
+        entry.inhibited_by = inhibitor.map(|(fp, _)| fp.to_string());
+        if let Some((_, by)) = inhibitor {
+            outcome.transitions[transition].inhibited_by = Some(by.clone());
             // Not announced, and `notified_at` stays as it was: an alert never announced
             // is announced once nothing inhibits it, if it still fires then.
             continue;

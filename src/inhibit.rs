@@ -13,6 +13,7 @@
 use crate::alert::Labels;
 use crate::silence::Matcher;
 use serde::Deserialize;
+use std::collections::HashMap;
 use toml::Spanned;
 
 /// An `[[inhibit]]` table as written in the config.
@@ -74,35 +75,84 @@ impl InhibitRule {
             equal: raw.equal,
         })
     }
+}
 
-    fn equal_on(&self, a: &Labels, b: &Labels) -> bool {
-        self.equal
+/// The alerts that fire after a run, indexed for the `[[inhibit]]` entries: per entry, its
+/// sources by their values of the `equal` labels, so that judging an alert costs one
+/// look-up per entry whatever the number of alerts (a thousand servers down must not
+/// mean a million comparisons).
+pub struct Inhibitors<'a> {
+    rules: Vec<Indexed<'a>>,
+}
+
+type Sources<'a> = Vec<(&'a str, &'a Labels)>;
+
+struct Indexed<'a> {
+    rule: &'a InhibitRule,
+    by_equal: HashMap<Vec<&'a str>, Sources<'a>>,
+}
+
+impl<'a> Inhibitors<'a> {
+    /// Indexes `firing` (fingerprint, labels) for `rules`.
+    pub fn new(rules: &'a [InhibitRule], firing: &[(&'a str, &'a Labels)]) -> Inhibitors<'a> {
+        let rules = rules
             .iter()
-            .all(|l| a.get(l).map_or("", String::as_str) == b.get(l).map_or("", String::as_str))
+            .map(|rule| {
+                let mut by_equal: HashMap<Vec<&'a str>, Sources<'a>> = HashMap::new();
+                for &(fingerprint, labels) in firing {
+                    if rule.source.iter().all(|m| m.matches(labels)) {
+                        by_equal
+                            .entry(equal_values(&rule.equal, labels))
+                            .or_default()
+                            .push((fingerprint, labels));
+                    }
+                }
+                Indexed { rule, by_equal }
+            })
+            .collect();
+        Inhibitors { rules }
+    }
+
+    /// The first firing alert (fingerprint, labels) that inhibits the alert with
+    /// `fingerprint` and `labels`, if any.
+    pub fn inhibitor(&self, fingerprint: &str, labels: &Labels) -> Option<(&'a str, &'a Labels)> {
+        self.rules.iter().find_map(|Indexed { rule, by_equal }| {
+            if !rule.target.iter().all(|m| m.matches(labels)) {
+                return None;
+            }
+            let two_sided = rule.source.iter().all(|m| m.matches(labels));
+            by_equal
+                .get(&equal_values(&rule.equal, labels))?
+                .iter()
+                .find(|&&(fp, source)| {
+                    fp != fingerprint
+                        && !(two_sided && rule.target.iter().all(|m| m.matches(source)))
+                })
+                .copied()
+        })
     }
 }
 
+/// The values of `names` on `labels`, a missing label as empty (as Alertmanager compares).
+fn equal_values<'a>(names: &[String], labels: &'a Labels) -> Vec<&'a str> {
+    names
+        .iter()
+        .map(|n| labels.get(n).map_or("", String::as_str))
+        .collect()
+}
+
 /// The first alert of `firing` (fingerprint, labels) that inhibits an alert with
-/// `fingerprint` and `labels` under one of `rules`: its fingerprint.
+/// `fingerprint` and `labels` under one of `rules`: its fingerprint. For one alert; to
+/// judge many against the same firing alerts, build [`Inhibitors`] once.
 pub fn inhibitor<'a>(
-    rules: &[InhibitRule],
+    rules: &'a [InhibitRule],
     fingerprint: &str,
     labels: &Labels,
     firing: &[(&'a str, &'a Labels)],
 ) -> Option<&'a str> {
-    rules.iter().find_map(|rule| {
-        if !rule.target.iter().all(|m| m.matches(labels)) {
-            return None;
-        }
-        let two_sided = rule.source.iter().all(|m| m.matches(labels));
-        firing.iter().find_map(|&(fp, source)| {
-            let inhibits = fp != fingerprint
-                && rule.source.iter().all(|m| m.matches(source))
-                && rule.equal_on(labels, source)
-                && !(two_sided && rule.target.iter().all(|m| m.matches(source)));
-            inhibits.then_some(fp)
-        })
-    })
+    Inhibitors::new(rules, firing)
+        .inhibitor(fingerprint, labels)
+        .map(|(fp, _)| fp)
 }
 
 #[cfg(test)]
