@@ -348,6 +348,7 @@ fn history_run(n: usize, changed: bool) -> (State, Vec<hapwatch::alert::Labels>)
                 thread: None,
                 silenced: false,
                 routes_notified: Default::default(),
+                inhibited_by: None,
             },
         );
     }

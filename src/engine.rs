@@ -210,6 +210,9 @@ pub struct Transition {
     pub to: Option<Status>,
     /// A silence holds its notifications back.
     pub silenced: bool,
+    /// Another alert that fires inhibits it (an `[[inhibit]]` entry): its labels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inhibited_by: Option<Labels>,
 }
 
 /// The result of a step.
@@ -244,6 +247,85 @@ impl From<bool> for Quiet {
         } else {
             Quiet::No
         }
+    }
+}
+
+/// What a rule says about an alert's lifecycle and delivery; for SourceUnreachable, what
+/// `[source_unreachable]` says.
+#[derive(Debug, Clone, Copy)]
+struct Policy<'c> {
+    hold: Hold,
+    keep_firing_for: Option<std::time::Duration>,
+    notify: &'c [String],
+    send_resolved: Option<bool>,
+    reads_counters: bool,
+}
+
+impl<'c> Policy<'c> {
+    fn of(config: &'c Config, alertname: Option<&str>) -> Policy<'c> {
+        if alertname == Some(rules::SOURCE_UNREACHABLE) {
+            let s = &config.source_unreachable;
+            return Policy {
+                hold: s.hold,
+                keep_firing_for: s.keep_firing_for,
+                notify: &s.notify,
+                send_resolved: s.send_resolved,
+                reads_counters: false,
+            };
+        }
+        match config
+            .rules
+            .rules
+            .iter()
+            .find(|r| Some(r.name.as_str()) == alertname)
+        {
+            Some(r) => Policy {
+                hold: r.hold,
+                keep_firing_for: r.keep_firing_for,
+                notify: &r.notify,
+                send_resolved: r.send_resolved,
+                reads_counters: r.reads_counters,
+            },
+            None => Policy {
+                hold: Hold::Immediately,
+                keep_firing_for: None,
+                notify: &[],
+                send_resolved: None,
+                reads_counters: false,
+            },
+        }
+    }
+}
+
+/// The built-in alert of a source that could not be read, with the severity and labels
+/// of `[source_unreachable]`.
+fn source_unreachable(config: &Config, source: &str, error: &str) -> Alert {
+    let mut alert = rules::source_unreachable(source, config.source_labels(source), error);
+    let settings = &config.source_unreachable;
+    alert
+        .labels
+        .insert("severity".into(), settings.severity.clone());
+    for (k, v) in &settings.labels {
+        alert.labels.insert(k.clone(), v.clone());
+    }
+    alert
+}
+
+/// Whether the SourceUnreachable alert of `source`, failing in a run at `now`, fires in
+/// that run given `state` as it is before the run: `hapwatch run` prints a failed read
+/// on stderr only then, so that a `for`/`for_runs` of `[source_unreachable]` also keeps
+/// a single slow read out of cron's mail.
+pub fn source_unreachable_fires(config: &Config, state: &State, source: &str, now: f64) -> bool {
+    let alert = source_unreachable(config, source, "");
+    let entry = state
+        .alerts
+        .get(&alert.fingerprint().to_string())
+        .filter(|e| e.status != Status::Resolved);
+    match (config.source_unreachable.hold, entry) {
+        (Hold::Immediately, _) => true,
+        (_, Some(e)) if e.status == Status::Firing => true,
+        (Hold::Runs(n), e) => e.map_or(0, |e| e.runs) + 1 >= n,
+        (Hold::For(d), e) => now - e.map_or(now, |e| e.active_since) >= d.as_secs_f64(),
     }
 }
 
@@ -312,11 +394,9 @@ pub fn step(
             }
             Err(ref error) => {
                 failed.insert(source.name);
-                outcome.active.push(rules::source_unreachable(
-                    source.name,
-                    config.source_labels(source.name),
-                    error,
-                ));
+                outcome
+                    .active
+                    .push(source_unreachable(config, source.name, error));
             }
         }
     }
@@ -339,17 +419,21 @@ pub fn step(
 
     let mut events: Vec<(Notice, bool, Delivery)> = Vec::new(); // (notice, firing?, where)
     let mut seen: HashSet<String> = HashSet::new();
+    // Alerts that fire after their lifecycle step, in evaluation order: whether each is
+    // announced waits until every alert has moved (see below).
+    let mut firing: Vec<(String, bool, usize)> = Vec::new(); // (fingerprint, silenced, transition)
     for alert in &outcome.active {
         let fingerprint = alert.fingerprint().to_string();
         if !seen.insert(fingerprint.clone()) {
             continue;
         }
-        let rule = config.rules.rules.iter().find(|r| r.name == alert.name());
+        let policy = Policy::of(config, Some(alert.name()));
         let silenced = state
             .silences
             .iter()
             .any(|s| s.silences(&alert.labels, now));
         if !state.alerts.contains_key(&fingerprint) {
+            let rule = config.rules.rules.iter().find(|r| r.name == alert.name());
             adopt_without_source_labels(config, state, alert, rule, &fingerprint);
         }
         let previous = state.alerts.get(&fingerprint).map(|s| s.status);
@@ -368,34 +452,21 @@ pub fn step(
         entry.labels = alert.labels.clone();
         entry.annotations = alert.annotations.clone();
         entry.value = alert.value.clone();
-        let hold = rule.map_or(Hold::Immediately, |r| r.hold);
-        if entry.status == Status::Pending && hold_met(hold, entry, now) {
+        if entry.status == Status::Pending && hold_met(policy.hold, entry, now) {
             entry.status = Status::Firing;
             entry.firing_since = Some(now);
         }
-        if entry.status == Status::Firing && !silenced {
-            for (route, delivery) in deliveries(config, rule, &alert.labels) {
-                let (last, interval) = match route {
-                    None => (entry.notified_at, settings.repeat_interval),
-                    Some(r) => (entry.routes_notified.get(&r.id).copied(), r.repeat_interval),
-                };
-                if last.is_some_and(|at| now - at < interval.as_secs_f64()) {
-                    continue;
-                }
-                entry.notified_at = Some(now);
-                if let Some(r) = route {
-                    entry.routes_notified.insert(r.id.clone(), now);
-                }
-                if quiet == Quiet::No {
-                    events.push((notice(&fingerprint, entry, last.is_some()), true, delivery));
-                }
-            }
+        if entry.status == Status::Firing {
+            firing.push((fingerprint, silenced, outcome.transitions.len()));
+        } else {
+            entry.inhibited_by = None;
         }
         outcome.transitions.push(Transition {
             labels: alert.labels.clone(),
             from: previous,
             to: Some(entry.status),
             silenced,
+            inhibited_by: None,
         });
     }
 
@@ -422,12 +493,8 @@ pub fn step(
         if unchecked.contains(&row) {
             continue;
         }
-        let rule = config
-            .rules
-            .rules
-            .iter()
-            .find(|r| Some(&r.name) == entry.labels.get("alertname"));
-        if rule.is_some_and(|r| r.reads_counters) && counters_reset.contains(source) {
+        let policy = Policy::of(config, entry.labels.get("alertname").map(String::as_str));
+        if policy.reads_counters && counters_reset.contains(source) {
             continue;
         }
         match entry.status {
@@ -438,12 +505,11 @@ pub fn step(
                     from: Some(Status::Pending),
                     to: None,
                     silenced: false,
+                    inhibited_by: None,
                 });
             }
             Status::Firing => {
-                let keep = rule
-                    .and_then(|r| r.keep_firing_for)
-                    .map_or(0.0, |d| d.as_secs_f64());
+                let keep = policy.keep_firing_for.map_or(0.0, |d| d.as_secs_f64());
                 if now - entry.last_seen < keep {
                     continue;
                 }
@@ -454,13 +520,15 @@ pub fn step(
                 entry.status = Status::Resolved;
                 entry.resolved_at = Some(now);
                 entry.runs = 0;
+                entry.inhibited_by = None;
                 // The recovery of a problem that was announced is announced even during a
-                // silence: a silence holds back news of a problem, and without this the
-                // receivers would believe forever that it still fires.
+                // silence or an inhibition: they hold back news of a problem, and without
+                // this the receivers would believe forever that it still fires. A problem
+                // never announced (inhibited or silenced all along) recovers in silence.
                 if entry.notified_at.is_some() && quiet != Quiet::All {
-                    for (route, delivery) in deliveries(config, rule, &entry.labels) {
-                        let send_resolved = rule
-                            .and_then(|r| r.send_resolved)
+                    for (route, delivery) in deliveries(config, policy.notify, &entry.labels) {
+                        let send_resolved = policy
+                            .send_resolved
                             .or(route.and_then(|r| r.send_resolved))
                             .unwrap_or(settings.send_resolved);
                         if send_resolved && announced_on(entry, route) {
@@ -473,6 +541,7 @@ pub fn step(
                     from: Some(Status::Firing),
                     to: Some(Status::Resolved),
                     silenced,
+                    inhibited_by: None,
                 });
             }
             Status::Resolved => {
@@ -484,6 +553,59 @@ pub fn step(
     }
     for fingerprint in forget {
         state.alerts.remove(&fingerprint);
+    }
+
+    // Announcements, once every alert has moved: an `[[inhibit]]` source counts if it
+    // fires after this run, whether it started to fire in this run (a backend and its
+    // servers going down together make one BackendDown notification) or stopped in it
+    // (its targets that still fire are announced now). Sources whose read failed keep
+    // their alerts, and so keep inhibiting.
+    let inhibitors: Vec<(String, Labels)> = if config.inhibit.is_empty() {
+        Vec::new()
+    } else {
+        state
+            .alerts
+            .iter()
+            .filter(|(_, e)| e.status == Status::Firing)
+            .map(|(fp, e)| (fp.clone(), e.labels.clone()))
+            .collect()
+    };
+    let firing_now: Vec<(&str, &Labels)> =
+        inhibitors.iter().map(|(fp, l)| (fp.as_str(), l)).collect();
+    let index = crate::inhibit::Inhibitors::new(&config.inhibit, &firing_now);
+    for (fingerprint, silenced, transition) in firing {
+        let Some(entry) = state.alerts.get_mut(&fingerprint) else {
+            continue;
+        };
+        let inhibitor = index.inhibitor(&fingerprint, &entry.labels);
+        entry.inhibited_by = inhibitor.map(|(fp, _)| fp.to_string());
+        if let Some((_, by)) = inhibitor {
+            outcome.transitions[transition].inhibited_by = Some(by.clone());
+            // Not announced, and `notified_at` stays as it was: an alert never announced
+            // is announced once nothing inhibits it, if it still fires then.
+            continue;
+        }
+        if silenced {
+            continue;
+        }
+        // One delivery per route the alert reaches, each repeating on its own clock.
+        let policy = Policy::of(config, entry.labels.get("alertname").map(String::as_str));
+        for (route, delivery) in deliveries(config, policy.notify, &entry.labels) {
+            let (last, interval) = match route {
+                None => (entry.notified_at, settings.repeat_interval),
+                Some(r) => (entry.routes_notified.get(&r.id).copied(), r.repeat_interval),
+            };
+            if last.is_some_and(|at| now - at < interval.as_secs_f64()) {
+                continue;
+            }
+            entry.notified_at = Some(now);
+            if let Some(r) = route {
+                entry.routes_notified.insert(r.id.clone(), now);
+            }
+            if quiet == Quiet::No {
+                events.push((notice(&fingerprint, entry, last.is_some()), true, delivery));
+            }
+        }
     }
     state.last_run = Some(now);
     outcome.transitions.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -519,8 +641,8 @@ fn thread(notifications: &mut [Notification], state: &mut State) {
     }
 }
 
-/// The alerts that fire and were announced, are not silenced, and are not news in this
-/// run: candidates for the `still_firing` list of their group's notification.
+/// The alerts that fire and were announced, are neither silenced nor inhibited, and are
+/// not news in this run: candidates for the `still_firing` list of their group's notification.
 fn still_firing(
     config: &Config,
     state: &State,
@@ -537,6 +659,7 @@ fn still_firing(
         .filter(|(fingerprint, entry)| {
             entry.status == Status::Firing
                 && entry.notified_at.is_some()
+                && entry.inhibited_by.is_none()
                 && !news.contains(fingerprint.as_str())
                 && !state
                     .silences
@@ -544,14 +667,10 @@ fn still_firing(
                     .any(|s| s.silences(&entry.labels, now))
         })
         .flat_map(|(fingerprint, entry)| {
-            let rule = config
-                .rules
-                .rules
-                .iter()
-                .find(|r| Some(&r.name) == entry.labels.get("alertname"));
+            let policy = Policy::of(config, entry.labels.get("alertname").map(String::as_str));
             let mut notice = notice(fingerprint, entry, false);
             notice.generator_url = config.link_of(&notice.labels);
-            deliveries(config, rule, &entry.labels)
+            deliveries(config, policy.notify, &entry.labels)
                 .into_iter()
                 .filter(|(route, _)| announced_on(entry, *route))
                 .map(|(_, delivery)| (notice.clone(), delivery))
@@ -623,14 +742,14 @@ struct Delivery {
     route: String,
 }
 
-/// The routes an alert with `labels` of `rule` reaches (`None`: the root) and what each
-/// means for its notices. A rule's `notify` bypasses the routing tree.
+/// The routes an alert with `labels` reaches (`None`: the root) and what each means for
+/// its notices. A rule's `notify` (or `[source_unreachable]`'s) bypasses the routing tree.
 fn deliveries<'c>(
     config: &'c Config,
-    rule: Option<&rules::Rule>,
+    notify: &[String],
     labels: &Labels,
 ) -> Vec<(Option<&'c crate::route::Route>, Delivery)> {
-    let notify = rule.map(|r| r.notify.clone()).unwrap_or_default();
+    let notify = notify.to_vec();
     let matched = if notify.is_empty() {
         config.notifiers.tree.matches(labels)
     } else {
@@ -684,6 +803,7 @@ fn new_episode(alert: &Alert, now: f64) -> AlertState {
         thread: None,
         routes_notified: BTreeMap::new(),
         silenced: false,
+        inhibited_by: None,
     }
 }
 

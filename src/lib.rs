@@ -14,6 +14,7 @@ pub mod ha;
 pub mod heartbeat;
 pub mod history;
 pub mod http;
+pub mod inhibit;
 pub mod init;
 pub mod log;
 pub mod message;

@@ -255,6 +255,15 @@ pub fn dry_run(
         if t.silenced {
             moved.push_str(" (silenced)");
         }
+        if let Some(by) = &t.inhibited_by {
+            moved.push_str(&format!(
+                " (inhibited by {} {})",
+                by.get("alertname").map_or("", String::as_str),
+                crate::alert::row_of(by)
+                    .or_else(|| by.get("source").cloned())
+                    .unwrap_or_default()
+            ));
+        }
         lines.push([
             t.labels.get("alertname").cloned().unwrap_or_default(),
             t.labels.get("source").cloned().unwrap_or_default(),
@@ -422,6 +431,10 @@ pub fn state(out: &mut impl Write, state: &crate::state::State, now: f64) -> io:
             if a.status != crate::state::Status::Resolved {
                 if let Some(silence) = state.silences.iter().find(|s| s.silences(&a.labels, now)) {
                     status.push_str(&format!(", silenced ({})", silence.id));
+                }
+                // The inhibiting alert by its fingerprint, the first column of its line.
+                if let Some(by) = &a.inhibited_by {
+                    status.push_str(&format!(", inhibited by {by}"));
                 }
             }
             lines.push([

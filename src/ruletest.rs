@@ -80,6 +80,9 @@ struct Step {
     unreachable: Option<String>,
     firing: Option<Vec<Labels>>,
     pending: Option<Vec<Labels>>,
+    /// The firing alerts an `[[inhibit]]` entry keeps from being announced (they are in
+    /// `firing` too: inhibition does not change the lifecycle).
+    inhibited: Option<Vec<Labels>>,
     notifications: Option<Vec<ExpectedNotification>>,
 }
 
@@ -273,6 +276,15 @@ fn run_case(pipeline: &Pipeline, case: &Case, base: &Path) -> Result<(), String>
                 &with_status(Status::Pending),
                 &mut problems,
             );
+        }
+        if let Some(expected) = &step.inhibited {
+            let inhibited: Vec<Labels> = state
+                .alerts
+                .values()
+                .filter(|a| a.status == Status::Firing && a.inhibited_by.is_some())
+                .map(|a| a.labels.clone())
+                .collect();
+            compare("inhibited", expected, &inhibited, &mut problems);
         }
         if let Some(expected) = &step.notifications {
             compare_notifications(expected, &deliveries, &mut problems);

@@ -164,6 +164,13 @@ impl Pipeline {
                     send_resolved: rule.send_resolved,
                 });
         }
+        rule_routes.insert(
+            crate::rules::SOURCE_UNREACHABLE.to_string(),
+            RuleRoute {
+                notify: config.source_unreachable.notify.clone(),
+                send_resolved: config.source_unreachable.send_resolved,
+            },
+        );
         Pipeline {
             config,
             implicit,
@@ -375,6 +382,17 @@ impl Pipeline {
                 .map(|e| format!("source {}: {e}", f.name));
             trouble |= problem.is_some();
             let key = format!("source {}", f.name);
+            // A failed read that `[source_unreachable]` `for`/`for_runs` still holds back
+            // is no news for cron's mail either: shown with -v (and by dry runs), printed
+            // once it fires.
+            if let Some(line) = problem.as_ref().filter(|_| {
+                !dry_run && !engine::source_unreachable_fires(config, &current, &f.name, now)
+            }) {
+                log::info(format!(
+                    "{line} (not reported yet: [source_unreachable] waits for it to last)"
+                ));
+                continue;
+            }
             if dry_run {
                 if let Some(problem) = problem {
                     problems.push(Problem::new(log::Level::Error, problem));

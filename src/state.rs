@@ -147,6 +147,11 @@ pub struct AlertState {
     /// when that changes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub silenced: bool,
+    /// Fingerprint of the alert that inhibits this one (an `[[inhibit]]` entry) as of the
+    /// last run: it fires but is not announced. Unset in state files written before
+    /// inhibition existed, which is what they mean.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inhibited_by: Option<String>,
 }
 
 /// Why the state could not be used.

@@ -21,7 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "2 vocabulary built on it",
         &["vocab", "silence", "scope", "heartbeat"],
     ),
-    ("3 rules", &["rules", "route"]),
+    ("3 rules", &["rules", "route", "inhibit"]),
     ("4 config types", &["config"]),
     ("5 inputs, stores, texts", &["source", "state", "message"]),
     ("6 stages", &["engine", "notify", "error", "history"]),

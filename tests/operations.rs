@@ -411,7 +411,10 @@ fn the_readme_demo_shows_alerts_and_messages() {
         .run();
     out.status(0)
         .stdout_contains("BackendDown  lb1     app-main       down   - -> firing")
-        .stdout_contains("[FIRING:4] ServerDown app-main (lb1)")
+        // lb1's backend is DOWN: the default [[inhibit]] keeps its servers quiet.
+        .stdout_contains("-> firing (inhibited by BackendDown app-main)")
+        .stdout_contains("[FIRING:1] BackendDown app-main (lb1)")
+        .stdout_lacks("ServerDown app-main (lb1)")
         .stdout_contains("[FIRING:1] ServerDown app-main (lb2)");
     assert!(
         !Path::new(&repo("examples/demo/state.json")).exists(),

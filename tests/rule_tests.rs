@@ -49,7 +49,23 @@ fn the_shipped_rule_tests_pass() {
         .run();
     out.status(0)
         .stdout_contains("  ok    ServerDown: announced once, recovery once\n")
-        .stdout_contains("\n19 passed, 0 failed\n");
+        .stdout_contains("\n22 passed, 0 failed\n");
+}
+
+/// A rule test can expect which firing alerts an `[[inhibit]]` entry keeps quiet, and a
+/// wrong expectation fails naming the alert.
+#[test]
+fn a_rule_test_checks_inhibited_alerts() {
+    let case = "[[case]]\nname = \"backend down\"\n\n[[case.step]]\nat = \"0m\"\nsnapshot = \"FIXTURES/backend-down.csv\"\n";
+    run_test_file(&format!(
+        "{case}inhibited = [{{ server = \"web1\" }}, {{ server = \"web2\" }}, {{ server = \"web3\" }}, {{ server = \"web4\" }}]\n"
+    ))
+    .status(0);
+    run_test_file(&format!("{case}inhibited = [{{ server = \"web1\" }}]\n"))
+        .status(1)
+        .stdout_contains(
+            "inhibited: not expected: {alertname=\"ServerDown\",proxy=\"app-main\",server=\"web2\"",
+        );
 }
 
 /// The default process rules, each on a capture that has its condition (made on a real

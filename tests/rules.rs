@@ -404,7 +404,7 @@ fn included_rule_files_report_their_own_path() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("(an included file holds [[rule]] entries only)"),
+        err.contains("(an included file holds [[rule]] and [[inhibit]] entries only)"),
         "{err}"
     );
 }

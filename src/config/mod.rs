@@ -2,7 +2,9 @@
 
 pub mod notifier;
 
-use crate::rules::{RawRule, RuleSet};
+use crate::alert::Labels;
+use crate::inhibit::{InhibitRule, RawInhibit};
+use crate::rules::{Hold, RawRule, RuleSet};
 use crate::secret::SecretRef;
 use notifier::{Kind, Notifiers, RawNotifier, Routes};
 use serde::Deserialize;
@@ -27,6 +29,10 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// The `[[rule]]` entries, compiled.
     pub rules: RuleSet,
+    /// The `[[inhibit]]` entries (of the config, then of its includes), compiled.
+    pub inhibit: Vec<InhibitRule>,
+    /// `[source_unreachable]`: how the built-in SourceUnreachable alert behaves.
+    pub source_unreachable: SourceUnreachable,
     /// `[state]`: where and how the state file is kept.
     pub state: StateSettings,
     /// `[history]`: the history of transitions and deliveries next to the state.
@@ -174,6 +180,95 @@ impl Default for Alerting {
     }
 }
 
+/// `[source_unreachable]`: the knobs of a rule for the built-in SourceUnreachable alert.
+/// The defaults are what it always was: critical, at the first failed read, to the
+/// default route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceUnreachable {
+    /// `severity` label (default `critical`).
+    pub severity: String,
+    /// Extra labels.
+    pub labels: Labels,
+    /// `for` / `for_runs`: how long reads must keep failing before it fires.
+    pub hold: Hold,
+    /// Keep firing this long after the source answers again.
+    pub keep_firing_for: Option<Duration>,
+    /// Notifier names (empty: the default route, by severity).
+    pub notify: Vec<String>,
+    /// Whether its recovery is announced (`None`: each notifier's `send_resolved`).
+    pub send_resolved: Option<bool>,
+}
+
+impl Default for SourceUnreachable {
+    fn default() -> Self {
+        SourceUnreachable {
+            severity: "critical".into(),
+            labels: Labels::new(),
+            hold: Hold::Immediately,
+            keep_firing_for: None,
+            notify: Vec::new(),
+            send_resolved: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSourceUnreachable {
+    severity: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(
+        rename = "for",
+        default,
+        deserialize_with = "crate::duration::deserialize_opt"
+    )]
+    for_duration: Option<Duration>,
+    for_runs: Option<u32>,
+    #[serde(default, deserialize_with = "crate::duration::deserialize_opt")]
+    keep_firing_for: Option<Duration>,
+    #[serde(default)]
+    notify: Vec<String>,
+    send_resolved: Option<bool>,
+}
+
+impl RawSourceUnreachable {
+    fn compile(self) -> Result<SourceUnreachable, String> {
+        let hold = match (self.for_duration, self.for_runs) {
+            (Some(_), Some(_)) => return Err("set `for` or `for_runs`, not both".into()),
+            (None, Some(0)) => return Err("`for_runs` counts runs and starts at 1".into()),
+            (Some(d), None) if !d.is_zero() => Hold::For(d),
+            (None, Some(n)) if n > 1 => Hold::Runs(n),
+            _ => Hold::Immediately,
+        };
+        for label in self.labels.keys() {
+            if crate::rules::RESERVED_LABELS.contains(&label.as_str()) {
+                return Err(format!(
+                    "label `{label}` is set by hapwatch; pick another name"
+                ));
+            }
+            if label.is_empty() || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("label name `{label}`: use letters, digits and `_`"));
+            }
+        }
+        let severity = self.severity.unwrap_or_else(|| "critical".into());
+        if severity.trim().is_empty() {
+            return Err("severity must not be empty".into());
+        }
+        if self.notify.iter().any(|n| n.trim().is_empty()) {
+            return Err("`notify` names must not be empty".into());
+        }
+        Ok(SourceUnreachable {
+            severity,
+            labels: self.labels,
+            hold,
+            keep_firing_for: self.keep_firing_for.filter(|d| !d.is_zero()),
+            notify: self.notify,
+            send_resolved: self.send_resolved,
+        })
+    }
+}
+
 /// One `[[source]]`: an HAProxy to read, or a captured dump.
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
@@ -285,6 +380,9 @@ struct RawConfig {
     rule: Vec<Spanned<RawRule>>,
     #[serde(default)]
     route: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    inhibit: Vec<Spanned<RawInhibit>>,
+    source_unreachable: Option<Spanned<RawSourceUnreachable>>,
 }
 
 /// A `[[route]]` as written.
@@ -460,12 +558,14 @@ impl Defaults {
     }
 }
 
-/// A file named by `include`: rules only.
+/// A file named by `include`: rules and inhibitions only.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawInclude {
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    inhibit: Vec<Spanned<RawInhibit>>,
 }
 
 #[derive(Deserialize)]
@@ -632,6 +732,22 @@ impl Config {
         rules
             .add(raw.rule, text)
             .map_err(|(offset, message)| at(offset, message))?;
+        let mut inhibit = raw
+            .inhibit
+            .into_iter()
+            .map(InhibitRule::compile)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|(offset, message)| at(offset, message))?;
+        let source_unreachable = match raw.source_unreachable {
+            Some(spanned) => {
+                let offset = spanned.span().start;
+                spanned
+                    .into_inner()
+                    .compile()
+                    .map_err(|m| at(offset, format!("[source_unreachable]: {m}")))?
+            }
+            None => SourceUnreachable::default(),
+        };
         for include in &raw.include {
             let included = base.join(include.get_ref());
             let included_text = std::fs::read_to_string(&included).map_err(|e| {
@@ -652,7 +768,9 @@ impl Config {
             let raw: RawInclude = toml::from_str(&included_text).map_err(|e| {
                 let message = explain_toml_error(e.message());
                 let message = if message.starts_with("unknown key") {
-                    format!("{message} (an included file holds [[rule]] entries only)")
+                    format!(
+                        "{message} (an included file holds [[rule]] and [[inhibit]] entries only)"
+                    )
                 } else {
                     message
                 };
@@ -661,6 +779,12 @@ impl Config {
             rules
                 .add(raw.rule, &included_text)
                 .map_err(|(offset, message)| in_included(offset, message))?;
+            for entry in raw.inhibit {
+                inhibit.push(
+                    InhibitRule::compile(entry)
+                        .map_err(|(offset, message)| in_included(offset, message))?,
+                );
+            }
         }
         let mut notifiers =
             build_notifiers(raw.notifier, raw.routes, &rules, base, private, text, &at)?;
@@ -684,6 +808,26 @@ impl Config {
             &at,
             &mut HashSet::new(),
         )?;
+        if let Some(bad) = source_unreachable
+            .notify
+            .iter()
+            .find(|n| notifiers.get(n).is_none())
+        {
+            let offset = text.find("[source_unreachable]").unwrap_or(0);
+            let names: Vec<&str> = notifiers.list.iter().map(|n| n.name.as_str()).collect();
+            return Err(at(
+                offset,
+                format!(
+                    "[source_unreachable]: notify: no notifier named {bad:?}{} (notifiers: {})",
+                    crate::rules::expr::suggest(bad, names.iter().copied()),
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            ));
+        }
         if let Some(guard) = &raw.only_if {
             guard
                 .get_ref()
@@ -737,6 +881,8 @@ impl Config {
             path: path.to_path_buf(),
             sources,
             rules,
+            inhibit,
+            source_unreachable,
             state,
             history,
             alerting: raw.alerting,

@@ -1,0 +1,239 @@
+//! Issue #19 items 5 and 6 against the real binary: `[[inhibit]]` (the shipped default:
+//! a DOWN backend inhibits its servers' alerts) through `run`, `run --dry-run`, `state
+//! show` and the state file; `[source_unreachable]` holding back a failed read, its
+//! notification and its stderr line.
+
+mod common;
+
+use common::{fixture_bytes, Hapwatch, Output};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use tempfile::TempDir;
+
+/// A config in a temp dir with a `file` source `lb1` reading `lb1.csv`, the shipped
+/// default rules (config/rules.toml, with its [[inhibit]] entries), and `rest`.
+struct Lab {
+    dir: TempDir,
+    config: PathBuf,
+}
+
+impl Lab {
+    fn new(rest: &str) -> Lab {
+        let dir = common::temp_dir();
+        let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules.toml");
+        let config = dir.path().join("hapwatch.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "include = [{:?}]\n\n[[source]]\nname = \"lb1\"\nfile = \"lb1.csv\"\n\n{rest}\n[state]\nfile = \"state.json\"\n",
+                rules.display().to_string()
+            ),
+        )
+        .unwrap();
+        Lab { dir, config }
+    }
+
+    fn capture(&self, fixture: &str) {
+        std::fs::write(self.dir.path().join("lb1.csv"), fixture_bytes(fixture)).unwrap();
+    }
+
+    fn unreadable(&self) {
+        let _ = std::fs::remove_file(self.dir.path().join("lb1.csv"));
+    }
+
+    fn run(&self, args: &[&str], at: u64) -> Output {
+        Hapwatch::new()
+            .config_path(&self.config)
+            .args(args)
+            .args(["--now", &(1_800_000_000 + at).to_string()])
+            .run()
+    }
+
+    /// `hapwatch ARGS` without a time (`check`, `state show`).
+    fn command(&self, args: &[&str]) -> Output {
+        Hapwatch::new().config_path(&self.config).args(args).run()
+    }
+
+    fn state(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.dir.path().join("state.json")).unwrap()).unwrap()
+    }
+}
+
+/// `alertname proxy/server` of every alert of every notification on stdout (`--format
+/// json`), `+` firing, `-` resolved.
+fn notified(out: &Output) -> Vec<String> {
+    let mut all = Vec::new();
+    for line in out.stdout.lines().filter(|l| !l.trim().is_empty()) {
+        let n: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        for (mark, key) in [("+", "firing"), ("-", "resolved")] {
+            for a in n[key].as_array().unwrap() {
+                let l = &a["labels"];
+                all.push(format!(
+                    "{mark}{} {}/{}",
+                    l["alertname"].as_str().unwrap(),
+                    l["proxy"].as_str().unwrap_or(""),
+                    l["server"].as_str().unwrap_or("")
+                ));
+            }
+        }
+    }
+    all
+}
+
+/// The issue's example: five servers down in one backend made one BackendDown mail AND
+/// one ServerDown mail listing them; with the default [[inhibit]], one BackendDown mail.
+#[test]
+fn a_down_backend_is_one_notification_and_its_servers_are_recorded_inhibited() {
+    let lab = Lab::new("");
+    lab.capture("haproxy-2.6/backend-down.csv");
+
+    // The dry run shows the servers firing but inhibited, and one notification.
+    let dry = lab.run(&["run", "--dry-run"], 0);
+    dry.status(0)
+        .stdout_contains("-> firing (inhibited by BackendDown app-main)")
+        .stdout_contains("Notifications (1):");
+
+    let out = lab.run(&["run", "--format", "json"], 0);
+    out.status(0).stderr_empty();
+    assert_eq!(notified(&out), ["+BackendDown app-main/"]);
+
+    // The state file records who inhibits each server, so that a later run knows they
+    // were never announced (and `state show` says why).
+    let state = lab.state();
+    let alerts = state["alerts"].as_object().unwrap();
+    let backend = alerts
+        .iter()
+        .find(|(_, a)| a["labels"]["alertname"] == "BackendDown")
+        .map(|(fp, _)| fp.clone())
+        .unwrap();
+    let servers: Vec<&Value> = alerts
+        .values()
+        .filter(|a| a["labels"]["alertname"] == "ServerDown")
+        .collect();
+    assert_eq!(servers.len(), 4);
+    for s in &servers {
+        assert_eq!(s["status"], "firing");
+        assert_eq!(s["inhibited_by"], Value::String(backend.clone()));
+        assert!(s.get("notified_at").is_none(), "never announced: {s}");
+    }
+    lab.command(&["state", "show"])
+        .status(0)
+        .stdout_contains(&format!("firing, inhibited by {backend}"));
+
+    // Nothing new: nothing sent.
+    let out = lab.run(&["run", "--format", "json"], 60);
+    out.status(0);
+    assert!(notified(&out).is_empty(), "{}", out.stdout);
+
+    // The backend is UP again (web1 back, web2 in MAINT); web3 and web4 still fire and
+    // were never announced: announced now. web1 and web2 recover without a word.
+    lab.capture("haproxy-2.6/down-after-kill.csv");
+    let out = lab.run(&["run", "--format", "json"], 120);
+    out.status(0);
+    assert_eq!(
+        notified(&out),
+        [
+            "-BackendDown app-main/",
+            "+ServerDown app-main/web3",
+            "+ServerDown app-main/web4"
+        ]
+    );
+    let state = lab.state();
+    assert!(
+        state["alerts"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|a| a.get("inhibited_by").is_none()),
+        "{state}"
+    );
+}
+
+/// A state file written before inhibition existed (no `inhibited_by`) loads as it is:
+/// its announced ServerDown stays announced once the backend goes down, and its recovery
+/// is announced even though it recovers while inhibited.
+#[test]
+fn an_announced_server_inhibited_later_still_announces_its_recovery() {
+    let lab = Lab::new("");
+    lab.capture("haproxy-2.6/down-after-kill.csv");
+    let out = lab.run(&["run", "--format", "json"], 0);
+    assert_eq!(
+        notified(&out),
+        ["+ServerDown app-main/web3", "+ServerDown app-main/web4"]
+    );
+    let text = std::fs::read_to_string(lab.dir.path().join("state.json")).unwrap();
+    assert!(!text.contains("inhibited_by"), "nothing inhibited: {text}");
+
+    lab.capture("haproxy-2.6/backend-down.csv");
+    let out = lab.run(&["run", "--format", "json"], 60);
+    assert_eq!(notified(&out), ["+BackendDown app-main/"]);
+
+    // web3 comes back while the backend is still DOWN? Not possible: the backend comes
+    // back with it. web1 back: BackendDown resolves; web2 (never announced, now MAINT)
+    // recovers in silence; web3 and web4 were announced and still fire: no repeat.
+    lab.capture("haproxy-2.6/down-after-kill.csv");
+    let out = lab.run(&["run", "--format", "json"], 120);
+    assert_eq!(notified(&out), ["-BackendDown app-main/"]);
+
+    // All back: the recoveries of the two announced problems.
+    lab.capture("haproxy-2.6/check-in-progress.csv");
+    let out = lab.run(&["run", "--format", "json"], 180);
+    let got = notified(&out);
+    assert!(
+        got.contains(&"-ServerDown app-main/web3".to_string()),
+        "{got:?}"
+    );
+}
+
+/// `[source_unreachable] for_runs = 3`: one or two failed reads neither notify nor print
+/// the stderr line cron would mail; the third does both. Exit 1 all along (the run had
+/// trouble).
+#[test]
+fn source_unreachable_waits_for_its_for_runs_before_printing_or_notifying() {
+    let lab = Lab::new("[source_unreachable]\nfor_runs = 3\nseverity = \"warning\"\n");
+    lab.unreadable();
+    for (i, at) in [0, 60].into_iter().enumerate() {
+        let out = lab.run(&["run", "--format", "json"], at);
+        out.status(1).stderr_empty();
+        assert!(notified(&out).is_empty(), "run {}: {}", i + 1, out.stdout);
+    }
+    // -v shows the held-back failure.
+    let out = lab.run(&["-v", "run", "--dry-run"], 90);
+    out.status(1).stderr_contains("source lb1: ");
+    let out = lab.run(&["run", "--format", "json"], 120);
+    out.status(1)
+        .stderr_contains("hapwatch: source lb1: ")
+        .stderr_line_count(1);
+    assert_eq!(notified(&out), ["+SourceUnreachable /"]);
+    let state = lab.state();
+    let alert = state["alerts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|a| a["labels"]["alertname"] == "SourceUnreachable")
+        .unwrap()
+        .clone();
+    assert_eq!(alert["labels"]["severity"], "warning");
+}
+
+#[test]
+fn config_errors_point_at_the_inhibit_or_source_unreachable_entry() {
+    let lab = Lab::new(
+        "[[inhibit]]\nsource_matchers = [\"alertname=BackendDown\"]\ntarget_matchers = [\"alertname\"]\n",
+    );
+    lab.command(&["check"])
+        .status(2)
+        .stderr_contains("hapwatch.toml:9:")
+        .stderr_contains(
+            "[[inhibit]] target_matchers: matcher \"alertname\": expected LABEL=VALUE",
+        );
+    let lab = Lab::new("[source_unreachable]\nnotify = [\"pagr\"]\n\n[notifier.pager]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n");
+    lab.command(&["check"])
+        .status(2)
+        .stderr_contains("[source_unreachable]: notify: no notifier named \"pagr\"")
+        .stderr_contains("did you mean");
+    let lab = Lab::new("[source_unreachable]\nfor = \"2m\"\nfor_runs = 2\n");
+    lab.command(&["check"])
+        .status(2)
+        .stderr_contains("[source_unreachable]: set `for` or `for_runs`, not both");
+}
