@@ -787,19 +787,39 @@ fn period(since: &str, until: Option<&str>, now: f64) -> Result<(f64, f64), Erro
     Ok((since, until))
 }
 
+/// The history records up to the end of the period (`since`, `until` as the user wrote
+/// them) whose labels match, and the recap of the period they make.
+fn recap_of(
+    config_path: &Path,
+    state_path: Option<&Path>,
+    (since, until): (&str, Option<&str>),
+    matchers: &[String],
+    now: f64,
+) -> Result<(Vec<crate::history::Record>, crate::recap::Recap), Error> {
+    let config = Config::load(config_path)?;
+    let (since, until) = period(since, until, now)?;
+    let matchers = crate::history::parse_matchers(matchers).map_err(Error::Usage)?;
+    let (records, skipped) = read_history(&history_of(&config, state_path)?, until, &matchers)?;
+    let recap =
+        crate::recap::Recap::new(crate::history::incidents(&records), since, until, skipped);
+    Ok((records, recap))
+}
+
 /// `hapwatch history`.
 pub fn history(
     config_path: &Path,
     state_path: Option<&Path>,
     args: &crate::cli::HistoryArgs,
 ) -> Result<Exit, Error> {
-    let config = Config::load(config_path)?;
     let now = args.now.unwrap_or_else(unix_now);
-    let (since, until) = period(&args.since, args.until.as_deref(), now)?;
-    let matchers = crate::history::parse_matchers(&args.matchers).map_err(Error::Usage)?;
-    let (records, skipped) = read_history(&history_of(&config, state_path)?, until, &matchers)?;
-    let recap =
-        crate::recap::Recap::new(crate::history::incidents(&records), since, until, skipped);
+    let (records, recap) = recap_of(
+        config_path,
+        state_path,
+        (&args.since, args.until.as_deref()),
+        &args.matchers,
+        now,
+    )?;
+    let (since, until, skipped) = (recap.since, recap.until, recap.skipped);
     let shown: Vec<&crate::history::Record> = records.iter().filter(|r| r.time >= since).collect();
     let mut out = BufWriter::new(std::io::stdout().lock());
     match args.format {
@@ -820,13 +840,14 @@ pub fn report(
     state_path: Option<&Path>,
     args: &crate::cli::ReportArgs,
 ) -> Result<Exit, Error> {
-    let config = Config::load(config_path)?;
     let now = args.now.unwrap_or_else(unix_now);
-    let (since, until) = period(&args.since, args.until.as_deref(), now)?;
-    let matchers = crate::history::parse_matchers(&args.matchers).map_err(Error::Usage)?;
-    let (records, skipped) = read_history(&history_of(&config, state_path)?, until, &matchers)?;
-    let recap =
-        crate::recap::Recap::new(crate::history::incidents(&records), since, until, skipped);
+    let (_, recap) = recap_of(
+        config_path,
+        state_path,
+        (&args.since, args.until.as_deref()),
+        &args.matchers,
+        now,
+    )?;
     let text = match args.format {
         ReportFormat::Html => crate::recap::html::page(&recap, now),
         ReportFormat::Svg => crate::recap::svg::image(&recap),

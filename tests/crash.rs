@@ -253,14 +253,15 @@ fn a_full_disk_is_a_clear_error_and_leaves_the_last_state_intact() {
         saved,
         "the previous state is untouched"
     );
-    let leftovers: Vec<_> = std::fs::read_dir(fs.path())
+    let mut leftovers: Vec<_> = std::fs::read_dir(fs.path())
         .unwrap()
-        .map(|e| e.unwrap().file_name())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
+    leftovers.sort();
     assert_eq!(
-        leftovers.len(),
-        2,
-        "state.json and its lock, no temp file: {leftovers:?}"
+        leftovers,
+        ["state.history.jsonl", "state.json", "state.json.lock"],
+        "the state, its lock and the history (of the first run), no temp file"
     );
 }
 
