@@ -30,6 +30,7 @@ pub mod source;
 pub mod state;
 pub mod stats;
 pub mod text;
+pub mod timeinterval;
 pub mod tls;
 pub mod vocab;
 pub mod watch;
@@ -105,7 +106,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::State(cmd) => commands::state(&cli.config, state, cli.adopt_state, cmd),
         Command::NotifyTest { name } => commands::notify_test(&cli.config, name),
         Command::Test { files } => commands::test(files),
-        Command::Route { labels } => commands::route(&cli.config, labels),
+        Command::Route { labels, at } => commands::route(&cli.config, labels, at.as_deref()),
         Command::Init(args) => commands::init(&cli.config, args),
         Command::Completions { shell } => {
             use clap::CommandFactory;
