@@ -232,3 +232,14 @@ fn bad_intervals_are_load_errors_at_their_line_and_column() {
         .stderr_contains("weekdays: \"fryday\" is not a weekday");
     check(TIMED).status(0);
 }
+
+#[test]
+fn the_shipped_backup_window_example_passes_its_rule_test() {
+    let test =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tests/maintenance-windows.toml");
+    Hapwatch::new()
+        .args(["test", &test.display().to_string()])
+        .run()
+        .status(0)
+        .stdout_contains("1 passed, 0 failed");
+}
