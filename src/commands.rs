@@ -35,7 +35,7 @@ pub fn show(config_path: &Path, args: &ShowArgs) -> Result<Exit, Error> {
         proxies: Scope::globs(&args.proxy),
         ..Scope::default()
     };
-    let fetched = source::fetch_all(selected, scope.types);
+    let fetched = source::fetch_all(selected, scope.types, config.max_parallel_sources);
     let failed = report_failures(&fetched);
 
     let mut out = BufWriter::new(std::io::stdout().lock());
@@ -146,7 +146,7 @@ pub fn check(
         .iter()
         .filter(|s| connect || matches!(s.endpoint, Endpoint::File(_)))
         .collect();
-    let fetched = source::fetch_all(to_read, TypeMask::ALL);
+    let fetched = source::fetch_all(to_read, TypeMask::ALL, config.max_parallel_sources);
     if connect {
         trouble |= report_failures(&fetched);
     }

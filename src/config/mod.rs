@@ -18,6 +18,10 @@ pub const DEFAULT_PATH: &str = "/etc/hapwatch/hapwatch.toml";
 /// Connect + read budget of a source when the config sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How many sources are read at a time when the config does not say: enough for a
+/// small machine (each costs a thread, a socket and a dump's buffer while it is read).
+pub const DEFAULT_MAX_PARALLEL_SOURCES: usize = 16;
+
 /// A validated configuration.
 #[derive(Debug)]
 pub struct Config {
@@ -37,6 +41,8 @@ pub struct Config {
     pub only_if: Option<crate::ha::OnlyIf>,
     /// `[heartbeat]`: a URL pinged after each run.
     pub heartbeat: Option<crate::heartbeat::Heartbeat>,
+    /// `max_parallel_sources`: how many sources are read at a time.
+    pub max_parallel_sources: usize,
     /// `[[recurring_silence]]` entries, their time intervals resolved.
     pub recurring_silences: Vec<crate::silence::RecurringSilence>,
     /// Source name → the page an operator opens to act on its alerts (its `link`, else
@@ -206,6 +212,7 @@ struct RawConfig {
     include: Vec<Spanned<String>>,
     #[serde(default)]
     include_sources: Vec<Spanned<String>>,
+    max_parallel_sources: Option<Spanned<usize>>,
     source_defaults: Option<Spanned<RawSourceDefaults>>,
     only_if: Option<Spanned<crate::ha::OnlyIf>>,
     heartbeat: Option<Spanned<crate::heartbeat::Heartbeat>>,
@@ -862,6 +869,16 @@ impl Config {
             only_if: raw.only_if.map(Spanned::into_inner),
             heartbeat: raw.heartbeat.map(Spanned::into_inner),
             recurring_silences,
+            max_parallel_sources: match raw.max_parallel_sources {
+                None => DEFAULT_MAX_PARALLEL_SOURCES,
+                Some(n) if *n.get_ref() == 0 => {
+                    return Err(at(
+                        n.span().start,
+                        "max_parallel_sources must be at least 1 (default 16)".into(),
+                    ))
+                }
+                Some(n) => n.into_inner(),
+            },
             links,
         })
     }
