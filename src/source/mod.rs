@@ -258,7 +258,7 @@ pub fn fetch_all_into<'a, S: RowSink + Send>(
     // A bounded pool: `parallel` threads take the next unread source until none is left,
     // so a hundred sources cost `parallel` threads and sockets at a time, and a source
     // that hangs holds one thread for at most its own timeout.
-    let workers = parallel.clamp(1, sources.len());
+    let workers = parallel.max(1).min(sources.len());
     let next = std::sync::atomic::AtomicUsize::new(0);
     let jobs: Vec<std::sync::Mutex<Option<S>>> = sinks
         .into_iter()
