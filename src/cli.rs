@@ -80,6 +80,11 @@ pub enum Command {
         /// (`alertname` also brings in that rule's `notify`).
         #[arg(long, value_name = "NAME=VALUE,…")]
         labels: String,
+        /// Say whether routes are muted and recurring silences hold at this time instead
+        /// of now: `2026-03-29T03:30:00+02:00`, `2026-03-29T03:30[Europe/Berlin]` or
+        /// `2026-03-29T01:30:00Z`.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
     },
     /// Print a shell completion script.
     Completions {

@@ -36,7 +36,7 @@ pub fn show(config_path: &Path, args: &ShowArgs) -> Result<Exit, Error> {
         proxies: Scope::globs(&args.proxy),
         ..Scope::default()
     };
-    let fetched = source::fetch_all(selected, scope.types);
+    let fetched = source::fetch_all(selected, scope.types, config.max_parallel_sources);
     let failed = report_failures(&fetched);
 
     let mut out = BufWriter::new(std::io::stdout().lock());
@@ -147,7 +147,7 @@ pub fn check(
         .iter()
         .filter(|s| connect || matches!(s.endpoint, Endpoint::File(_)))
         .collect();
-    let fetched = source::fetch_all(to_read, TypeMask::ALL);
+    let fetched = source::fetch_all(to_read, TypeMask::ALL, config.max_parallel_sources);
     if connect {
         trouble |= report_failures(&fetched);
     }
@@ -631,8 +631,14 @@ pub fn notify_test(config_path: &Path, name: &str) -> Result<Exit, Error> {
 
 /// `hapwatch route --labels …`: the routes and notifiers an alert with these labels
 /// reaches, like `amtool config routes test`.
-pub fn route(config_path: &Path, labels: &str) -> Result<Exit, Error> {
+/// `at`: the time to check mutes and recurring silences at (default now).
+pub fn route(config_path: &Path, labels: &str, at: Option<&str>) -> Result<Exit, Error> {
     let config = Config::load(config_path)?;
+    let now = match at {
+        None => unix_now(),
+        Some(text) => crate::timeinterval::parse_time(text)
+            .map_err(|e| Error::Usage(format!("--at {text:?}: {e}")))?,
+    };
     let mut set = crate::alert::Labels::new();
     for pair in labels.split(',').filter(|p| !p.trim().is_empty()) {
         let Some((name, value)) = pair.split_once('=') else {
@@ -676,6 +682,7 @@ pub fn route(config_path: &Path, labels: &str) -> Result<Exit, Error> {
             notifiers: names(notify),
             group_by: config.alerting.group_by.clone(),
             repeat_interval: config.alerting.repeat_interval,
+            muted: notifiers.tree.muted(None, now),
         }]
     } else {
         matched
@@ -685,10 +692,33 @@ pub fn route(config_path: &Path, labels: &str) -> Result<Exit, Error> {
                 notifiers: names(&r.notify),
                 group_by: r.group_by.clone(),
                 repeat_interval: r.repeat_interval,
+                muted: r.muted(now),
             })
             .collect()
     };
-    report::routes(&mut std::io::stdout().lock(), &lines)?;
+    let silenced: Vec<String> = config
+        .recurring_silences
+        .iter()
+        .filter(|s| s.silences(&set, now))
+        .map(|s| {
+            format!(
+                "[[recurring_silence]] at line {} ({}; time intervals {}){}",
+                s.line,
+                s.matchers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                s.interval_names(),
+                if s.comment.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", s.comment)
+                }
+            )
+        })
+        .collect();
+    report::routes(&mut std::io::stdout().lock(), &lines, &silenced)?;
     Ok(Exit::Success)
 }
 

@@ -428,10 +428,7 @@ pub fn step(
             continue;
         }
         let policy = Policy::of(config, Some(alert.name()));
-        let silenced = state
-            .silences
-            .iter()
-            .any(|s| s.silences(&alert.labels, now));
+        let silenced = silenced(config, state, &alert.labels, now);
         if !state.alerts.contains_key(&fingerprint) {
             let rule = config.rules.rules.iter().find(|r| r.name == alert.name());
             adopt_without_source_labels(config, state, alert, rule, &fingerprint);
@@ -516,7 +513,11 @@ pub fn step(
                 let silenced = state
                     .silences
                     .iter()
-                    .any(|s| s.silences(&entry.labels, now));
+                    .any(|s| s.silences(&entry.labels, now))
+                    || config
+                        .recurring_silences
+                        .iter()
+                        .any(|s| s.silences(&entry.labels, now));
                 entry.status = Status::Resolved;
                 entry.resolved_at = Some(now);
                 entry.runs = 0;
@@ -591,6 +592,12 @@ pub fn step(
         // One delivery per route the alert reaches, each repeating on its own clock.
         let policy = Policy::of(config, entry.labels.get("alertname").map(String::as_str));
         for (route, delivery) in deliveries(config, policy.notify, &entry.labels) {
+            // A muted route sends nothing and does not count the alert as announced, so it
+            // is announced when the mute ends if it still fires (Alertmanager's
+            // mute_time_intervals / active_time_intervals).
+            if config.notifiers.tree.muted(route, now).is_some() {
+                continue;
+            }
             let (last, interval) = match route {
                 None => (entry.notified_at, settings.repeat_interval),
                 Some(r) => (entry.routes_notified.get(&r.id).copied(), r.repeat_interval),
@@ -778,6 +785,16 @@ fn deliveries<'c>(
             )
         })
         .collect()
+}
+
+/// Whether a silence (`hapwatch silence add`) or a `[[recurring_silence]]` holds back
+/// the notifications of an alert with `labels` at `now`.
+fn silenced(config: &Config, state: &State, labels: &Labels, now: f64) -> bool {
+    state.silences.iter().any(|s| s.silences(labels, now))
+        || config
+            .recurring_silences
+            .iter()
+            .any(|s| s.silences(labels, now))
 }
 
 /// Whether `route` (`None`: the root) announced this episode of `entry`.

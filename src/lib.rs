@@ -33,6 +33,7 @@ pub mod source;
 pub mod state;
 pub mod stats;
 pub mod text;
+pub mod timeinterval;
 pub mod tls;
 pub mod vocab;
 pub mod watch;
@@ -110,7 +111,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Report(args) => commands::report(&cli.config, state, args),
         Command::NotifyTest { name } => commands::notify_test(&cli.config, name),
         Command::Test { files } => commands::test(files),
-        Command::Route { labels } => commands::route(&cli.config, labels),
+        Command::Route { labels, at } => commands::route(&cli.config, labels, at.as_deref()),
         Command::Init(args) => commands::init(&cli.config, args),
         Command::Completions { shell } => {
             use clap::CommandFactory;

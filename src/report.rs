@@ -575,10 +575,13 @@ pub struct RouteLine {
     pub group_by: Vec<String>,
     /// How often it repeats a firing alert.
     pub repeat_interval: std::time::Duration,
+    /// Why it sends nothing at the time asked about (a mute or active time interval).
+    pub muted: Option<String>,
 }
 
 /// `hapwatch route`: one line per route reached, `→ notifiers` and its grouping.
-pub fn routes(out: &mut impl Write, lines: &[RouteLine]) -> io::Result<()> {
+/// Then one line per recurring silence that holds back the alert at that time.
+pub fn routes(out: &mut impl Write, lines: &[RouteLine], silenced: &[String]) -> io::Result<()> {
     for line in lines {
         writeln!(
             out,
@@ -596,6 +599,12 @@ pub fn routes(out: &mut impl Write, lines: &[RouteLine]) -> io::Result<()> {
             },
             format_secs(line.repeat_interval.as_secs())
         )?;
+        if let Some(muted) = &line.muted {
+            writeln!(out, "  {muted}")?;
+        }
+    }
+    for line in silenced {
+        writeln!(out, "silenced by {line}")?;
     }
     Ok(())
 }

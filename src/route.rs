@@ -5,6 +5,7 @@
 
 use crate::alert::Labels;
 use crate::silence::Matcher;
+use crate::timeinterval::TimeInterval;
 use std::time::Duration;
 
 /// One `[[route]]`, its unset settings inherited from its parent.
@@ -26,6 +27,11 @@ pub struct Route {
     /// Announce recoveries (a rule's `send_resolved` overrides it); `None`: the
     /// notifiers' own setting.
     pub send_resolved: Option<bool>,
+    /// While the time is in one of these, the route sends nothing (not inherited, as
+    /// in Alertmanager).
+    pub mute_time_intervals: Vec<TimeInterval>,
+    /// When set, the route sends only while the time is in one of these (not inherited).
+    pub active_time_intervals: Vec<TimeInterval>,
     /// Child routes, tried in order.
     pub routes: Vec<Route>,
     /// Line of the `[[route]]` entry, for messages.
@@ -35,6 +41,11 @@ pub struct Route {
 impl Route {
     fn matches(&self, labels: &Labels) -> bool {
         self.matchers.iter().all(|m| m.matches(labels))
+    }
+
+    /// Why the route sends nothing at Unix time `now`, or `None` when it sends.
+    pub fn muted(&self, now: f64) -> Option<String> {
+        muted(&self.mute_time_intervals, &self.active_time_intervals, now)
     }
 
     /// The matchers as written: `team=payments, proxy=~pay-*`.
@@ -52,6 +63,26 @@ impl Route {
 pub struct Tree {
     /// Top-level routes, tried in order.
     pub routes: Vec<Route>,
+    /// `[alerting] mute_time_intervals`: the root's (alerts that reach no route).
+    pub root_mute_time_intervals: Vec<TimeInterval>,
+    /// `[alerting] active_time_intervals`: the root's.
+    pub root_active_time_intervals: Vec<TimeInterval>,
+}
+
+/// Why a route with these intervals sends nothing at `now`: the first mute interval the
+/// time is in, or that it is in none of its active intervals.
+fn muted(mute: &[TimeInterval], active: &[TimeInterval], now: f64) -> Option<String> {
+    if let Some(t) = mute.iter().find(|t| t.contains(now)) {
+        return Some(format!("muted by time interval {}", t.name));
+    }
+    if !active.is_empty() && !active.iter().any(|t| t.contains(now)) {
+        let names: Vec<&str> = active.iter().map(|t| t.name.as_str()).collect();
+        return Some(format!(
+            "muted: outside its active time intervals ({})",
+            names.join(", ")
+        ));
+    }
+    None
 }
 
 impl Tree {
@@ -62,6 +93,18 @@ impl Tree {
         let mut out = Vec::new();
         walk(&self.routes, labels, &mut out);
         out
+    }
+
+    /// Why `route` (`None`: the root) sends nothing at Unix time `now`, or `None`.
+    pub fn muted(&self, route: Option<&Route>, now: f64) -> Option<String> {
+        match route {
+            Some(r) => r.muted(now),
+            None => muted(
+                &self.root_mute_time_intervals,
+                &self.root_active_time_intervals,
+                now,
+            ),
+        }
     }
 
     /// True when there is no `[[route]]`.
@@ -102,6 +145,8 @@ mod tests {
             group_by: Vec::new(),
             repeat_interval: Duration::from_secs(3600),
             send_resolved: None,
+            mute_time_intervals: Vec::new(),
+            active_time_intervals: Vec::new(),
             routes,
             line: 0,
         }
@@ -131,6 +176,7 @@ mod tests {
                 ),
                 route("3", &["dc=fra1"], false, Vec::new()),
             ],
+            ..Tree::default()
         };
         let pay = labels(&[("team", "payments"), ("proxy", "pay-api"), ("dc", "fra1")]);
         assert_eq!(ids(&tree, &pay), ["1", "2"], "continue, then 2 stops");
@@ -148,6 +194,7 @@ mod tests {
         // `!=` matches a missing label (as empty), `!~` too.
         let tree = Tree {
             routes: vec![route("1", &["env!=prod", "dc!~fra*"], false, Vec::new())],
+            ..Tree::default()
         };
         assert_eq!(ids(&tree, &labels(&[])), ["1"]);
         assert!(ids(&tree, &labels(&[("env", "prod")])).is_empty());

@@ -41,6 +41,10 @@ struct Case {
     /// The labels of that source, instead of those of the config's `[[source]]` of that
     /// name (as if it had these, `[source_defaults]` included).
     labels: Option<Labels>,
+    /// The time of `at = "0m"`: an RFC 3339 timestamp or a civil time in a named zone
+    /// (`2026-03-29T01:30[Europe/Berlin]`), so that time intervals can be tested; default
+    /// a fixed time in 2027.
+    start: Option<String>,
     #[serde(default)]
     silences: Vec<TestSilence>,
     #[serde(rename = "step", default)]
@@ -185,6 +189,12 @@ fn with_source_labels(config: &mut Config, name: &str, labels: &Labels) {
 }
 
 fn run_case(pipeline: &Pipeline, case: &Case, base: &Path) -> Result<(), String> {
+    let epoch = match &case.start {
+        None => EPOCH,
+        Some(text) => {
+            crate::timeinterval::parse_time(text).map_err(|e| format!("start {text:?}: {e}"))?
+        }
+    };
     let mut state = State::new();
     for (i, s) in case.silences.iter().enumerate() {
         let matchers = s
@@ -192,7 +202,7 @@ fn run_case(pipeline: &Pipeline, case: &Case, base: &Path) -> Result<(), String>
             .iter()
             .map(|m| Matcher::parse(m))
             .collect::<Result<Vec<_>, _>>()?;
-        let starts_at = EPOCH + s.from.as_secs_f64();
+        let starts_at = epoch + s.from.as_secs_f64();
         state.silences.push(Silence {
             id: (i + 1).to_string(),
             matchers,
@@ -204,7 +214,7 @@ fn run_case(pipeline: &Pipeline, case: &Case, base: &Path) -> Result<(), String>
     }
     let mut failures = String::new();
     for (index, step) in case.steps.iter().enumerate() {
-        let now = EPOCH + step.at.as_secs_f64();
+        let now = epoch + step.at.as_secs_f64();
         let label = format!(
             "step {} (at {})",
             index + 1,

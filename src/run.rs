@@ -281,7 +281,12 @@ impl Pipeline {
                 .map(|s| engine::Watch::new(config, &s.name, now, &samples).with_windows(&windows))
                 .collect();
             let fetching = scope.spawn(|| {
-                source::fetch_all_into(&config.sources, config.rules.type_mask(), watches)
+                source::fetch_all_into(
+                    &config.sources,
+                    config.rules.type_mask(),
+                    watches,
+                    config.max_parallel_sources,
+                )
             });
             let mut loaded = match &lock {
                 Some(lock) => lock.load(),

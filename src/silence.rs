@@ -122,6 +122,38 @@ impl Silence {
     }
 }
 
+/// A `[[recurring_silence]]`: matchers that silence alerts while the time is in one of
+/// its time intervals (a backup window, nights, weekends). Part of the config, not of the
+/// state: it holds back notifications the way a silence does.
+#[derive(Debug, Clone)]
+pub struct RecurringSilence {
+    /// All must match.
+    pub matchers: Vec<Matcher>,
+    /// It holds while the time is in any of these.
+    pub time_intervals: Vec<crate::timeinterval::TimeInterval>,
+    /// Why (shown by `hapwatch route`).
+    pub comment: String,
+    /// Line of its entry in the config, for messages.
+    pub line: usize,
+}
+
+impl RecurringSilence {
+    /// True when it silences `labels` at time `now`.
+    pub fn silences(&self, labels: &Labels, now: f64) -> bool {
+        self.matchers.iter().all(|m| m.matches(labels))
+            && self.time_intervals.iter().any(|t| t.contains(now))
+    }
+
+    /// The names of its time intervals, comma-separated.
+    pub fn interval_names(&self) -> String {
+        self.time_intervals
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

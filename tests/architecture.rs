@@ -15,7 +15,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("0 primitives", &["text", "duration", "secret", "tls"]),
     (
         "1 shared vocabulary and infrastructure",
-        &["alert", "stats", "log", "http", "ha", "sdnotify"],
+        &[
+            "alert",
+            "stats",
+            "log",
+            "http",
+            "ha",
+            "sdnotify",
+            "timeinterval",
+        ],
     ),
     (
         "2 vocabulary built on it",

@@ -20,6 +20,10 @@ pub const DEFAULT_PATH: &str = "/etc/hapwatch/hapwatch.toml";
 /// Connect + read budget of a source when the config sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How many sources are read at a time when the config does not say: enough for a
+/// small machine (each costs a thread, a socket and a dump's buffer while it is read).
+pub const DEFAULT_MAX_PARALLEL_SOURCES: usize = 16;
+
 /// A validated configuration.
 #[derive(Debug)]
 pub struct Config {
@@ -45,6 +49,10 @@ pub struct Config {
     pub only_if: Option<crate::ha::OnlyIf>,
     /// `[heartbeat]`: a URL pinged after each run.
     pub heartbeat: Option<crate::heartbeat::Heartbeat>,
+    /// `max_parallel_sources`: how many sources are read at a time.
+    pub max_parallel_sources: usize,
+    /// `[[recurring_silence]]` entries, their time intervals resolved.
+    pub recurring_silences: Vec<crate::silence::RecurringSilence>,
     /// Source name → the page an operator opens to act on its alerts (its `link`, else
     /// the stats page of a `url` source without credentials or query): Alertmanager's
     /// `generatorURL`.
@@ -164,6 +172,11 @@ pub struct Alerting {
     /// sent by then stays in the outbox, and the run ends with exit 1 (default 40s).
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub run_timeout: Duration,
+    /// `[[time_interval]]` names during which alerts that reach no `[[route]]` (the
+    /// implicit root) are not sent; resolved into `Notifiers::tree` at load.
+    pub mute_time_intervals: Vec<Spanned<String>>,
+    /// When set, alerts that reach no `[[route]]` are sent only during these.
+    pub active_time_intervals: Vec<Spanned<String>>,
 }
 
 impl Default for Alerting {
@@ -176,6 +189,8 @@ impl Default for Alerting {
             retention: Duration::from_secs(24 * 3600),
             outbox_max_age: Duration::from_secs(24 * 3600),
             run_timeout: Duration::from_secs(40),
+            mute_time_intervals: Vec::new(),
+            active_time_intervals: Vec::new(),
         }
     }
 }
@@ -363,6 +378,7 @@ struct RawConfig {
     include: Vec<Spanned<String>>,
     #[serde(default)]
     include_sources: Vec<Spanned<String>>,
+    max_parallel_sources: Option<Spanned<usize>>,
     source_defaults: Option<Spanned<RawSourceDefaults>>,
     only_if: Option<Spanned<crate::ha::OnlyIf>>,
     heartbeat: Option<Spanned<crate::heartbeat::Heartbeat>>,
@@ -383,6 +399,122 @@ struct RawConfig {
     #[serde(default)]
     inhibit: Vec<Spanned<RawInhibit>>,
     source_unreachable: Option<Spanned<RawSourceUnreachable>>,
+    #[serde(default)]
+    time_interval: Vec<Spanned<RawTimeInterval>>,
+    #[serde(default)]
+    recurring_silence: Vec<Spanned<RawRecurringSilence>>,
+}
+
+/// A `[[time_interval]]` entry as written: one period of the interval `name`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeInterval {
+    name: Spanned<String>,
+    #[serde(default)]
+    times: Vec<Spanned<String>>,
+    #[serde(default)]
+    weekdays: Vec<Spanned<String>>,
+    #[serde(default)]
+    days_of_month: Vec<Spanned<String>>,
+    #[serde(default)]
+    months: Vec<Spanned<String>>,
+    #[serde(default)]
+    years: Vec<Spanned<String>>,
+    location: Option<Spanned<String>>,
+}
+
+/// A `[[recurring_silence]]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecurringSilence {
+    matchers: Vec<Spanned<String>>,
+    time_intervals: Vec<Spanned<String>>,
+    #[serde(default)]
+    comment: String,
+}
+
+/// The `[[time_interval]]` entries by name; entries of the same name are the periods of
+/// one interval (the time is in it when it is in any of them).
+type Intervals = BTreeMap<String, crate::timeinterval::TimeInterval>;
+
+fn build_intervals(
+    raw: &[Spanned<RawTimeInterval>],
+    at: &dyn Fn(usize, String) -> ConfigError,
+) -> Result<Intervals, ConfigError> {
+    let mut out = Intervals::new();
+    for entry in raw {
+        let e = entry.get_ref();
+        let name = e.name.get_ref().trim();
+        let what = format!("[[time_interval]] {name}");
+        if name.is_empty() {
+            return Err(at(
+                e.name.span().start,
+                "[[time_interval]]: name must not be empty".into(),
+            ));
+        }
+        let raw_period = crate::timeinterval::RawPeriod {
+            times: placed(&e.times),
+            weekdays: placed(&e.weekdays),
+            days_of_month: placed(&e.days_of_month),
+            months: placed(&e.months),
+            years: placed(&e.years),
+            location: e
+                .location
+                .as_ref()
+                .map(|l| (l.get_ref().as_str(), l.span().start)),
+        };
+        let period = raw_period
+            .build()
+            .map_err(|(offset, m)| at(offset, format!("{what}: {m}")))?;
+        out.entry(name.to_string())
+            .or_insert_with(|| crate::timeinterval::TimeInterval {
+                name: name.to_string(),
+                periods: Vec::new(),
+            })
+            .periods
+            .push(period);
+    }
+    Ok(out)
+}
+
+/// Each value with its offset in the file.
+fn placed(values: &[Spanned<String>]) -> Vec<(&str, usize)> {
+    values
+        .iter()
+        .map(|v| (v.get_ref().as_str(), v.span().start))
+        .collect()
+}
+
+/// The intervals `names` refer to; an unknown name is an error at its place.
+fn resolve_intervals(
+    names: &[Spanned<String>],
+    intervals: &Intervals,
+    what: &str,
+    at: &dyn Fn(usize, String) -> ConfigError,
+) -> Result<Vec<crate::timeinterval::TimeInterval>, ConfigError> {
+    names
+        .iter()
+        .map(|n| {
+            intervals.get(n.get_ref().trim()).cloned().ok_or_else(|| {
+                at(
+                    n.span().start,
+                    format!(
+                        "{what}: no [[time_interval]] named {:?}{} (time intervals: {})",
+                        n.get_ref(),
+                        crate::rules::expr::suggest(
+                            n.get_ref(),
+                            intervals.keys().map(String::as_str)
+                        ),
+                        if intervals.is_empty() {
+                            "none".to_string()
+                        } else {
+                            intervals.keys().cloned().collect::<Vec<_>>().join(", ")
+                        }
+                    ),
+                )
+            })
+        })
+        .collect()
 }
 
 /// A `[[route]]` as written.
@@ -400,6 +532,10 @@ struct RawRoute {
     repeat_interval: Option<Duration>,
     send_resolved: Option<bool>,
     #[serde(default)]
+    mute_time_intervals: Vec<Spanned<String>>,
+    #[serde(default)]
+    active_time_intervals: Vec<Spanned<String>>,
+    #[serde(default)]
     route: Vec<Spanned<RawRoute>>,
 }
 
@@ -409,7 +545,7 @@ fn build_routes(
     raw: Vec<Spanned<RawRoute>>,
     parent: &crate::route::Route,
     path: &str,
-    notifiers: &Notifiers,
+    (notifiers, intervals): (&Notifiers, &Intervals),
     text: &str,
     at: &dyn Fn(usize, String) -> ConfigError,
     ids: &mut HashSet<String>,
@@ -477,10 +613,30 @@ fn build_routes(
             group_by: raw.group_by.unwrap_or_else(|| parent.group_by.clone()),
             repeat_interval: raw.repeat_interval.unwrap_or(parent.repeat_interval),
             send_resolved: raw.send_resolved.or(parent.send_resolved),
+            mute_time_intervals: resolve_intervals(
+                &raw.mute_time_intervals,
+                intervals,
+                &format!("{what}: mute_time_intervals"),
+                at,
+            )?,
+            active_time_intervals: resolve_intervals(
+                &raw.active_time_intervals,
+                intervals,
+                &format!("{what}: active_time_intervals"),
+                at,
+            )?,
             routes: Vec::new(),
             line: line_col(text, offset).0,
         };
-        route.routes = build_routes(raw.route, &route, &position, notifiers, text, at, ids)?;
+        route.routes = build_routes(
+            raw.route,
+            &route,
+            &position,
+            (notifiers, intervals),
+            text,
+            at,
+            ids,
+        )?;
         out.push(route);
     }
     Ok(out)
@@ -796,14 +952,65 @@ impl Config {
             group_by: raw.alerting.group_by.clone(),
             repeat_interval: raw.alerting.repeat_interval,
             send_resolved: None,
+            mute_time_intervals: Vec::new(),
+            active_time_intervals: Vec::new(),
             routes: Vec::new(),
             line: 0,
         };
+        let intervals = build_intervals(&raw.time_interval, &at)?;
+        notifiers.tree.root_mute_time_intervals = resolve_intervals(
+            &raw.alerting.mute_time_intervals,
+            &intervals,
+            "[alerting] mute_time_intervals",
+            &at,
+        )?;
+        notifiers.tree.root_active_time_intervals = resolve_intervals(
+            &raw.alerting.active_time_intervals,
+            &intervals,
+            "[alerting] active_time_intervals",
+            &at,
+        )?;
+        let mut recurring_silences = Vec::new();
+        for entry in &raw.recurring_silence {
+            let offset = entry.span().start;
+            let e = entry.get_ref();
+            let what = format!("[[recurring_silence]] {}", recurring_silences.len() + 1);
+            let mut matchers = Vec::new();
+            for m in &e.matchers {
+                matchers.push(
+                    crate::silence::Matcher::parse(m.get_ref())
+                        .map_err(|err| at(m.span().start, format!("{what}: {err}")))?,
+                );
+            }
+            if matchers.is_empty() {
+                return Err(at(
+                    offset,
+                    format!("{what}: give at least one matcher (e.g. matchers = [\"proxy=be-db\"]); a silence of everything is mute_time_intervals in [alerting]"),
+                ));
+            }
+            if e.time_intervals.is_empty() {
+                return Err(at(
+                    offset,
+                    format!("{what}: give time_intervals = [\"NAME\"] of a [[time_interval]]"),
+                ));
+            }
+            recurring_silences.push(crate::silence::RecurringSilence {
+                matchers,
+                time_intervals: resolve_intervals(
+                    &e.time_intervals,
+                    &intervals,
+                    &format!("{what}: time_intervals"),
+                    &at,
+                )?,
+                comment: e.comment.clone(),
+                line: line_col(text, offset).0,
+            });
+        }
         notifiers.tree.routes = build_routes(
             raw.route,
             &root,
             "",
-            &notifiers,
+            (&notifiers, &intervals),
             text,
             &at,
             &mut HashSet::new(),
@@ -889,6 +1096,17 @@ impl Config {
             notifiers,
             only_if: raw.only_if.map(Spanned::into_inner),
             heartbeat: raw.heartbeat.map(Spanned::into_inner),
+            recurring_silences,
+            max_parallel_sources: match raw.max_parallel_sources {
+                None => DEFAULT_MAX_PARALLEL_SOURCES,
+                Some(n) if *n.get_ref() == 0 => {
+                    return Err(at(
+                        n.span().start,
+                        "max_parallel_sources must be at least 1 (default 16)".into(),
+                    ))
+                }
+                Some(n) => n.into_inner(),
+            },
             links,
         })
     }

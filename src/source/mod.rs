@@ -214,27 +214,30 @@ fn some_rows(
     Ok(snapshot)
 }
 
-/// Fetches all `sources` concurrently, one thread each; results come back in input order.
-/// A failing source never keeps the others from being read. Runtime API sources dump
-/// only the rows of `types`.
+/// Fetches all `sources` concurrently, at most `parallel` at a time (at least one);
+/// results come back in input order. A failing or slow source never keeps the others from
+/// being read: each has its own deadline (its `timeout`), and a thread that is free takes
+/// the next source. Runtime API sources dump only the rows of `types`.
 pub fn fetch_all<'a>(
     sources: impl IntoIterator<Item = &'a SourceConfig>,
     types: TypeMask,
+    parallel: usize,
 ) -> Vec<Fetched> {
     let sources: Vec<&SourceConfig> = sources.into_iter().collect();
     let sinks = sources.iter().map(|_| IgnoreRows).collect();
-    fetch_all_into(sources, types, sinks)
+    fetch_all_into(sources, types, sinks, parallel)
         .into_iter()
         .map(|(fetched, _)| fetched)
         .collect()
 }
 
 /// [`fetch_all`], showing each source's rows to its sink (`sinks[i]` for `sources[i]`)
-/// in that source's thread; the sinks come back with the results.
+/// in the thread that reads it; the sinks come back with the results.
 pub fn fetch_all_into<'a, S: RowSink + Send>(
     sources: impl IntoIterator<Item = &'a SourceConfig>,
     types: TypeMask,
     sinks: Vec<S>,
+    parallel: usize,
 ) -> Vec<(Fetched, S)> {
     let sources: Vec<&SourceConfig> = sources.into_iter().collect();
     assert_eq!(sources.len(), sinks.len(), "one sink per source");
@@ -252,17 +255,42 @@ pub fn fetch_all_into<'a, S: RowSink + Send>(
         let sink = sinks.into_iter().next().expect("one sink");
         return vec![timed(sources[0], sink)];
     }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = sources
-            .iter()
-            .zip(sinks)
-            .map(|(source, sink)| scope.spawn(move || timed(source, sink)))
+    // A bounded pool: `parallel` threads take the next unread source until none is left,
+    // so a hundred sources cost `parallel` threads and sockets at a time, and a source
+    // that hangs holds one thread for at most its own timeout.
+    let workers = parallel.max(1).min(sources.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let jobs: Vec<std::sync::Mutex<Option<S>>> = sinks
+        .into_iter()
+        .map(|s| std::sync::Mutex::new(Some(s)))
+        .collect();
+    let mut done: Vec<(usize, (Fetched, S))> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(source) = sources.get(i) else {
+                            return out;
+                        };
+                        let sink = jobs[i]
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .take()
+                            .expect("each source is taken once");
+                        out.push((i, timed(source, sink)));
+                    }
+                })
+            })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().expect("a source thread panicked"))
+            .flat_map(|h| h.join().expect("a source thread panicked"))
             .collect()
-    })
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Splits the reply to `show info;show stat` (or a capture of it) into its two blocks.
