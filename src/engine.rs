@@ -574,6 +574,15 @@ pub fn step(
     let firing_now: Vec<(&str, &Labels)> =
         inhibitors.iter().map(|(fp, l)| (fp.as_str(), l)).collect();
     let index = crate::inhibit::Inhibitors::new(&config.inhibit, &firing_now);
+    // Alerts kept firing without being evaluated (their source failed, a server in INI,
+    // counters reset, `keep_firing_for`): what inhibits them may have changed meanwhile.
+    for (fingerprint, entry) in state.alerts.iter_mut() {
+        if entry.status == Status::Firing && !seen.contains(fingerprint) {
+            entry.inhibited_by = index
+                .inhibitor(fingerprint, &entry.labels)
+                .map(|(fp, _)| fp.to_string());
+        }
+    }
     for (fingerprint, silenced, transition) in firing {
         let Some(entry) = state.alerts.get_mut(&fingerprint) else {
             continue;
@@ -668,10 +677,7 @@ fn still_firing(
                 && entry.notified_at.is_some()
                 && entry.inhibited_by.is_none()
                 && !news.contains(fingerprint.as_str())
-                && !state
-                    .silences
-                    .iter()
-                    .any(|s| s.silences(&entry.labels, now))
+                && !silenced(config, state, &entry.labels, now)
         })
         .flat_map(|(fingerprint, entry)| {
             let policy = Policy::of(config, entry.labels.get("alertname").map(String::as_str));
