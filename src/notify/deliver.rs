@@ -350,20 +350,20 @@ pub fn send(
                     .map_err(|e| Failure::transient(format!("cannot write to stdout: {e}")))
                     .map(|()| Vec::new())
             }
-            (Message::Http(request), Kind::Webhook(cfg)) => post(
+            (
+                Message::Http(request),
+                Kind::Webhook(super::WebhookConfig {
+                    ca_file, insecure, ..
+                })
+                | Kind::Alertmanager(super::AmConfig {
+                    ca_file, insecure, ..
+                }),
+            ) => post(
                 request,
                 notifier.timeout,
                 budget,
-                cfg.ca_file.as_deref(),
-                cfg.insecure,
-            )
-            .map(|()| Vec::new()),
-            (Message::Http(request), Kind::Alertmanager(cfg)) => post(
-                request,
-                notifier.timeout,
-                budget,
-                cfg.ca_file.as_deref(),
-                cfg.insecure,
+                ca_file.as_deref(),
+                *insecure,
             )
             .map(|()| Vec::new()),
             _ => Err(Failure::transient("message and notifier do not match")),
