@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fixture_bytes, Hapwatch, Output};
+use common::{fixture_bytes, rule_test, Hapwatch, Output};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
@@ -467,24 +467,6 @@ name = "Web4Down"
 scope = { type = "server", server = "web4" }
 when = 'state == "down"'
 "#;
-
-fn rule_test(config: &str, cases: &str) -> Output {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/haproxy-2.6")
-        .display()
-        .to_string();
-    Hapwatch::new()
-        .file("c.toml", config)
-        .file(
-            "t.toml",
-            format!(
-                "config = \"c.toml\"\n{}",
-                cases.replace("FIXTURES", &fixtures)
-            ),
-        )
-        .args(["test", "t.toml"])
-        .run()
-}
 
 #[test]
 fn a_payments_alert_reaches_the_payments_notifier_and_not_the_default_one() {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Hapwatch, Output};
+use common::{rule_test, Hapwatch};
 use std::path::Path;
 
 /// web3 is critical and pages on-call, except during the nightly backup window (03:00–
@@ -56,24 +56,6 @@ scope = { type = "server", server = "web4" }
 when = 'state == "down"'
 severity = "warning"
 "#;
-
-fn rule_test(config: &str, cases: &str) -> Output {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/haproxy-2.6")
-        .display()
-        .to_string();
-    Hapwatch::new()
-        .file("c.toml", config)
-        .file(
-            "t.toml",
-            format!(
-                "config = \"c.toml\"\n{}",
-                cases.replace("FIXTURES", &fixtures)
-            ),
-        )
-        .args(["test", "t.toml"])
-        .run()
-}
 
 #[test]
 fn a_recurring_silence_holds_back_the_backup_window_across_the_switch_to_summer_time() {

@@ -512,6 +512,26 @@ pub fn shipped_rule(name: &str) -> String {
     rest[..end].to_string()
 }
 
+/// `hapwatch test` on a rule-test file holding `cases`, for the config `config` (both
+/// written to a temp dir); `FIXTURES` in `cases` names tests/fixtures/haproxy-2.6.
+pub fn rule_test(config: &str, cases: &str) -> Output {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/haproxy-2.6")
+        .display()
+        .to_string();
+    Hapwatch::new()
+        .file("c.toml", config)
+        .file(
+            "t.toml",
+            format!(
+                "config = \"c.toml\"\n{}",
+                cases.replace("FIXTURES", &fixtures)
+            ),
+        )
+        .args(["test", "t.toml"])
+        .run()
+}
+
 /// `text` as a TOML basic string, quotes and escapes included.
 pub fn toml_str(text: &str) -> String {
     toml::Value::String(text.to_string()).to_string()
