@@ -618,15 +618,7 @@ impl RuleSet {
         }
         labels.insert("severity".into(), rule.severity.clone());
         labels.extend(rule.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let value = rule
-            .value
-            .as_ref()
-            .and_then(|v| match eval::eval(v, row, env) {
-                Val::Number(n) => Some(AlertValue::Number(n)),
-                Val::Text(t) => Some(AlertValue::Text(t.to_string())),
-                Val::Bool(b) => Some(AlertValue::Text(b.to_string())),
-                Val::Absent => None,
-            });
+        let value = alert_value(rule, row, env);
         let mut annotations = BTreeMap::new();
         let render = |(name, vars): &(String, Vec<String>)| {
             self.templates.render(
@@ -657,6 +649,17 @@ impl RuleSet {
             annotations,
             value,
         }
+    }
+}
+
+/// The alert value of `rule` on `row`: its `value` expression, absent when it has none or
+/// the expression is absent there.
+fn alert_value(rule: &Rule, row: &Row<'_>, env: &Env<'_>) -> Option<AlertValue> {
+    match eval::eval(rule.value.as_ref()?, row, env) {
+        Val::Number(n) => Some(AlertValue::Number(n)),
+        Val::Text(t) => Some(AlertValue::Text(t.to_string())),
+        Val::Bool(b) => Some(AlertValue::Text(b.to_string())),
+        Val::Absent => None,
     }
 }
 

@@ -16,7 +16,7 @@ use super::eval::{Env, Previous, Val};
 use super::expr::{ColumnTable, Counter, Expr, ExprError, Rows, Type, Typed};
 use super::sample::{increase, Sample};
 use super::{RawScope, Rule, RuleSet};
-use crate::alert::{Alert, Labels, Value as AlertValue};
+use crate::alert::{Alert, Labels};
 use crate::scope::Scope;
 use crate::stats::{columns, info_field_is_text, Info, Row, Stats, Table, TypeMask, INFO_FIELDS};
 use serde::{Deserialize, Serialize};
@@ -549,15 +549,7 @@ impl RuleSet {
         labels.insert("type".into(), "process".into());
         labels.insert("severity".into(), rule.severity.clone());
         labels.extend(rule.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let value = rule
-            .value
-            .as_ref()
-            .and_then(|v| match super::eval::eval(v, row, env) {
-                Val::Number(n) => Some(AlertValue::Number(n)),
-                Val::Text(t) => Some(AlertValue::Text(t.to_string())),
-                Val::Bool(b) => Some(AlertValue::Text(b.to_string())),
-                Val::Absent => None,
-            });
+        let value = super::alert_value(rule, row, env);
         let render = |(name, vars): &(String, Vec<String>)| {
             let vars = vars
                 .iter()
