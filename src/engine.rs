@@ -116,7 +116,7 @@ impl<'r> Watch<'r> {
             ),
             capture: Capture::new(config.rules.counter_columns())
                 .with_prev(config.rules.prev_capture()),
-            window_capture: Capture::new(config.rules.window_columns()),
+            window_capture: config.rules.window_capture(),
             windows: Windows::Known(None),
             unchecked: Vec::new(),
             counters_reset: true,
@@ -379,6 +379,7 @@ pub fn step(
                     config.source_labels(source.name),
                     snapshot.info.as_ref(),
                     state.samples.get(source.name),
+                    state.windows.get(source.name),
                     now,
                     None,
                 ));

@@ -152,3 +152,64 @@ fn without_prev_the_state_file_has_no_prev_values() {
     assert!(text.contains("\"samples\""), "{text}");
     assert!(!text.contains("\"prev\""), "{text}");
 }
+
+/// `delta(DroppedLogs, 5m)`: a window over a `show info` counter. Its samples go through
+/// the state file between runs (the field alone, no rows), the window is covered after
+/// five minutes, and the alert resolves when nothing rose for five (the lab-windows
+/// captures, one a minute: DroppedLogs rises until 4m30s, then stays).
+#[test]
+fn a_window_over_a_show_info_counter_is_kept_in_the_state_between_runs() {
+    let dir = common::temp_dir();
+    let source = dir.path().join("lb1.txt");
+    let config = dir.path().join("hapwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[source]]\nname = \"lb1\"\nfile = {}\n\n[state]\nfile = \"state.json\"\n\n\
+             [[rule]]\nname = \"DroppingLogs\"\nscope = {{ type = \"process\" }}\n\
+             when = 'delta(DroppedLogs, 5m) > 0'\n",
+            toml::Value::String(source.display().to_string())
+        ),
+    )
+    .unwrap();
+    let capture = |k: u32| {
+        let path = common::fixture(&format!("haproxy-2.6/lab-windows/t{k}.txt"));
+        std::fs::copy(&path, &source).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    };
+    let base = 1_796_400_000.0;
+    let mut announced = Vec::new();
+    for k in 1..=11u32 {
+        capture(k);
+        let at = base + 60.0 * f64::from(k - 1);
+        let out = Hapwatch::new()
+            .config_path(&config)
+            .args(["run", "--format", "json", "--now", &at.to_string()])
+            .run();
+        out.success().stderr_empty();
+        let state: Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("state.json")).unwrap()).unwrap();
+        let history = state["windows"]["lb1"].as_array().expect("window samples");
+        // Only the field the window reads, no row of `show stat`.
+        let last = history.last().unwrap();
+        assert_eq!(last["columns"], serde_json::json!([]), "{state}");
+        assert!(last["info"]["DroppedLogs"].is_string(), "{state}");
+        assert_eq!(last["info"].as_object().unwrap().len(), 1, "{state}");
+        for line in out.stdout.lines().filter(|l| !l.trim().is_empty()) {
+            let n: Value = serde_json::from_str(line).unwrap();
+            for (list, mark) in [("firing", "+"), ("resolved", "-")] {
+                for alert in n[list].as_array().into_iter().flatten() {
+                    let value = alert["value"].as_f64().unwrap_or(-1.0);
+                    announced.push(format!(
+                        "{k}:{mark}{}",
+                        alert["labels"]["alertname"].as_str().unwrap()
+                    ));
+                    if mark == "+" {
+                        // t1 → t6: 13,395 − 1,336 log lines dropped.
+                        assert_eq!(value, 12_059.0, "{line}");
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(announced, ["6:+DroppingLogs", "11:-DroppingLogs"]);
+}

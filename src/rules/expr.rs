@@ -972,11 +972,19 @@ impl Parser<'_> {
         let mut args = args.into_iter();
         let ((column, _), column_at) = args.next().expect("two arguments");
         let ((length, _), length_at) = args.next().expect("two arguments");
-        let Expr::NumberColumn(column) = column else {
-            return Err(ExprError::new(
-                column_at,
-                format!("`{name}` takes a counter column name and a window, e.g. {name}(stot, 5m)"),
-            ));
+        // A `show stat` counter, or a `show info` one (`DroppedLogs` on the process row,
+        // `info.DroppedLogs` anywhere).
+        let (column, info) = match column {
+            Expr::NumberColumn(column) => (column, false),
+            Expr::Process(super::process::Node::Info(column, false)) => (column, true),
+            _ => {
+                return Err(ExprError::new(
+                    column_at,
+                    format!(
+                        "`{name}` takes a counter column name and a window, e.g. {name}(stot, 5m)"
+                    ),
+                ))
+            }
         };
         let seconds = match length {
             Expr::Number(n) if n >= 1.0 => n,
@@ -993,6 +1001,7 @@ impl Parser<'_> {
             Expr::Window(Window {
                 kind,
                 column,
+                info,
                 seconds,
             }),
             Type::Number,

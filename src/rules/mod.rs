@@ -14,7 +14,7 @@ use crate::scope::Scope;
 use crate::stats::{columns, Info, ProxyType, Row, Snapshot, Table, TypeMask};
 use eval::{Env, Previous, Val};
 use expr::{ColumnTable, Expr, Rows};
-use sample::Sample;
+use sample::{Capture, Sample};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -536,9 +536,25 @@ impl RuleSet {
         &self.counter_columns
     }
 
-    /// The columns window samples keep for `delta(col, 5m)` and its kin.
+    /// The columns window samples keep for `delta(col, 5m)` and its kin (`info.NAME`
+    /// for a `show info` counter).
     pub fn window_columns(&self) -> &[String] {
         &self.window_columns
+    }
+
+    /// Starts the capture of this run's window sample: the `show stat` columns windows
+    /// read, row by row, and the `show info` counters they read, once.
+    pub fn window_capture(&self) -> Capture {
+        let (info, stats): (Vec<String>, Vec<String>) = self
+            .window_columns
+            .iter()
+            .cloned()
+            .partition(|c| c.starts_with(process::INFO));
+        let info = info
+            .iter()
+            .map(|c| c[process::INFO.len()..].to_string())
+            .collect();
+        Capture::new(&stats).with_prev(process::PrevCapture::new(Vec::new(), info))
     }
 
     /// The longest window any rule reads, in seconds (0: none).
@@ -576,6 +592,7 @@ impl RuleSet {
             input.labels,
             input.snapshot.info.as_ref(),
             input.previous,
+            None,
             input.now,
             only,
         );
@@ -937,7 +954,7 @@ fn collect_columns(expr: &Expr, out: &mut Vec<usize>) {
     expr.visit(&mut |e| {
         let id = match e {
             Expr::NumberColumn(id) | Expr::TextColumn(id) | Expr::Counter(_, id) => id,
-            Expr::Window(w) => &w.column,
+            Expr::Window(w) if !w.info => &w.column,
             _ => return,
         };
         if !out.contains(id) {

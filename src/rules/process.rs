@@ -15,6 +15,7 @@
 use super::eval::{Env, Previous, Val};
 use super::expr::{ColumnTable, Counter, Expr, ExprError, Rows, Type, Typed};
 use super::sample::{increase, Sample};
+use super::window::{Bound, History};
 use super::{RawScope, Rule, RuleSet};
 use crate::alert::{Alert, Labels};
 use crate::scope::Scope;
@@ -27,7 +28,7 @@ use std::sync::{Arc, OnceLock};
 pub const READ_SECONDS: &str = "source.read_seconds";
 
 /// Prefix of `show info` field ids in the column table.
-const INFO: &str = "info.";
+pub(super) const INFO: &str = "info.";
 
 /// Used when a process rule has no `summary`.
 pub(super) const DEFAULT_SUMMARY: &str =
@@ -298,6 +299,14 @@ fn number(text: &str) -> Option<f64> {
     text.parse::<f64>().ok().filter(|n| n.is_finite())
 }
 
+/// The current value of `show info` counter `id` (an `info.NAME` id), for windows.
+pub(super) fn info_counter(env: &Env<'_>, id: usize) -> Option<u64> {
+    match env.process.now.get(id) {
+        Some(Val::Number(n)) if *n >= 0.0 && n.fract() == 0.0 => Some(*n as u64),
+        _ => None,
+    }
+}
+
 /// Evaluates a node of this module for `row`.
 pub fn eval<'a>(node: &Node, row: &Row<'a>, env: &Env<'a>) -> Val<'a> {
     let process = &env.process;
@@ -489,13 +498,16 @@ impl RuleSet {
 
     /// Evaluates the process rules on the process row of `source` (its `show info`,
     /// `None` for a stats page, which has no process row): one alert per rule that
-    /// matches. `previous` is the source's sample of the previous run.
+    /// matches. `previous` is the source's sample of the previous run, `history` its
+    /// window samples (`delta(DroppedLogs, 5m)`).
+    #[allow(clippy::too_many_arguments)]
     pub fn evaluate_process(
         &self,
         source: &str,
         labels: &Labels,
         info: Option<&Info>,
         previous: Option<&Sample>,
+        history: Option<&History>,
         now: f64,
         only: Option<&str>,
     ) -> Vec<Alert> {
@@ -530,7 +542,9 @@ impl RuleSet {
                 restarted,
             }),
             parents: Default::default(),
-            windows: None,
+            windows: history
+                .filter(|h| !h.samples.is_empty())
+                .map(|h| Bound::new(h, &self.columns, Some(info), now)),
             process: ProcessEnv::bind(&self.columns, Some(info), previous),
         };
         let row = no_row();
@@ -741,6 +755,22 @@ mod tests {
         assert_eq!(
             err("prev(check_status) > 2", Rows::Stats).1,
             "`>` compares text with a number; both sides must be numbers, or both text"
+        );
+        // Windows over `show info` counters, not over its text fields.
+        assert!(
+            compile_condition_on("delta(DroppedLogs, 5m) > 0", &mut Vec::new(), Rows::Process)
+                .is_ok()
+        );
+        assert!(
+            compile_condition_on("rate(info.ConnRate, 2m) > 0", &mut Vec::new(), Rows::Stats)
+                .is_ok()
+        );
+        assert_eq!(
+            err("delta(Version, 5m) > 0", Rows::Process),
+            (
+                6,
+                "`delta` takes a counter column name and a window, e.g. delta(stot, 5m)".into()
+            )
         );
     }
 }

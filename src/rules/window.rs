@@ -26,6 +26,7 @@ use super::eval::{Env, Val};
 use super::sample::{increase, Sample};
 use crate::stats::{Info, Row};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
 
 /// A window starts at a sample at least this share of the window old.
 pub const COVER: f64 = 0.9;
@@ -63,6 +64,9 @@ pub struct Window {
     pub kind: Kind,
     /// Column id of the counter.
     pub column: usize,
+    /// The counter is a `show info` field (`DroppedLogs`, id of `info.DroppedLogs`): one
+    /// value per sample, not one per row.
+    pub info: bool,
     /// Window length in seconds.
     pub seconds: f64,
 }
@@ -102,6 +106,8 @@ pub fn record(history: &mut History, sample: Sample, longest: f64) {
 /// A source's history bound to the dump being evaluated.
 pub struct Bound<'a> {
     samples: &'a [Sample],
+    /// The rule set's column names, by id (`info.NAME` for `show info` fields).
+    names: &'a [String],
     /// Per sample, the sample column of each column id.
     columns: Vec<Vec<Option<usize>>>,
     /// `restarts[k]`: the process restarted between samples k and k + 1; the last entry:
@@ -113,7 +119,7 @@ pub struct Bound<'a> {
 impl<'a> Bound<'a> {
     /// Binds `history` to a dump taken at `now` from the process `info` describes, with
     /// the rule set's column names.
-    pub fn new(history: &'a History, names: &[String], info: Option<&Info>, now: f64) -> Self {
+    pub fn new(history: &'a History, names: &'a [String], info: Option<&Info>, now: f64) -> Self {
         let samples = &history.samples[..];
         let columns = samples
             .iter()
@@ -128,6 +134,7 @@ impl<'a> Bound<'a> {
         }
         Bound {
             samples,
+            names,
             columns,
             restarts,
             now,
@@ -143,8 +150,12 @@ impl<'a> Bound<'a> {
         (self.now - self.samples[start].taken_at <= STALE * seconds).then_some(start)
     }
 
-    fn value(&self, sample: usize, column: usize, row: &Row<'_>) -> Option<u64> {
-        let s = &self.samples[sample];
+    fn value(&self, sample: usize, window: &Window, row: &Row<'_>) -> Option<u64> {
+        let (s, column) = (&self.samples[sample], window.column);
+        if window.info {
+            let field = self.names[column].strip_prefix(super::process::INFO)?;
+            return s.prev.info.get(field)?.parse().ok();
+        }
         let col = self.columns[sample].get(column).copied().flatten()?;
         let at = s.find(row.index(), row.proxy(), row.name())?;
         s.value(col, at)
@@ -163,16 +174,20 @@ pub fn eval<'a>(window: &Window, row: &Row<'a>, env: &Env<'a>) -> Val<'a> {
     let Some(bound) = &env.windows else {
         return Val::Absent;
     };
-    let Some(current) = env.dump_columns[window.column]
-        .and_then(|c| row.get(c))
-        .and_then(|t| t.parse::<u64>().ok())
-    else {
+    let current = if window.info {
+        super::process::info_counter(env, window.column)
+    } else {
+        env.dump_columns[window.column]
+            .and_then(|c| row.get(c))
+            .and_then(|t| t.parse::<u64>().ok())
+    };
+    let Some(current) = current else {
         return Val::Absent;
     };
     let Some(start) = bound.start(window.seconds) else {
         return Val::Absent;
     };
-    let Some(mut last) = bound.value(start, window.column, row) else {
+    let Some(mut last) = bound.value(start, window, row) else {
         return Val::Absent;
     };
     let (mut total, mut rises, mut restarted) = (0u64, 0u64, false);
@@ -186,7 +201,7 @@ pub fn eval<'a>(window: &Window, row: &Row<'a>, env: &Env<'a>) -> Val<'a> {
         restarted |= bound.restarts[k - 1];
         // A row missing from a sample (a server removed then added back) is skipped; the
         // next step spans it, restarted if the process did in between.
-        if let Some(value) = bound.value(k, window.column, row) {
+        if let Some(value) = bound.value(k, window, row) {
             step(&mut last, value, &mut restarted);
         }
     }
@@ -212,6 +227,9 @@ struct StoredRef<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     start_time: Option<u64>,
     columns: &'a [String],
+    /// The `show info` counters that windows read (`DroppedLogs`), by name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    info: &'a BTreeMap<String, String>,
     /// Absent: the same rows as the previous sample.
     #[serde(skip_serializing_if = "Option::is_none")]
     rows: Option<&'a str>,
@@ -226,6 +244,8 @@ struct Stored {
     #[serde(default)]
     start_time: Option<u64>,
     columns: Vec<String>,
+    #[serde(default)]
+    info: BTreeMap<String, String>,
     #[serde(default)]
     rows: Option<String>,
     values: Vec<String>,
@@ -243,6 +263,7 @@ impl Serialize for History {
                 pid: s.pid,
                 start_time: s.start_time,
                 columns: &s.columns,
+                info: &s.prev.info,
                 rows,
                 values: &s.values,
             })?;
@@ -264,14 +285,10 @@ impl<'de> Deserialize<'de> for History {
                     .map(|p| p.rows.clone())
                     .ok_or_else(|| serde::de::Error::custom("the first sample has no rows"))?,
             };
-            samples.push(Sample::from_parts(
-                s.taken_at,
-                s.pid,
-                s.start_time,
-                s.columns,
-                rows,
-                s.values,
-            ));
+            let mut sample =
+                Sample::from_parts(s.taken_at, s.pid, s.start_time, s.columns, rows, s.values);
+            sample.prev.info = s.info;
+            samples.push(sample);
         }
         Ok(History { samples })
     }
@@ -323,6 +340,7 @@ mod tests {
         let window = Window {
             kind,
             column: 0,
+            info: false,
             seconds,
         };
         let row = stats.row(0);
@@ -437,5 +455,22 @@ mod tests {
         let empty: History =
             serde_json::from_str(&serde_json::to_string(&history).unwrap()).unwrap();
         assert!(empty.samples.is_empty());
+    }
+
+    #[test]
+    fn show_info_counters_are_stored_by_name_and_read_back() {
+        let mut with_info = sample(0.0, 1, &[]);
+        with_info
+            .prev
+            .info
+            .insert("DroppedLogs".into(), "1336".into());
+        let history = History {
+            samples: vec![with_info, sample(60.0, 1, &[])],
+        };
+        let json = serde_json::to_string(&history).unwrap();
+        assert_eq!(json.matches("\"info\"").count(), 1, "{json}");
+        assert!(json.contains(r#""info":{"DroppedLogs":"1336"}"#), "{json}");
+        let back: History = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, history);
     }
 }
