@@ -82,6 +82,9 @@ struct Step {
     info: Option<String>,
     /// The source cannot be read at this step (this error text).
     unreachable: Option<String>,
+    /// Seconds the read of the snapshot took (`source.read_seconds`): a file has no read
+    /// time of a socket, so rules on it are tested with the time given here.
+    read_seconds: Option<f64>,
     firing: Option<Vec<Labels>>,
     pending: Option<Vec<Labels>>,
     /// The firing alerts an `[[inhibit]]` entry keeps from being announced (they are in
@@ -220,7 +223,17 @@ fn run_case(pipeline: &Pipeline, case: &Case, base: &Path) -> Result<(), String>
             index + 1,
             crate::duration::format_secs(step.at.as_secs())
         );
-        let snapshot = load_snapshot(step, base).map_err(|e| format!("{label}: {e}"))?;
+        let mut snapshot = load_snapshot(step, base).map_err(|e| format!("{label}: {e}"))?;
+        if let Some(seconds) = step.read_seconds {
+            match snapshot.as_mut().and_then(|s| s.info.as_mut()) {
+                Some(info) => info.read_seconds = Some(seconds),
+                None => {
+                    return Err(format!(
+                        "{label}: read_seconds needs a snapshot with `show info` (a capture of \"show info;show stat\", or csv with info)"
+                    ))
+                }
+            }
+        }
         let result = match (&snapshot, &step.unreachable) {
             (Some(snapshot), None) => Ok(snapshot),
             (None, Some(error)) => Err(error.clone()),
