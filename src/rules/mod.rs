@@ -1011,10 +1011,17 @@ impl<'r> Evaluation<'r> {
         now: f64,
         only: Option<&str>,
     ) -> Self {
+        // Process rules match no `show stat` row: leaving them out here spares a scope test
+        // per row and rule (3.5 M of the 4.9 M instructions seven of them cost on 12,001
+        // rows). They are evaluated once per source by `evaluate_process`.
         let rules: Vec<&Rule> = set
             .rules
             .iter()
-            .filter(|r| only.is_none_or(|o| o == r.name) && r.sources.matches(source, labels))
+            .filter(|r| {
+                r.rows != Rows::Process
+                    && only.is_none_or(|o| o == r.name)
+                    && r.sources.matches(source, labels)
+            })
             .collect();
         Evaluation {
             set,
