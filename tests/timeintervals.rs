@@ -333,3 +333,56 @@ when = 'state == "down"'
         format!("{web4_line} server=web4 next-year inactive {next_year}-01-01 00:00:00 UTC")
     );
 }
+
+/// Commit 0464303, finding 1: the still-firing list of a group's notification leaves out an
+/// alert that a `[[recurring_silence]]` holds back, as it does for a silence added with
+/// `silence add` (it would otherwise be listed while its own notifications are held).
+#[test]
+fn the_still_firing_list_leaves_out_an_alert_under_a_recurring_silence() {
+    // 2027-01-15 08:00:00 UTC; the silence of web4 holds from 08:01.
+    const BASE: u64 = 1_800_000_000;
+    let config = r#"[[source]]
+name = "lb1"
+file = "lb1.csv"
+
+[state]
+file = "state.json"
+
+[[time_interval]]
+name = "from-0801"
+times = ["08:01-09:00"]
+
+[[recurring_silence]]
+matchers = ["server=web4"]
+time_intervals = ["from-0801"]
+
+[[rule]]
+name = "ServerDown"
+scope = { type = "server" }
+when = 'state == "down"'
+"#;
+    let dir = common::temp_dir();
+    std::fs::write(dir.path().join("c.toml"), config).unwrap();
+    let capture = |fixture: &str| {
+        std::fs::write(dir.path().join("lb1.csv"), common::fixture_bytes(fixture)).unwrap();
+    };
+    let run = |at: u64| {
+        Hapwatch::new()
+            .config_path(dir.path().join("c.toml"))
+            .args(["run", "--now", &(BASE + at).to_string()])
+            .run()
+    };
+    // web3 and web4 down: one notification of both.
+    capture("haproxy-2.6/down-after-kill.csv");
+    run(0)
+        .success()
+        .stdout_contains("[FIRING:2] ServerDown app-main (lb1)");
+    // web3 back while web4, still down, is held back by the recurring silence: the
+    // recovery does not list web4 as still firing.
+    capture("haproxy-2.6/check-in-progress.csv");
+    let out = run(60);
+    out.success()
+        .stdout_contains("[RESOLVED:1] ServerDown app-main (lb1)")
+        .stdout_lacks("STILL FIRING")
+        .stdout_lacks("web4");
+}
