@@ -431,6 +431,56 @@ fn smtp_plain_one_mail_per_problem_and_one_per_recovery_threaded() {
     assert!(lab.outbox().is_empty());
 }
 
+/// Two SMTP notifiers with one From domain sending the same group: each mail has its own
+/// Message-ID (it holds the notifier), and each notifier's recovery replies to that
+/// notifier's firing mail. Before, both mails had one Message-ID, which a receiving server
+/// or mail client may take for one message and drop as a duplicate.
+#[test]
+fn two_smtp_notifiers_with_one_from_domain_send_distinct_message_ids() {
+    let Some(smtp) = SmtpServer::start_or_skip() else {
+        return;
+    };
+    let notifier = |name: &str, to: &str| {
+        format!(
+            "[notifier.{name}]\ntype = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\n\
+             tls = \"none\"\nfrom = \"hapwatch <{FROM}>\"\nto = [\"{to}\"]\n\n",
+            smtp.port()
+        )
+    };
+    let lab = Lab::new(&format!(
+        "{}{}[routes]\ndefault = [\"ops\", \"team\"]\n",
+        notifier("ops", "ops@example.net"),
+        notifier("team", "team@example.net")
+    ));
+    lab.quiet_run(0.0);
+    lab.capture(WEB3_BACK);
+    lab.quiet_run(60.0);
+    let mails = smtp.wait_for_messages(4, Duration::from_secs(10));
+    assert_eq!(mails.len(), 4);
+    let of = |to: &str, subject: &str| {
+        mails
+            .iter()
+            .find(|m| m.rcpt_tos == [to] && m.subject() == Some(subject))
+            .unwrap_or_else(|| panic!("no {subject:?} to {to}"))
+    };
+    let ids: std::collections::BTreeSet<String> = mails
+        .iter()
+        .map(|m| m.header("Message-ID").expect("a Message-ID"))
+        .collect();
+    assert_eq!(ids.len(), 4, "one Message-ID per mail: {ids:?}");
+    for to in ["ops@example.net", "team@example.net"] {
+        let firing = of(to, SUBJECT_FIRING);
+        let resolved = of(to, SUBJECT_RESOLVED);
+        assert_msg_id(&firing.header("Message-ID").unwrap());
+        assert!(firing
+            .header("Message-ID")
+            .unwrap()
+            .ends_with("@lb1.example.net>"));
+        assert_eq!(resolved.header("In-Reply-To"), firing.header("Message-ID"));
+        assert_eq!(resolved.header("References"), firing.header("Message-ID"));
+    }
+}
+
 /// Issue #16 item 7: every incident is its own thread. Before, every ServerDown mail of a
 /// source referred to one invented parent (the group's id), so weeks of unrelated
 /// incidents formed one thread, the recovery did not refer to the firing mail, and the
