@@ -638,8 +638,12 @@ pub fn step(
     outcome
 }
 
-/// Threads notifications per incident: a first announcement starts a thread (its alert
-/// remembers the notification's id); its repeats and its recovery refer to that id.
+/// Threads notifications per incident and route: a route's first announcement starts
+/// its thread (the alert remembers the notification's id for that route); that route's
+/// repeats and recovery refer to it. Another route that first announces later (after a
+/// mute) starts its own thread, leaving the others' alone: their readers never got its
+/// mail. A thread from a state written before threads were per route (`thread`) is the
+/// thread of every route that announced the alert then.
 fn thread(notifications: &mut [Notification], state: &mut State) {
     for n in notifications {
         let id = n.id();
@@ -649,9 +653,13 @@ fn thread(notifications: &mut [Notification], state: &mut State) {
             };
             let starts = notice.ends_at.is_none() && !notice.repeat;
             if starts {
-                entry.thread = Some(id.clone());
+                entry.threads.insert(notice.route.clone(), id.clone());
             } else {
-                notice.thread = entry.thread.clone();
+                notice.thread = entry
+                    .threads
+                    .get(&notice.route)
+                    .or(entry.thread.as_ref())
+                    .cloned();
             }
         }
     }
@@ -824,6 +832,7 @@ fn new_episode(alert: &Alert, now: f64) -> AlertState {
         notified_at: None,
         resolved_at: None,
         thread: None,
+        threads: BTreeMap::new(),
         routes_notified: BTreeMap::new(),
         silenced: false,
         inhibited_by: None,
@@ -850,6 +859,7 @@ fn notice(fingerprint: &str, entry: &AlertState, repeat: bool) -> Notice {
             .filter(|_| entry.status == Status::Resolved),
         repeat,
         thread: None,
+        route: String::new(),
         generator_url: None,
     }
 }
@@ -879,8 +889,9 @@ fn plan(
         (key, group_labels)
     };
     let mut groups: BTreeMap<String, Notification> = BTreeMap::new();
-    for (notice, firing, delivery) in events {
+    for (mut notice, firing, delivery) in events {
         let (key, group_labels) = key_of(&notice.labels, &delivery);
+        notice.route = delivery.route.clone();
         let receivers = delivery.receivers;
         let group = groups.entry(key.clone()).or_insert_with(|| Notification {
             group_key: key,

@@ -481,6 +481,90 @@ fn two_smtp_notifiers_with_one_from_domain_send_distinct_message_ids() {
     }
 }
 
+/// Two routes send the same alert to two SMTP notifiers; the `team` route is muted during
+/// the first minute, so it first announces a minute later. Each route keeps its own
+/// thread: `ops`'s recovery replies to the mail `ops` got, not to `team`'s (before, the
+/// later first announcement moved the alert's one thread, and `ops`'s readers got a reply
+/// to a mail they never saw).
+#[test]
+fn each_route_threads_its_own_mails_when_one_first_announces_after_a_mute() {
+    let Some(smtp) = SmtpServer::start_or_skip() else {
+        return;
+    };
+    let notifier = |name: &str| {
+        format!(
+            "[notifier.{name}]\ntype = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\n\
+             tls = \"none\"\nfrom = \"hapwatch <{FROM}>\"\nto = [\"{name}@example.net\"]\n\n",
+            smtp.port()
+        )
+    };
+    // BASE is 08:00:00 UTC: `team` is muted until 08:01.
+    let lab = Lab::new(&format!(
+        "{}{}[[time_interval]]\nname = \"first-minute\"\ntimes = [\"08:00-08:01\"]\n\n\
+         [[route]]\nname = \"ops\"\nnotify = [\"ops\"]\ncontinue = true\n\n\
+         [[route]]\nname = \"team\"\nnotify = [\"team\"]\nmute_time_intervals = [\"first-minute\"]\n",
+        notifier("ops"),
+        notifier("team")
+    ));
+    lab.quiet_run(0.0);
+    lab.quiet_run(60.0);
+    lab.capture(WEB3_BACK);
+    lab.quiet_run(120.0);
+    let mails = smtp.wait_for_messages(4, Duration::from_secs(10));
+    let to = |who: &str| -> Vec<&ReceivedMail> {
+        mails
+            .iter()
+            .filter(|m| m.rcpt_tos == [format!("{who}@example.net")])
+            .collect()
+    };
+    for who in ["ops", "team"] {
+        let got = to(who);
+        let subjects: Vec<_> = got.iter().map(|m| m.subject()).collect();
+        assert_eq!(
+            subjects,
+            [Some(SUBJECT_FIRING), Some(SUBJECT_RESOLVED)],
+            "{who}"
+        );
+        assert_eq!(
+            got[1].header("In-Reply-To"),
+            got[0].header("Message-ID"),
+            "{who}'s recovery replies to the mail {who} got"
+        );
+        assert_eq!(got[1].header("References"), got[0].header("Message-ID"));
+    }
+}
+
+/// A state written before threads were per route keeps one `thread` per alert: it is the
+/// thread of every route that announced the alert, so recoveries still reply to it.
+#[test]
+fn a_thread_from_an_older_state_file_still_threads_the_recovery() {
+    let Some(smtp) = SmtpServer::start_or_skip() else {
+        return;
+    };
+    let lab = Lab::new(&smtp_notifier("mail", smtp.port(), "tls = \"none\""));
+    lab.quiet_run(0.0);
+    // Rewrite the state as an older build wrote it: `thread`, no `threads`.
+    let mut state = lab.state();
+    for alert in state["alerts"].as_object_mut().unwrap().values_mut() {
+        let alert = alert.as_object_mut().unwrap();
+        let threads = alert.remove("threads").expect("threads per route");
+        alert.insert("thread".into(), threads[""].clone());
+    }
+    std::fs::write(
+        lab.path("state.json"),
+        serde_json::to_string(&state).unwrap(),
+    )
+    .unwrap();
+    lab.capture(WEB3_BACK);
+    lab.quiet_run(60.0);
+    let mails = smtp.wait_for_messages(2, Duration::from_secs(10));
+    assert_eq!(mails[1].subject(), Some(SUBJECT_RESOLVED));
+    assert_eq!(
+        mails[1].header("In-Reply-To"),
+        mails[0].header("Message-ID")
+    );
+}
+
 /// Issue #16 item 7: every incident is its own thread. Before, every ServerDown mail of a
 /// source referred to one invented parent (the group's id), so weeks of unrelated
 /// incidents formed one thread, the recovery did not refer to the firing mail, and the

@@ -973,6 +973,7 @@ pub fn notify_test(config: &Config, name: &str, now: f64) -> Result<String, Stri
                     ends_at: None,
                     repeat: false,
                     thread: None,
+                    route: String::new(),
                     generator_url: None,
                 }],
                 resolved: Vec::new(),
