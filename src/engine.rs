@@ -343,6 +343,7 @@ pub fn step(
     let quiet = quiet.into();
     let settings = &config.alerting;
     let mut outcome = Outcome::default();
+    clamp_future(state, now);
     let mut failed: HashSet<&str> = HashSet::new();
     // Servers not checked yet since HAProxy started (`INI`, e.g. right after a reload):
     // their status says nothing yet, so their alerts stay as they are.
@@ -816,6 +817,36 @@ fn announced_on(entry: &AlertState, route: Option<&crate::route::Route>) -> bool
     match route {
         None => entry.notified_at.is_some(),
         Some(r) => entry.routes_notified.contains_key(&r.id),
+    }
+}
+
+/// A wall clock that stepped back (an NTP step, a VM restored from a snapshot) leaves the
+/// alerts' times "in the future". Counted as they are, a pending alert would wait its
+/// `for` plus the step, a firing one whose condition cleared would be kept (`now -
+/// last_seen` below its `keep_firing_for`, even 0) and a repeat would wait too long, all
+/// until the clock catches up. They count from now instead, as the outbox does; the
+/// window histories and samples have their own guards (a sample from the future starts
+/// no window, and an interval that is not positive gives no rate).
+fn clamp_future(state: &mut State, now: f64) {
+    if state.last_run.is_none_or(|last| last <= now) {
+        return;
+    }
+    for entry in state.alerts.values_mut() {
+        entry.active_since = entry.active_since.min(now);
+        entry.last_seen = entry.last_seen.min(now);
+        for t in [
+            &mut entry.firing_since,
+            &mut entry.notified_at,
+            &mut entry.resolved_at,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *t = t.min(now);
+        }
+        for t in entry.routes_notified.values_mut() {
+            *t = t.min(now);
+        }
     }
 }
 
