@@ -826,10 +826,15 @@ fn announced_on(entry: &AlertState, route: Option<&crate::route::Route>) -> bool
 /// last_seen` below its `keep_firing_for`, even 0) and a repeat would wait too long, all
 /// until the clock catches up. They count from now instead, as the outbox does; the
 /// window histories and samples have their own guards (a sample from the future starts
-/// no window, and an interval that is not positive gives no rate).
+/// no window, and an interval that is not positive gives no rate). Likewise a silence
+/// added before the step (`silence add` starts it when added) starts now, not "in the
+/// future"; rule tests, whose silences may start later, never step back.
 fn clamp_future(state: &mut State, now: f64) {
     if state.last_run.is_none_or(|last| last <= now) {
         return;
+    }
+    for silence in &mut state.silences {
+        silence.starts_at = silence.starts_at.min(now);
     }
     for entry in state.alerts.values_mut() {
         entry.active_since = entry.active_since.min(now);

@@ -474,6 +474,18 @@ pub fn state(
     if state.alerts.is_empty() {
         writeln!(out, "no alerts remembered")?;
     } else {
+        // Once per recurring silence that holds now, not once per alert it holds.
+        let holding: Vec<(&crate::silence::RecurringSilence, String)> = recurring
+            .iter()
+            .filter(|r| r.active(now))
+            .map(|r| {
+                let until = r
+                    .next_change(now, false)
+                    .map(|end| format!(" until {}", format_time(end)))
+                    .unwrap_or_default();
+                (r, format!(", silenced by {}{until}", r.name()))
+            })
+            .collect();
         let mut lines: Vec<[String; 5]> =
             vec![["FINGERPRINT", "STATUS", "SINCE", "ALERT", "LABELS"].map(String::from)];
         for (fingerprint, a) in &state.alerts {
@@ -488,11 +500,8 @@ pub fn state(
                 if let Some(silence) = state.silences.iter().find(|s| s.silences(&a.labels, now)) {
                     status.push_str(&format!(", silenced ({})", silence.id));
                 }
-                for r in recurring.iter().filter(|r| r.silences(&a.labels, now)) {
-                    status.push_str(&format!(", silenced by {}", r.name()));
-                    if let Some(end) = r.next_change(now, false) {
-                        status.push_str(&format!(" until {}", format_time(end)));
-                    }
+                for (_, text) in holding.iter().filter(|(r, _)| r.silences(&a.labels, now)) {
+                    status.push_str(text);
                 }
                 // The inhibiting alert by its fingerprint, the first column of its line.
                 if let Some(by) = &a.inhibited_by {

@@ -109,10 +109,11 @@ pub struct Silence {
 }
 
 impl Silence {
-    /// True when it silences `labels` at time `now`. A silence starts when it is added:
-    /// a start after `now` means the clock stepped back since, and it holds all the same.
+    /// True when it silences `labels` at time `now`.
     pub fn silences(&self, labels: &Labels, now: f64) -> bool {
-        now < self.ends_at && self.matchers.iter().all(|m| m.matches(labels))
+        self.starts_at <= now
+            && now < self.ends_at
+            && self.matchers.iter().all(|m| m.matches(labels))
     }
 
     /// True once it has ended.
@@ -224,7 +225,7 @@ mod tests {
     }
 
     #[test]
-    fn silences_until_it_ends_and_only_when_all_match() {
+    fn silences_only_while_active_and_all_match() {
         let s = Silence {
             id: "1".into(),
             matchers: vec![
@@ -236,8 +237,7 @@ mod tests {
             comment: String::new(),
             created_by: String::new(),
         };
-        // Before its start only when the clock stepped back since it was added.
-        assert!(s.silences(&labels(), 99.0));
+        assert!(!s.silences(&labels(), 99.0));
         assert!(s.silences(&labels(), 100.0));
         assert!(!s.silences(&labels(), 200.0));
         assert!(s.expired(200.0));
