@@ -346,6 +346,7 @@ fn history_run(n: usize, changed: bool) -> (State, Vec<hapwatch::alert::Labels>)
                 notified_at: Some(1000.0),
                 resolved_at: None,
                 thread: None,
+                threads: Default::default(),
                 silenced: false,
                 routes_notified: Default::default(),
                 inhibited_by: None,

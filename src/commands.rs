@@ -503,7 +503,9 @@ pub fn silence(
         let mut current = load_for_reading(path)?;
         current.silences.retain(|s| !s.expired(now));
         match format {
-            EvalFormat::Table => report::silences(&mut out, &current.silences, now)?,
+            EvalFormat::Table => {
+                report::silences(&mut out, &current.silences, &config.recurring_silences, now)?
+            }
             EvalFormat::Json => {
                 report::pretty_json(&mut out, &current.silences)?;
             }
@@ -571,7 +573,9 @@ pub fn state(
             // outbox error or a SourceUnreachable summary): mask what is shown.
             let mut text = Vec::new();
             match format {
-                EvalFormat::Table => report::state(&mut text, &current, unix_now())?,
+                EvalFormat::Table => {
+                    report::state(&mut text, &current, &config.recurring_silences, unix_now())?
+                }
                 EvalFormat::Json => {
                     report::pretty_json(&mut text, &current)?;
                 }

@@ -343,6 +343,7 @@ pub fn step(
     let quiet = quiet.into();
     let settings = &config.alerting;
     let mut outcome = Outcome::default();
+    clamp_future(state, now);
     let mut failed: HashSet<&str> = HashSet::new();
     // Servers not checked yet since HAProxy started (`INI`, e.g. right after a reload):
     // their status says nothing yet, so their alerts stay as they are.
@@ -639,8 +640,12 @@ pub fn step(
     outcome
 }
 
-/// Threads notifications per incident: a first announcement starts a thread (its alert
-/// remembers the notification's id); its repeats and its recovery refer to that id.
+/// Threads notifications per incident and route: a route's first announcement starts
+/// its thread (the alert remembers the notification's id for that route); that route's
+/// repeats and recovery refer to it. Another route that first announces later (after a
+/// mute) starts its own thread, leaving the others' alone: their readers never got its
+/// mail. A thread from a state written before threads were per route (`thread`) is the
+/// thread of every route that announced the alert then.
 fn thread(notifications: &mut [Notification], state: &mut State) {
     for n in notifications {
         let id = n.id();
@@ -650,9 +655,13 @@ fn thread(notifications: &mut [Notification], state: &mut State) {
             };
             let starts = notice.ends_at.is_none() && !notice.repeat;
             if starts {
-                entry.thread = Some(id.clone());
+                entry.threads.insert(notice.route.clone(), id.clone());
             } else {
-                notice.thread = entry.thread.clone();
+                notice.thread = entry
+                    .threads
+                    .get(&notice.route)
+                    .or(entry.thread.as_ref())
+                    .cloned();
             }
         }
     }
@@ -812,6 +821,41 @@ fn announced_on(entry: &AlertState, route: Option<&crate::route::Route>) -> bool
     }
 }
 
+/// A wall clock that stepped back (an NTP step, a VM restored from a snapshot) leaves the
+/// alerts' times "in the future". Counted as they are, a pending alert would wait its
+/// `for` plus the step, a firing one whose condition cleared would be kept (`now -
+/// last_seen` below its `keep_firing_for`, even 0) and a repeat would wait too long, all
+/// until the clock catches up. They count from now instead, as the outbox does; the
+/// window histories and samples have their own guards (a sample from the future starts
+/// no window, and an interval that is not positive gives no rate). Likewise a silence
+/// added before the step (`silence add` starts it when added) starts now, not "in the
+/// future"; rule tests, whose silences may start later, never step back.
+fn clamp_future(state: &mut State, now: f64) {
+    if state.last_run.is_none_or(|last| last <= now) {
+        return;
+    }
+    for silence in &mut state.silences {
+        silence.starts_at = silence.starts_at.min(now);
+    }
+    for entry in state.alerts.values_mut() {
+        entry.active_since = entry.active_since.min(now);
+        entry.last_seen = entry.last_seen.min(now);
+        for t in [
+            &mut entry.firing_since,
+            &mut entry.notified_at,
+            &mut entry.resolved_at,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *t = t.min(now);
+        }
+        for t in entry.routes_notified.values_mut() {
+            *t = t.min(now);
+        }
+    }
+}
+
 fn new_episode(alert: &Alert, now: f64) -> AlertState {
     AlertState {
         labels: alert.labels.clone(),
@@ -825,6 +869,7 @@ fn new_episode(alert: &Alert, now: f64) -> AlertState {
         notified_at: None,
         resolved_at: None,
         thread: None,
+        threads: BTreeMap::new(),
         routes_notified: BTreeMap::new(),
         silenced: false,
         inhibited_by: None,
@@ -851,6 +896,7 @@ fn notice(fingerprint: &str, entry: &AlertState, repeat: bool) -> Notice {
             .filter(|_| entry.status == Status::Resolved),
         repeat,
         thread: None,
+        route: String::new(),
         generator_url: None,
     }
 }
@@ -880,8 +926,9 @@ fn plan(
         (key, group_labels)
     };
     let mut groups: BTreeMap<String, Notification> = BTreeMap::new();
-    for (notice, firing, delivery) in events {
+    for (mut notice, firing, delivery) in events {
         let (key, group_labels) = key_of(&notice.labels, &delivery);
+        notice.route = delivery.route.clone();
         let receivers = delivery.receivers;
         let group = groups.entry(key.clone()).or_insert_with(|| Notification {
             group_key: key,

@@ -3,6 +3,7 @@
 use crate::duration::format_secs;
 use crate::scope::Scope;
 use crate::stats::{columns, Row, Snapshot, Stats};
+use crate::text::format_time;
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use std::io::{self, Write};
@@ -374,8 +375,56 @@ pub fn dry_run_json(
     writeln!(out)
 }
 
-/// Active silences: id, matchers, time left, comment.
+/// Active silences: id, matchers, time left, comment; then the config's
+/// `[[recurring_silence]]`s, each with whether it holds now and when it next starts (or,
+/// holding now, ends).
 pub fn silences(
+    out: &mut impl Write,
+    silences: &[crate::silence::Silence],
+    recurring: &[crate::silence::RecurringSilence],
+    now: f64,
+) -> io::Result<()> {
+    active_silences(out, silences, now)?;
+    if recurring.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "\nrecurring silences ([[recurring_silence]] in the config):"
+    )?;
+    let mut lines: Vec<[String; 6]> = vec![[
+        "LINE",
+        "MATCHERS",
+        "TIME INTERVALS",
+        "NOW",
+        "NEXT START",
+        "COMMENT",
+    ]
+    .map(String::from)];
+    let when = |t: Option<f64>| t.map_or_else(|| "none within 4 years".to_string(), format_time);
+    for r in recurring {
+        let matchers: Vec<String> = r.matchers.iter().map(ToString::to_string).collect();
+        let now_text = if r.active(now) {
+            match r.next_change(now, false) {
+                Some(end) => format!("active until {}", format_time(end)),
+                None => "active (no end within 4 years)".to_string(),
+            }
+        } else {
+            "inactive".to_string()
+        };
+        lines.push([
+            r.line.to_string(),
+            matchers.join(" "),
+            r.interval_names(),
+            now_text,
+            when(r.next_change(now, true)),
+            r.comment.clone(),
+        ]);
+    }
+    write_aligned(out, &lines, 0)
+}
+
+fn active_silences(
     out: &mut impl Write,
     silences: &[crate::silence::Silence],
     now: f64,
@@ -407,8 +456,15 @@ pub fn silences(
 }
 
 /// The alerts a state remembers, one line each (a firing or pending one under an active
-/// silence says `silenced (ID)`), then the notifications waiting in the outbox.
-pub fn state(out: &mut impl Write, state: &crate::state::State, now: f64) -> io::Result<()> {
+/// silence says `silenced (ID)`, under a `[[recurring_silence]]` of `recurring` that holds
+/// now `silenced by recurring silence at line N (INTERVALS) until TIME`), then the
+/// notifications waiting in the outbox.
+pub fn state(
+    out: &mut impl Write,
+    state: &crate::state::State,
+    recurring: &[crate::silence::RecurringSilence],
+    now: f64,
+) -> io::Result<()> {
     if let Some(config) = &state.config {
         writeln!(out, "config: {config}")?;
     }
@@ -418,6 +474,18 @@ pub fn state(out: &mut impl Write, state: &crate::state::State, now: f64) -> io:
     if state.alerts.is_empty() {
         writeln!(out, "no alerts remembered")?;
     } else {
+        // Once per recurring silence that holds now, not once per alert it holds.
+        let holding: Vec<(&crate::silence::RecurringSilence, String)> = recurring
+            .iter()
+            .filter(|r| r.active(now))
+            .map(|r| {
+                let until = r
+                    .next_change(now, false)
+                    .map(|end| format!(" until {}", format_time(end)))
+                    .unwrap_or_default();
+                (r, format!(", silenced by {}{until}", r.name()))
+            })
+            .collect();
         let mut lines: Vec<[String; 5]> =
             vec![["FINGERPRINT", "STATUS", "SINCE", "ALERT", "LABELS"].map(String::from)];
         for (fingerprint, a) in &state.alerts {
@@ -431,6 +499,9 @@ pub fn state(out: &mut impl Write, state: &crate::state::State, now: f64) -> io:
             if a.status != crate::state::Status::Resolved {
                 if let Some(silence) = state.silences.iter().find(|s| s.silences(&a.labels, now)) {
                     status.push_str(&format!(", silenced ({})", silence.id));
+                }
+                for (_, text) in holding.iter().filter(|(r, _)| r.silences(&a.labels, now)) {
+                    status.push_str(text);
                 }
                 // The inhibiting alert by its fingerprint, the first column of its line.
                 if let Some(by) = &a.inhibited_by {

@@ -412,13 +412,17 @@ impl Pipeline {
                 ));
             }
         }
-        // Problems of sources (or a heartbeat) no longer configured are of no further use.
-        current
-            .problems
-            .retain(|key, _| match key.strip_prefix("source ") {
-                Some(name) => config.source(name).is_some(),
-                None => key != "heartbeat" || config.heartbeat.is_some(),
-            });
+        // Problems of sources, notifiers (or a heartbeat) no longer configured are of no
+        // further use.
+        current.problems.retain(|key, _| {
+            if let Some(name) = key.strip_prefix("source ") {
+                config.source(name).is_some()
+            } else if let Some(name) = key.strip_prefix(NOTIFIER_KEY) {
+                self.notifiers().get(name).is_some()
+            } else {
+                key != "heartbeat" || config.heartbeat.is_some()
+            }
+        });
         // Masked here, once: these texts become the SourceUnreachable summary, so they
         // reach every notifier, the state file and dry runs.
         let errors: Vec<String> = fetched
@@ -506,10 +510,15 @@ impl Pipeline {
                 now,
                 &budget,
             );
+            let (waiting, ended) = report_waiting(&mut current, &delivered, now);
+            problems.extend(waiting);
             for line in delivered.failed.iter().chain(&delivered.expired) {
                 problems.push(Problem::new(log::Level::Error, line.clone()));
             }
-            trouble |= !delivered.failed.is_empty() || !delivered.expired.is_empty();
+            problems.extend(ended);
+            trouble |= !delivered.failed.is_empty()
+                || !delivered.waiting.is_empty()
+                || !delivered.expired.is_empty();
             outcome.sent = delivered.sent.len();
             problems.extend(self.record_history(path, &mut current, &outcome, &delivered, now));
             lock.save(&current)?;
@@ -640,6 +649,96 @@ fn report_problem(
         text,
         lasting: Some(key.to_string()),
     })
+}
+
+/// The prefix of a notifier's key in the state's `problems`: `notifier mail`.
+const NOTIFIER_KEY: &str = "notifier ";
+
+/// The lines of deliveries that failed for now and wait in the outbox, as lasting problems
+/// of their notifier (key `notifier NAME` in the state's `problems`): printed when the
+/// notifier starts failing (every line of that run: each is a notification that did not go
+/// out), then at info level (`-v`) while its queue waits, retried silently by the outbox;
+/// and one warning when nothing failed waits for it any more (delivered, or dropped, which
+/// was said on its own line). Returns those two kinds of lines apart: the ends are printed
+/// after the run's other delivery lines, which say how it ended.
+fn report_waiting(
+    current: &mut State,
+    delivered: &notify::Delivered,
+    now: f64,
+) -> (Vec<Problem>, Vec<Problem>) {
+    let mut lines = Vec::new();
+    // Notifiers whose problem starts in this run: all their lines are news.
+    let mut starting = std::collections::HashSet::new();
+    for (name, line) in &delivered.waiting {
+        let key = format!("{NOTIFIER_KEY}{name}");
+        let level = match current.problems.get(&key).copied() {
+            None => {
+                current.problems.insert(key.clone(), now);
+                starting.insert(name.as_str());
+                log::Level::Error
+            }
+            Some(_) if starting.contains(name.as_str()) => log::Level::Error,
+            Some(since) => {
+                lines.push(Problem {
+                    level: log::Level::Info,
+                    text: format!(
+                        "{line} (reported at {}; printed again when it ends)",
+                        crate::text::rfc3339(since)
+                    ),
+                    lasting: Some(key),
+                });
+                continue;
+            }
+        };
+        lines.push(Problem {
+            level,
+            text: line.clone(),
+            lasting: Some(key),
+        });
+    }
+    // Over once the outbox holds nothing that failed for the notifier (items never tried
+    // yet, held back by the run's time budget, are not its failure).
+    let failing = |name: &str| {
+        current
+            .outbox
+            .iter()
+            .any(|i| i.notifier == name && (i.attempts > 0 || !i.last_error.is_empty()))
+    };
+    let over: Vec<(String, f64)> = current
+        .problems
+        .iter()
+        .filter_map(|(key, since)| Some((key.strip_prefix(NOTIFIER_KEY)?, *since)))
+        .filter(|(name, _)| !failing(name))
+        .map(|(name, since)| (name.to_string(), since))
+        .collect();
+    let mut ended = Vec::new();
+    for (name, since) in over {
+        let key = format!("{NOTIFIER_KEY}{name}");
+        current.problems.remove(&key);
+        let delivered_now = delivered
+            .attempts
+            .iter()
+            .any(|(n, _, error)| *n == name && error.is_none());
+        let text = if delivered_now {
+            format!(
+                "notifier {name} works again: the outbox delivered what waited for it (it failed from {} to {})",
+                crate::text::rfc3339(since),
+                crate::text::rfc3339(now)
+            )
+        } else {
+            format!(
+                "notifier {name}: nothing waits for it in the outbox any more (it failed from {} to {})",
+                crate::text::rfc3339(since),
+                crate::text::rfc3339(now)
+            )
+        };
+        ended.push(Problem {
+            level: log::Level::Warn,
+            text,
+            lasting: Some(key),
+        });
+    }
+    (lines, ended)
 }
 
 /// The identity a state file records for a config: its absolute path as given. Not the

@@ -152,6 +152,28 @@ impl RecurringSilence {
             .collect::<Vec<_>>()
             .join(", ")
     }
+
+    /// Whether its time intervals hold at `now` (whatever the labels).
+    pub fn active(&self, now: f64) -> bool {
+        self.time_intervals.iter().any(|t| t.contains(now))
+    }
+
+    /// When it next starts to hold after `now` (`active = true`) or stops (`false`), to the
+    /// minute, within four years; `None` if never.
+    pub fn next_change(&self, now: f64, active: bool) -> Option<f64> {
+        let intervals: Vec<&crate::timeinterval::TimeInterval> =
+            self.time_intervals.iter().collect();
+        crate::timeinterval::next_change(&intervals, now, active)
+    }
+
+    /// `recurring silence at line 45 (backup)`: how listings name it (it has no id).
+    pub fn name(&self) -> String {
+        format!(
+            "recurring silence at line {} ({})",
+            self.line,
+            self.interval_names()
+        )
+    }
 }
 
 #[cfg(test)]

@@ -135,10 +135,16 @@ pub struct AlertState {
     /// When it resolved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_at: Option<f64>,
-    /// Id of the notification that first announced this episode: its repeats and its
-    /// recovery are threaded under it.
+    /// Id of the notification that first announced this episode, from a state written
+    /// before threads were per route: the thread of every route that announced it then
+    /// (routes that start a thread since are in `threads`). No longer written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread: Option<String>,
+    /// Per route (`[[route]]` id; `""`: the root or a rule's `notify`), the id of the
+    /// notification that first announced this episode on it: that route's repeats and
+    /// recovery are threaded under it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub threads: BTreeMap<String, String>,
     /// Per `[[route]]` id, when that route last announced this episode (each route
     /// repeats on its own `repeat_interval`). Alerts routed by the root use `notified_at`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

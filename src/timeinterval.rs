@@ -22,6 +22,52 @@ impl TimeInterval {
     }
 }
 
+/// The first whole minute after `now` at which the time enters (`active = true`) or leaves
+/// (`false`) the union of `intervals`, looking up to four years ahead; `None` if it never
+/// does in that time. A period changes only at midnight or at one of its `times` bounds,
+/// read in its own time zone, so those minutes of each day are the only candidates
+/// (a few thousand checks, not one per minute).
+pub fn next_change(intervals: &[&TimeInterval], now: f64, active: bool) -> Option<f64> {
+    let inside = |t: f64| intervals.iter().any(|i| i.contains(t));
+    let Ok(start) = Timestamp::from_second(now.floor() as i64) else {
+        return None;
+    };
+    let mut best: Option<f64> = None;
+    for period in intervals.iter().flat_map(|i| &i.periods) {
+        let today = start.to_zoned(period.location.clone()).date();
+        let mut minutes: Vec<u16> = std::iter::once(0)
+            .chain(period.times.iter().flat_map(|&(a, b)| [a, b]))
+            .filter(|&m| m < 1440)
+            .collect();
+        minutes.sort_unstable();
+        minutes.dedup();
+        // Candidates come in time order within a period: its first real change is its
+        // earliest.
+        'days: for offset in 0..=(4 * 366) {
+            let Ok(day) = today.checked_add(jiff::Span::new().days(offset)) else {
+                break;
+            };
+            for &m in &minutes {
+                let Ok(zoned) = day
+                    .at((m / 60) as i8, (m % 60) as i8, 0, 0)
+                    .to_zoned(period.location.clone())
+                else {
+                    continue;
+                };
+                let t = zoned.timestamp().as_second() as f64;
+                if best.is_some_and(|b| t >= b) {
+                    break 'days;
+                }
+                if t > now && inside(t) == active && inside(t - 60.0) != active {
+                    best = Some(t);
+                    break 'days;
+                }
+            }
+        }
+    }
+    best
+}
+
 /// One `[[time_interval]]` entry. Each list left empty matches every time; within a list
 /// any range matches, and every list given must match (Alertmanager's `TimePeriod`).
 #[derive(Debug, Clone)]
@@ -320,6 +366,44 @@ mod tests {
             "17:00 is the end"
         );
         assert!(!office.contains(at("2026-12-05T10:00:00Z")), "a Saturday");
+    }
+
+    #[test]
+    fn next_start_and_end_of_office_hours() {
+        let office = TimeInterval {
+            name: "office".into(),
+            periods: vec![period(RawPeriod {
+                times: vec![("09:00-17:00", 0)],
+                weekdays: vec![("monday:friday", 0)],
+                location: Some(("Europe/Berlin", 0)),
+                ..Default::default()
+            })],
+        };
+        let both = [&office];
+        // Thursday 09:30 Berlin: ends at 17:00 Berlin, starts again Friday 09:00.
+        let thursday = at("2026-12-03T08:30:00Z");
+        assert_eq!(
+            next_change(&both, thursday, false),
+            Some(at("2026-12-03T16:00:00Z"))
+        );
+        assert_eq!(
+            next_change(&both, thursday, true),
+            Some(at("2026-12-04T08:00:00Z"))
+        );
+        // Friday after hours: Monday 09:00 Berlin.
+        assert_eq!(
+            next_change(&both, at("2026-12-04T16:00:00Z"), true),
+            Some(at("2026-12-07T08:00:00Z"))
+        );
+        // An interval of the past never starts again.
+        let gone = TimeInterval {
+            name: "gone".into(),
+            periods: vec![period(RawPeriod {
+                years: vec![("2020", 0)],
+                ..Default::default()
+            })],
+        };
+        assert_eq!(next_change(&[&gone], thursday, true), None);
     }
 
     #[test]

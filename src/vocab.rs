@@ -71,6 +71,10 @@ pub struct Notice {
     /// announcement, which starts the thread.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread: Option<String>,
+    /// The route (`[[route]]` id; empty: the root or a rule's `notify`) this notice goes
+    /// out on: each route threads its own mails. Only for the run that plans it.
+    #[serde(skip)]
+    pub route: String,
     /// A page about it (its source's `link`, else its stats page): Alertmanager's
     /// `generatorURL`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

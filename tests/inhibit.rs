@@ -237,3 +237,91 @@ fn config_errors_point_at_the_inhibit_or_source_unreachable_entry() {
         .status(2)
         .stderr_contains("[source_unreachable]: set `for` or `for_runs`, not both");
 }
+
+/// Commit 0464303, finding 3: a firing alert kept without being evaluated (here: its
+/// source cannot be read, so its ServerDown alerts stay firing) has its inhibitor
+/// recomputed each run. When the inhibiting alert (from another source, still read)
+/// resolves, the kept alert is released: no longer `inhibited by` in the state.
+#[test]
+fn a_kept_alert_is_released_when_its_inhibitor_resolves() {
+    let dir = common::temp_dir();
+    let config = dir.path().join("hapwatch.toml");
+    std::fs::write(
+        &config,
+        r#"[[source]]
+name = "lb1"
+file = "lb1.csv"
+
+[[source]]
+name = "lb2"
+file = "lb2.csv"
+
+[state]
+file = "state.json"
+
+[[rule]]
+name = "ServerDown"
+scope = { type = "server" }
+when = 'state == "down"'
+
+[[rule]]
+name = "Upstream"
+scope = { type = "server", server = "web3" }
+when = 'state == "down"'
+
+[[inhibit]]
+source_matchers = ["alertname=Upstream", "source=lb2"]
+target_matchers = ["alertname=ServerDown", "source=lb1"]
+equal = ["proxy"]
+"#,
+    )
+    .unwrap();
+    let capture = |name: &str, fixture: &str| {
+        std::fs::write(dir.path().join(name), fixture_bytes(fixture)).unwrap();
+    };
+    let run = |at: u64| {
+        Hapwatch::new()
+            .config_path(&config)
+            .args(["run", "--now", &(1_800_000_000 + at).to_string()])
+            .run()
+    };
+    let inhibited = || -> Vec<(String, bool)> {
+        let state: Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("state.json")).unwrap()).unwrap();
+        let mut kept: Vec<(String, bool)> = state["alerts"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|a| {
+                a["labels"]["alertname"] == "ServerDown"
+                    && a["labels"]["source"] == "lb1"
+                    && a["status"] == "firing"
+            })
+            .map(|a| {
+                (
+                    a["labels"]["server"].as_str().unwrap().to_string(),
+                    a["inhibited_by"].is_string(),
+                )
+            })
+            .collect();
+        kept.sort();
+        kept
+    };
+    // web3 down on lb2 (Upstream) inhibits lb1's ServerDown alerts.
+    capture("lb1.csv", "haproxy-2.6/down-after-kill.csv");
+    capture("lb2.csv", "haproxy-2.6/down-after-kill.csv");
+    run(0);
+    assert_eq!(
+        inhibited(),
+        [("web3".to_string(), true), ("web4".to_string(), true)]
+    );
+    // lb1 cannot be read: its alerts are kept firing. Upstream resolves on lb2.
+    std::fs::remove_file(dir.path().join("lb1.csv")).unwrap();
+    capture("lb2.csv", "haproxy-2.6/check-in-progress.csv");
+    run(60).status(1);
+    assert_eq!(
+        inhibited(),
+        [("web3".to_string(), false), ("web4".to_string(), false)],
+        "released once their inhibitor resolved"
+    );
+}

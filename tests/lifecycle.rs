@@ -803,3 +803,110 @@ fn still_firing_lists_only_what_is_routed_to_the_notifier() {
         "web4 was never routed to chat: {payload}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// The wall clock stepping back (an NTP step, a VM restored from a snapshot)
+// ---------------------------------------------------------------------------------------
+
+/// `show stat` of down-after-kill.csv with web1's `stot` set to `stot`.
+fn with_stot(stot: u64) -> String {
+    let text = String::from_utf8(fixture_bytes("haproxy-2.6/down-after-kill.csv")).unwrap();
+    edit_capture(&text, "app-main", "web1", "stot", &stot.to_string())
+}
+
+/// Ten runs a minute apart (web1 serving 10 sessions a minute), then the clock an hour
+/// behind for ten runs: every run exits 0 without a line, and the windows and counters
+/// never give a negative or a made-up value (no rule on them fires), though the state
+/// holds samples "from the future". Once the clock has run a window's length again, the
+/// window is covered again with the real rate.
+#[test]
+fn a_clock_stepping_back_gives_no_negative_or_garbage_rates_and_resolves_what_cleared() {
+    let s = Scenario::new(
+        r#"
+[[source]]
+name = "lb1"
+file = "lb1.csv"
+
+[[rule]]
+name = "Negative"
+scope = { type = "server", server = "web1" }
+when = 'delta(stot, 5m) < 0 or rate(stot, 5m) < 0 or rises(stot, 5m) < 0 or delta(stot) < 0 or rate(stot) < 0'
+
+[[rule]]
+name = "Garbage"
+scope = { type = "server", server = "web1" }
+when = 'delta(stot, 5m) > 60 or rate(stot, 5m) > 0.5 or rises(stot, 5m) > 6 or delta(stot) > 10 or rate(stot) > 0.5'
+
+[[rule]]
+name = "Covered"
+scope = { type = "server", server = "web1" }
+when = 'rate(stot, 5m) > 0.1'
+"#,
+    );
+    let mut stot = 1000;
+    let mut run = |at: f64| {
+        stot += 10;
+        s.write("lb1.csv", &with_stot(stot));
+        let out = s.run_at(at);
+        out.status(0).stderr_empty();
+        summarize(&out)
+    };
+    let mut seen = Vec::new();
+    for minute in 0..10 {
+        seen.extend(run(60.0 * f64::from(minute)));
+    }
+    // Covered from the sixth run on (a sample 5 min old).
+    assert_eq!(seen, ["Covered: +app-main/web1"]);
+    // The clock steps back an hour: no sample is old enough, the window is absent (the
+    // Covered alert resolves: an absent value is not a match), nothing else fires.
+    let mut after = Vec::new();
+    for minute in 0..10 {
+        after.extend(run(-3600.0 + 60.0 * f64::from(minute)));
+    }
+    assert_eq!(
+        after,
+        ["Covered: -app-main/web1", "Covered: +app-main/web1"],
+        "resolved while the window is not covered, then covered again with the real rate"
+    );
+}
+
+/// An alert pending (`for = "2m"`) when the clock steps back an hour fires two minutes
+/// of runs later, not an hour and two minutes later: times the state holds "in the
+/// future" count from now.
+#[test]
+fn a_pending_alert_still_fires_after_its_for_when_the_clock_stepped_back() {
+    let s = Scenario::new(
+        r#"
+[[source]]
+name = "lb1"
+file = "lb1.csv"
+
+[[rule]]
+name = "Down"
+scope = { type = "server", server = "web3" }
+when = 'state == "down"'
+for = "2m"
+"#,
+    );
+    s.capture("lb1.csv", "haproxy-2.6/down-after-kill.csv");
+    assert!(s.notify(0.0).is_empty(), "pending");
+    assert!(s.notify(-3600.0).is_empty());
+    assert!(s.notify(-3540.0).is_empty());
+    assert_eq!(s.notify(-3480.0), ["Down: +app-main/web3"]);
+}
+
+/// A silence added before the clock stepped back (it starts "in the future") still holds.
+#[test]
+fn a_silence_still_holds_after_the_clock_stepped_back() {
+    let s = Scenario::new(DOWN_FOR_2_RUNS.replace("for_runs = 2", "").as_str());
+    s.capture("lb1.csv", "haproxy-2.6/show-stat.csv");
+    assert!(s.notify(0.0).is_empty(), "all up");
+    s.hapwatch()
+        .args(["silence", "add", "--match", "server=web3", "--for", "2h"])
+        .run()
+        .status(0);
+    // The clock steps back half an hour; web3 goes down.
+    s.capture("lb1.csv", "haproxy-2.6/down-after-kill.csv");
+    assert!(s.notify(-1800.0).is_empty(), "silenced");
+    assert!(s.notify(-1740.0).is_empty(), "silenced");
+}

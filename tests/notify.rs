@@ -156,6 +156,20 @@ impl Lab {
         self.run_at(at).success().stdout_empty().stderr_empty();
     }
 
+    /// Runs at `at`, where `notifier` delivers what waited in the outbox: exit 0, nothing
+    /// on stdout, one line on stderr saying that its outage is over.
+    #[track_caller]
+    fn run_back(&self, at: f64, notifier: &str) {
+        self.run_at(at)
+            .success()
+            .stdout_empty()
+            .stderr_line_count(1)
+            .stderr_contains(&format!(
+                "hapwatch: warning: notifier {notifier} works again: the outbox delivered what \
+                 waited for it (it failed from "
+            ));
+    }
+
     fn state(&self) -> Value {
         let text = std::fs::read_to_string(self.path("state.json")).unwrap();
         serde_json::from_str(&text).unwrap()
@@ -417,6 +431,140 @@ fn smtp_plain_one_mail_per_problem_and_one_per_recovery_threaded() {
     assert!(lab.outbox().is_empty());
 }
 
+/// Two SMTP notifiers with one From domain sending the same group: each mail has its own
+/// Message-ID (it holds the notifier), and each notifier's recovery replies to that
+/// notifier's firing mail. Before, both mails had one Message-ID, which a receiving server
+/// or mail client may take for one message and drop as a duplicate.
+#[test]
+fn two_smtp_notifiers_with_one_from_domain_send_distinct_message_ids() {
+    let Some(smtp) = SmtpServer::start_or_skip() else {
+        return;
+    };
+    let notifier = |name: &str, to: &str| {
+        format!(
+            "[notifier.{name}]\ntype = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\n\
+             tls = \"none\"\nfrom = \"hapwatch <{FROM}>\"\nto = [\"{to}\"]\n\n",
+            smtp.port()
+        )
+    };
+    let lab = Lab::new(&format!(
+        "{}{}[routes]\ndefault = [\"ops\", \"team\"]\n",
+        notifier("ops", "ops@example.net"),
+        notifier("team", "team@example.net")
+    ));
+    lab.quiet_run(0.0);
+    lab.capture(WEB3_BACK);
+    lab.quiet_run(60.0);
+    let mails = smtp.wait_for_messages(4, Duration::from_secs(10));
+    assert_eq!(mails.len(), 4);
+    let of = |to: &str, subject: &str| {
+        mails
+            .iter()
+            .find(|m| m.rcpt_tos == [to] && m.subject() == Some(subject))
+            .unwrap_or_else(|| panic!("no {subject:?} to {to}"))
+    };
+    let ids: std::collections::BTreeSet<String> = mails
+        .iter()
+        .map(|m| m.header("Message-ID").expect("a Message-ID"))
+        .collect();
+    assert_eq!(ids.len(), 4, "one Message-ID per mail: {ids:?}");
+    for to in ["ops@example.net", "team@example.net"] {
+        let firing = of(to, SUBJECT_FIRING);
+        let resolved = of(to, SUBJECT_RESOLVED);
+        assert_msg_id(&firing.header("Message-ID").unwrap());
+        assert!(firing
+            .header("Message-ID")
+            .unwrap()
+            .ends_with("@lb1.example.net>"));
+        assert_eq!(resolved.header("In-Reply-To"), firing.header("Message-ID"));
+        assert_eq!(resolved.header("References"), firing.header("Message-ID"));
+    }
+}
+
+/// Two routes send the same alert to two SMTP notifiers; the `team` route is muted during
+/// the first minute, so it first announces a minute later. Each route keeps its own
+/// thread: `ops`'s recovery replies to the mail `ops` got, not to `team`'s (before, the
+/// later first announcement moved the alert's one thread, and `ops`'s readers got a reply
+/// to a mail they never saw).
+#[test]
+fn each_route_threads_its_own_mails_when_one_first_announces_after_a_mute() {
+    let Some(smtp) = SmtpServer::start_or_skip() else {
+        return;
+    };
+    let notifier = |name: &str| {
+        format!(
+            "[notifier.{name}]\ntype = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\n\
+             tls = \"none\"\nfrom = \"hapwatch <{FROM}>\"\nto = [\"{name}@example.net\"]\n\n",
+            smtp.port()
+        )
+    };
+    // BASE is 08:00:00 UTC: `team` is muted until 08:01.
+    let lab = Lab::new(&format!(
+        "{}{}[[time_interval]]\nname = \"first-minute\"\ntimes = [\"08:00-08:01\"]\n\n\
+         [[route]]\nname = \"ops\"\nnotify = [\"ops\"]\ncontinue = true\n\n\
+         [[route]]\nname = \"team\"\nnotify = [\"team\"]\nmute_time_intervals = [\"first-minute\"]\n",
+        notifier("ops"),
+        notifier("team")
+    ));
+    lab.quiet_run(0.0);
+    lab.quiet_run(60.0);
+    lab.capture(WEB3_BACK);
+    lab.quiet_run(120.0);
+    let mails = smtp.wait_for_messages(4, Duration::from_secs(10));
+    let to = |who: &str| -> Vec<&ReceivedMail> {
+        mails
+            .iter()
+            .filter(|m| m.rcpt_tos == [format!("{who}@example.net")])
+            .collect()
+    };
+    for who in ["ops", "team"] {
+        let got = to(who);
+        let subjects: Vec<_> = got.iter().map(|m| m.subject()).collect();
+        assert_eq!(
+            subjects,
+            [Some(SUBJECT_FIRING), Some(SUBJECT_RESOLVED)],
+            "{who}"
+        );
+        assert_eq!(
+            got[1].header("In-Reply-To"),
+            got[0].header("Message-ID"),
+            "{who}'s recovery replies to the mail {who} got"
+        );
+        assert_eq!(got[1].header("References"), got[0].header("Message-ID"));
+    }
+}
+
+/// A state written before threads were per route keeps one `thread` per alert: it is the
+/// thread of every route that announced the alert, so recoveries still reply to it.
+#[test]
+fn a_thread_from_an_older_state_file_still_threads_the_recovery() {
+    let Some(smtp) = SmtpServer::start_or_skip() else {
+        return;
+    };
+    let lab = Lab::new(&smtp_notifier("mail", smtp.port(), "tls = \"none\""));
+    lab.quiet_run(0.0);
+    // Rewrite the state as an older build wrote it: `thread`, no `threads`.
+    let mut state = lab.state();
+    for alert in state["alerts"].as_object_mut().unwrap().values_mut() {
+        let alert = alert.as_object_mut().unwrap();
+        let threads = alert.remove("threads").expect("threads per route");
+        alert.insert("thread".into(), threads[""].clone());
+    }
+    std::fs::write(
+        lab.path("state.json"),
+        serde_json::to_string(&state).unwrap(),
+    )
+    .unwrap();
+    lab.capture(WEB3_BACK);
+    lab.quiet_run(60.0);
+    let mails = smtp.wait_for_messages(2, Duration::from_secs(10));
+    assert_eq!(mails[1].subject(), Some(SUBJECT_RESOLVED));
+    assert_eq!(
+        mails[1].header("In-Reply-To"),
+        mails[0].header("Message-ID")
+    );
+}
+
 /// Issue #16 item 7: every incident is its own thread. Before, every ServerDown mail of a
 /// source referred to one invented parent (the group's id), so weeks of unrelated
 /// incidents formed one thread, the recovery did not refer to the firing mail, and the
@@ -631,7 +779,8 @@ fn smtp_starttls_without_the_ca_fails_on_the_certificate_and_keeps_the_mail() {
         .args(["run", "--now", &lab.now(60.0)])
         .run()
         .success()
-        .stderr_empty();
+        .stderr_line_count(1)
+        .stderr_contains("notifier mail works again");
     let mails = smtp.messages();
     assert_eq!(mails.len(), 1);
     assert!(mails[0].tls);
@@ -765,8 +914,8 @@ fn smtp_down_goes_to_the_outbox_and_is_delivered_once_when_back() {
     assert!(smtp.messages().is_empty(), "retried before its backoff");
     assert_eq!(lab.outbox().len(), 1);
 
-    // Due: delivered once, the outbox is empty.
-    lab.quiet_run(60.0);
+    // Due: delivered once, the outbox is empty; the outage's end is one line.
+    lab.run_back(60.0, "mail");
     let mails = smtp.messages();
     assert_eq!(mails.len(), 1);
     assert_eq!(mails[0].subject(), Some(SUBJECT_FIRING));
@@ -776,6 +925,75 @@ fn smtp_down_goes_to_the_outbox_and_is_delivered_once_when_back() {
         lab.quiet_run(60.0 * f64::from(minute));
     }
     assert_eq!(smtp.messages().len(), 1, "no duplicate after redelivery");
+}
+
+/// `2027-01-15T08:00:00Z`: a Unix time as hapwatch writes it in its lines.
+fn rfc3339(unix: f64) -> String {
+    chrono::DateTime::from_timestamp(unix as i64, 0)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Cron mails whatever a run prints: an SMTP server down for an hour must not mail the
+/// same "kept in the outbox" line every minute. One line when the notifier starts failing,
+/// nothing while the outbox retries (and new notifications queue behind), one line when it
+/// delivers again; `-v` shows each retry.
+#[test]
+fn an_smtp_outage_is_one_line_when_it_starts_and_one_when_it_ends_not_one_per_run() {
+    let Some(mut smtp) = SmtpServer::start_or_skip() else {
+        return;
+    };
+    let port = smtp.port();
+    let lab = Lab::new(&smtp_notifier("mail", port, "tls = \"none\"\nretries = 0"));
+    smtp.stop();
+    let out = lab.run_at(0.0);
+    out.status(1).stdout_empty().stderr_line_count(1);
+    assert!(
+        out.stderr
+            .starts_with(&format!("hapwatch: notifier mail: SMTP 127.0.0.1:{port}: "))
+            && out
+                .stderr
+                .trim_end()
+                .ends_with(" (kept in the outbox for the next runs)"),
+        "{out:?}"
+    );
+    // Retried at 60 and 180 (backoff 1, 2 min) and failing again: silent (a run that
+    // retries and fails still exits 1, for a systemd unit or a heartbeat).
+    for at in [60.0, 120.0, 180.0, 240.0] {
+        lab.run_at(at).stdout_empty().stderr_empty();
+    }
+    // A new notification (web3's recovery) queues behind the failing one: the same outage.
+    lab.capture(WEB3_BACK);
+    lab.run_at(300.0).stdout_empty().stderr_empty();
+    // -v tells each retry, saying it was reported already.
+    let verbose = lab
+        .hapwatch()
+        .args(["-v", "run", "--now", &lab.now(420.0)])
+        .run();
+    verbose.status(1).stderr_contains(&format!(
+        "(kept in the outbox, attempt 4) (reported at {}; printed again when it ends)",
+        rfc3339(lab.base)
+    ));
+    assert_eq!(lab.outbox().len(), 2);
+    assert!(smtp.messages().is_empty());
+
+    // Back: both go out at the next due retry, and the end of the outage is one line.
+    smtp.restart();
+    let back = lab.run_at(900.0);
+    back.success().stdout_empty().stderr_is(&format!(
+        "hapwatch: warning: notifier mail works again: the outbox delivered what waited for it (it \
+         failed from {} to {})\n",
+        rfc3339(lab.base),
+        rfc3339(lab.base + 900.0)
+    ));
+    assert_eq!(smtp.messages().len(), 2);
+    assert!(lab.outbox().is_empty());
+    lab.quiet_run(960.0);
+
+    // A second outage is news again.
+    smtp.stop();
+    lab.capture(DOWN);
+    lab.run_at(1020.0).status(1).stderr_line_count(1);
 }
 
 /// Fails twice while the server is down: the firing notification (run 0, retried at 60)
@@ -790,11 +1008,24 @@ fn firing_and_resolved_in_the_outbox() -> Option<(Lab, SmtpServer)> {
     smtp.stop();
     lab.run_at(0.0).status(1);
     // The firing item fails again (attempt 2, backoff 2 min); the recovery queues behind
-    // it without being tried, so that it can never arrive first.
+    // it without being tried, so that it can never arrive first. The notifier's failure was
+    // said in the first run: -v says these lines.
     lab.capture(WEB3_BACK);
-    let out = lab.run_at(60.0);
-    out.status(1).stderr_line_count(2);
-    let lines: Vec<&str> = out.stderr.lines().collect();
+    let out = lab
+        .hapwatch()
+        .args(["-v", "run", "--now", &lab.now(60.0)])
+        .run();
+    out.status(1);
+    let lines: Vec<String> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("hapwatch: notifier mail: "))
+        .map(|l| {
+            let cut = l.rfind(" (reported at ").expect("said as lasting");
+            l[..cut].to_string()
+        })
+        .collect();
+    assert_eq!(lines.len(), 2, "{out:?}");
     assert!(
         lines[0].ends_with(" (kept in the outbox, attempt 2)"),
         "{out:?}"
@@ -828,7 +1059,7 @@ fn smtp_outage_keeps_firing_and_resolved_and_delivers_both_once() {
     };
     smtp.restart();
     // Both due: delivered in the order they were planned.
-    lab.quiet_run(180.0);
+    lab.run_back(180.0, "mail");
     let mails = smtp.messages();
     let subjects: Vec<_> = mails.iter().map(ReceivedMail::subject).collect();
     assert_eq!(subjects, [Some(SUBJECT_FIRING), Some(SUBJECT_RESOLVED)]);
@@ -1302,8 +1533,13 @@ fn webhook_500_and_hang_go_to_the_outbox_and_are_redelivered_once() {
     lab.quiet_run(30.0);
     assert_eq!(failing.requests().len() + hanging.requests().len(), 2);
 
-    // Due: each is redelivered once, with the body of the first attempt.
-    lab.quiet_run(60.0);
+    // Due: each is redelivered once, with the body of the first attempt; each notifier's
+    // outage ends with a line.
+    lab.run_at(60.0)
+        .success()
+        .stderr_line_count(2)
+        .stderr_contains("notifier h500 works again")
+        .stderr_contains("notifier slow works again");
     for receiver in [&failing, &hanging] {
         let all = receiver.requests();
         assert_eq!(all.len(), 2);
@@ -1331,14 +1567,11 @@ fn outbox_items_expire_after_outbox_max_age_loudly() {
     lab.run_at(0.0).status(1).stderr_is(&format!(
         "hapwatch: notifier hook: {error} (kept in the outbox for the next runs)\n"
     ));
-    // Backoff 1, 2, 4 min: attempts at 60 and 180, the next would be at 420.
-    lab.run_at(60.0).status(1).stderr_is(&format!(
-        "hapwatch: notifier hook: {error} (kept in the outbox, attempt 2)\n"
-    ));
+    // Backoff 1, 2, 4 min: attempts at 60 and 180, the next would be at 420; retried
+    // silently (the notifier's failure was said).
+    lab.run_at(60.0).status(1).stderr_empty();
     lab.quiet_run(120.0);
-    lab.run_at(180.0).status(1).stderr_is(&format!(
-        "hapwatch: notifier hook: {error} (kept in the outbox, attempt 3)\n"
-    ));
+    lab.run_at(180.0).status(1).stderr_empty();
     assert_eq!(lab.outbox()[0]["next_attempt"], BASE + 180.0 + 240.0);
     assert_eq!(hook.requests().len(), 3);
     lab.quiet_run(300.0);
@@ -1348,7 +1581,9 @@ fn outbox_items_expire_after_outbox_max_age_loudly() {
         .stdout_empty()
         .stderr_is(&format!(
             "hapwatch: outbox: gave up on a notification for hook after 3 attempts since \
-         2027-01-15T08:00:00Z (outbox_max_age): {error}\n"
+             2027-01-15T08:00:00Z (outbox_max_age): {error}\n\
+             hapwatch: warning: notifier hook: nothing waits for it in the outbox any more (it \
+             failed from 2027-01-15T08:00:00Z to 2027-01-15T08:05:01Z)\n"
         ));
     assert!(lab.outbox().is_empty());
     assert_eq!(hook.requests().len(), 3, "not sent again once expired");
@@ -1429,7 +1664,7 @@ fn fallback_webhook_gets_the_notification_when_smtp_is_down() {
 
     // Mail back: the primary delivers its copy once.
     smtp.restart();
-    lab.quiet_run(180.0);
+    lab.run_back(180.0, "mail");
     let mails = smtp.messages();
     assert_eq!(mails.len(), 1);
     assert_eq!(mails[0].subject(), Some(SUBJECT_FIRING));

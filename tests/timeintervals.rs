@@ -225,3 +225,164 @@ fn the_shipped_backup_window_example_passes_its_rule_test() {
         .status(0)
         .stdout_contains("1 passed, 0 failed");
 }
+
+/// `state show` marks an alert held back by a `[[recurring_silence]]` as silenced, naming
+/// it (it has no id: its line and time intervals); `silence list` lists the recurring
+/// silences with whether each holds now and when it next starts. Real time: one silence
+/// always holds, the other only next year.
+#[test]
+fn state_show_and_silence_list_tell_recurring_silences() {
+    let next_year = chrono::Utc::now()
+        .format("%Y")
+        .to_string()
+        .parse::<i32>()
+        .unwrap()
+        + 1;
+    let config = format!(
+        r#"[[source]]
+name = "lb1"
+file = "lb1.csv"
+
+[state]
+file = "state.json"
+
+[[time_interval]]
+name = "always"
+
+[[time_interval]]
+name = "next-year"
+years = ["{next_year}"]
+
+[[recurring_silence]]
+matchers = ["server=web3"]
+time_intervals = ["always"]
+comment = "web3 is being rebuilt"
+
+[[recurring_silence]]
+matchers = ["server=web4"]
+time_intervals = ["next-year"]
+
+[[rule]]
+name = "ServerDown"
+scope = {{ type = "server" }}
+when = 'state == "down"'
+"#
+    );
+    let line_of = |needle: &str| {
+        let at = config.find(needle).unwrap();
+        config[..at].lines().count() + 1
+    };
+    let (web3_line, web4_line) = (
+        line_of("[[recurring_silence]]\nmatchers = [\"server=web3\"]"),
+        line_of("[[recurring_silence]]\nmatchers = [\"server=web4\"]"),
+    );
+    let hapwatch = Hapwatch::new().file("c.toml", &config).file(
+        "lb1.csv",
+        common::fixture_bytes("haproxy-2.6/down-after-kill.csv"),
+    );
+    let dir = hapwatch.dir().to_path_buf();
+    // Keeps the directory (the output owns it) until the end of the test.
+    let first = hapwatch.args(["-c", "c.toml", "run"]).run();
+    first.success();
+    let again = |args: &[&str]| {
+        Hapwatch::new()
+            .config_path(dir.join("c.toml"))
+            .args(args)
+            .run()
+    };
+    let show = again(&["state", "show"]);
+    show.success();
+    let line = |server: &str| {
+        show.stdout
+            .lines()
+            .find(|l| l.contains(&format!("server=\"{server}\"")))
+            .unwrap_or_else(|| panic!("no line for {server}: {}", show.stdout))
+            .to_string()
+    };
+    assert!(
+        line("web3").contains(&format!(
+            "firing, silenced by recurring silence at line {web3_line} (always)"
+        )),
+        "{}",
+        show.stdout
+    );
+    assert!(!line("web4").contains("silenced"), "{}", show.stdout);
+
+    let list = again(&["silence", "list"]);
+    list.success().stdout_contains(
+        "no active silences\n\nrecurring silences ([[recurring_silence]] in the config):\n",
+    );
+    let row = |n: usize| {
+        list.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{n} ")))
+            .unwrap_or_else(|| panic!("no row for line {n}: {}", list.stdout))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(
+        row(web3_line),
+        format!(
+            "{web3_line} server=web3 always active (no end within 4 years) none within 4 years \
+             web3 is being rebuilt"
+        )
+    );
+    assert_eq!(
+        row(web4_line),
+        format!("{web4_line} server=web4 next-year inactive {next_year}-01-01 00:00:00 UTC")
+    );
+}
+
+/// Commit 0464303, finding 1: the still-firing list of a group's notification leaves out an
+/// alert that a `[[recurring_silence]]` holds back, as it does for a silence added with
+/// `silence add` (it would otherwise be listed while its own notifications are held).
+#[test]
+fn the_still_firing_list_leaves_out_an_alert_under_a_recurring_silence() {
+    // 2027-01-15 08:00:00 UTC; the silence of web4 holds from 08:01.
+    const BASE: u64 = 1_800_000_000;
+    let config = r#"[[source]]
+name = "lb1"
+file = "lb1.csv"
+
+[state]
+file = "state.json"
+
+[[time_interval]]
+name = "from-0801"
+times = ["08:01-09:00"]
+
+[[recurring_silence]]
+matchers = ["server=web4"]
+time_intervals = ["from-0801"]
+
+[[rule]]
+name = "ServerDown"
+scope = { type = "server" }
+when = 'state == "down"'
+"#;
+    let dir = common::temp_dir();
+    std::fs::write(dir.path().join("c.toml"), config).unwrap();
+    let capture = |fixture: &str| {
+        std::fs::write(dir.path().join("lb1.csv"), common::fixture_bytes(fixture)).unwrap();
+    };
+    let run = |at: u64| {
+        Hapwatch::new()
+            .config_path(dir.path().join("c.toml"))
+            .args(["run", "--now", &(BASE + at).to_string()])
+            .run()
+    };
+    // web3 and web4 down: one notification of both.
+    capture("haproxy-2.6/down-after-kill.csv");
+    run(0)
+        .success()
+        .stdout_contains("[FIRING:2] ServerDown app-main (lb1)");
+    // web3 back while web4, still down, is held back by the recurring silence: the
+    // recovery does not list web4 as still firing.
+    capture("haproxy-2.6/check-in-progress.csv");
+    let out = run(60);
+    out.success()
+        .stdout_contains("[RESOLVED:1] ServerDown app-main (lb1)")
+        .stdout_lacks("STILL FIRING")
+        .stdout_lacks("web4");
+}

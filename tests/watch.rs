@@ -666,3 +666,68 @@ fn a_watch_killed_with_sigkill_loses_nothing_a_restart_needs() {
     assert_quiet(&first.stderr());
     assert_quiet(&second.stderr());
 }
+
+/// A notifier that stays down is one line for the whole outage, not one per cycle: new
+/// notifications (web3 going down and up again between cycles) queue behind the failed
+/// one silently while the outbox retries.
+#[test]
+fn a_notifier_down_is_said_once_not_once_per_cycle() {
+    let dir = temp_dir();
+    let capture = dir.path().join("lb1.csv");
+    let down = common::fixture_bytes("haproxy-2.6/down-after-kill.csv");
+    let web3_back = common::fixture_bytes("haproxy-2.6/check-in-progress.csv");
+    std::fs::write(&capture, &down).unwrap();
+    let state = dir.path().join("state.json");
+    let config = dir.path().join("hapwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[state]
+file = "{state}"
+
+[[source]]
+name = "lb1"
+file = "{capture}"
+
+[[rule]]
+name = "ServerDown"
+scope = {{ type = "server" }}
+when = 'state == "down"'
+
+[notifier.hook]
+type = "webhook"
+url = "http://{closed}/hook"
+retries = 0
+"#,
+            state = state.display(),
+            capture = capture.display(),
+            closed = common::closed_addr(),
+        ),
+    )
+    .unwrap();
+    let mut watch = Watch::start(&config, &["watch", "--every", "200ms"], &[]);
+    wait_cycles(&mut watch, &state, 1);
+    for i in 0..6 {
+        std::fs::write(&capture, if i % 2 == 0 { &web3_back } else { &down }).unwrap();
+        wait_cycles(&mut watch, &state, 2);
+    }
+    let outbox = std::fs::read_to_string(&state).unwrap();
+    let outbox: serde_json::Value = serde_json::from_str(&outbox).unwrap();
+    assert!(
+        outbox["outbox"].as_array().unwrap().len() >= 4,
+        "the notifications of every flip wait in the outbox: {outbox}"
+    );
+    watch.signal(libc::SIGTERM);
+    assert_eq!(watch.wait_exit().code(), Some(0), "{}", watch.stderr());
+    let stderr = watch.stderr();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.contains("more than --every"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line for the outage:\n{stderr}");
+    assert!(
+        lines[0].starts_with("hapwatch: notifier hook: ")
+            && lines[0].ends_with("(kept in the outbox for the next runs)"),
+        "{stderr}"
+    );
+}

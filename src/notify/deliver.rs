@@ -94,9 +94,13 @@ pub fn seconds(d: Duration) -> String {
 pub struct Delivered {
     /// Deliveries that succeeded (`notifier: subject`).
     pub sent: Vec<String>,
-    /// One line per failed delivery (now in the outbox, or dropped when refused for
-    /// good).
+    /// One line per delivery refused for good (dropped) and per other failure that is
+    /// not a notifier's queue waiting (a fallback that failed, the run's time budget).
     pub failed: Vec<String>,
+    /// `(notifier, line)` per delivery that failed for now and waits in the outbox (a
+    /// failed attempt or retry, a new notification queued behind one that failed): while
+    /// the notifier stays unreachable these are one lasting problem, not news each run.
+    pub waiting: Vec<(String, String)>,
     /// One line per outbox item dropped for being older than `outbox_max_age`.
     pub expired: Vec<String>,
     /// Each delivery attempt for the history: notifier, payload, the error if it failed.
@@ -609,7 +613,7 @@ pub fn deliver(
     let mut working: HashSet<String> = HashSet::new();
     let mut out_of_time = 0;
     // Notifiers whose SMTP session was abandoned at its timeout: where its item is in
-    // `keep`, and its line in `done.failed`.
+    // `keep`, and its line in `done.waiting`.
     let mut abandoned: HashMap<String, (usize, usize)> = HashMap::new();
     let queued = std::mem::take(&mut state.outbox);
     for mut item in queued {
@@ -648,22 +652,22 @@ pub fn deliver(
             if refreshed && !blocked.contains(&name) {
                 // This run's Alertmanager push, merged into one that waits for its
                 // backoff: say so, keeping the reason it waits.
-                done.failed.push(format!(
+                done.waiting.push((name.clone(), format!(
                     "notifier {name}: the pending push (now {}) waits for its next attempt at {} after: {} (kept in the outbox)",
                     what(&item.payload),
                     rfc3339(item.next_attempt),
                     item.last_error
-                ));
+                )));
             } else if is_new {
                 let ahead = blockers
                     .get(&name)
                     .cloned()
                     .unwrap_or_else(|| describe_blocker(&item, now));
                 item.last_error = format!("queued behind {ahead}");
-                done.failed.push(format!(
+                done.waiting.push((name.clone(), format!(
                     "notifier {name}: {} queued behind {ahead} (kept in the outbox for the next runs)",
                     what(&item.payload)
-                ));
+                )));
                 try_fallback(notifiers, notifier, &item.payload, &mut done, now, budget);
             }
             blockers
@@ -708,7 +712,7 @@ pub fn deliver(
                 item.attempts += 1;
                 item.next_attempt = now + backoff(item.attempts);
                 if !pending_before && smtp::session_pending(&name) {
-                    abandoned.insert(name.clone(), (keep.len(), done.failed.len()));
+                    abandoned.insert(name.clone(), (keep.len(), done.waiting.len()));
                 }
                 if is_new {
                     done.attempts.push((
@@ -716,14 +720,18 @@ pub fn deliver(
                         item.payload.clone(),
                         Some(e.message.clone()),
                     ));
-                    done.failed.push(format!(
-                        "notifier {name}: {e} (kept in the outbox for the next runs)"
+                    done.waiting.push((
+                        name.clone(),
+                        format!("notifier {name}: {e} (kept in the outbox for the next runs)"),
                     ));
                     try_fallback(notifiers, notifier, &item.payload, &mut done, now, budget);
                 } else {
-                    done.failed.push(format!(
-                        "notifier {name}: {e} (kept in the outbox, attempt {})",
-                        item.attempts
+                    done.waiting.push((
+                        name.clone(),
+                        format!(
+                            "notifier {name}: {e} (kept in the outbox, attempt {})",
+                            item.attempts
+                        ),
                     ));
                 }
                 item.last_error = e.message;
@@ -780,10 +788,11 @@ fn collect_abandoned(
             Err(e) if e.permanent => {
                 let e = e.redacted();
                 delivered_late.insert(at);
-                done.failed[line] = format!(
+                withdrawn.insert(line);
+                done.failed.push(format!(
                     "notifier {name}: {e} (refused for good: dropped, not retried: {})",
                     what(&payload)
-                );
+                ));
                 record_refused(state, &name, now, what(&payload), e.message);
             }
             Err(_) => {}
@@ -795,7 +804,7 @@ fn collect_abandoned(
         !delivered_late.contains(&(k - 1))
     });
     let mut k = 0;
-    done.failed.retain(|_| {
+    done.waiting.retain(|_| {
         k += 1;
         !withdrawn.contains(&(k - 1))
     });
@@ -964,6 +973,7 @@ pub fn notify_test(config: &Config, name: &str, now: f64) -> Result<String, Stri
                     ends_at: None,
                     repeat: false,
                     thread: None,
+                    route: String::new(),
                     generator_url: None,
                 }],
                 resolved: Vec::new(),

@@ -46,6 +46,10 @@ pub(super) fn render(
         None => crate::message::body(n),
     };
     let domain = cfg.from.email.domain().to_string();
+    // The notifier is part of the id: two SMTP notifiers sending the same group (one From
+    // domain) must not send two mails under one Message-ID, which a receiving server or a
+    // mail client takes for duplicates; each notifier threads its own mails.
+    let tag = message_id_tag(&notifier.name);
     Mail {
         from: cfg.from.to_string(),
         to: cfg.to.iter().map(ToString::to_string).collect(),
@@ -53,12 +57,28 @@ pub(super) fn render(
         // A subject is one line: nothing HAProxy reports may add a header.
         subject: crate::text::one_line(&subject),
         body,
-        message_id: format!("<hapwatch-{}@{domain}>", n.id()),
+        message_id: format!("<hapwatch-{}.{tag}@{domain}>", n.id()),
         references: n
             .threads()
             .iter()
-            .map(|id| format!("<hapwatch-{id}@{domain}>"))
+            .map(|id| format!("<hapwatch-{id}.{tag}@{domain}>"))
             .collect(),
+    }
+}
+
+/// The notifier's name as it goes into a Message-ID: as is when it is made of letters,
+/// digits, `-` and `_` (what a Message-ID's left part may hold without quoting), else
+/// the fingerprint of the name.
+fn message_id_tag(name: &str) -> String {
+    if !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        name.to_string()
+    } else {
+        let labels: crate::alert::Labels = [("notifier".to_string(), name.to_string())].into();
+        crate::alert::Fingerprint::of(&labels).to_string()
     }
 }
 
