@@ -456,3 +456,118 @@ fn a_hostile_last_chk_cannot_mention_or_link_in_slack_or_mattermost() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// 5. Inhibition: hapwatch's default [[inhibit]] and the inhibit_rules the README gives
+// ---------------------------------------------------------------------------------------
+
+/// The README's `inhibit_rules` for Alertmanager, matching config/rules.toml's defaults.
+const README_INHIBIT_RULES: &str = "  - source_matchers: ['alertname=\"BackendDown\"']\n    \
+     target_matchers: ['alertname=~\"ServerDown|ServerFlapped|Queueing\"']\n    \
+     equal: [source, proxy]";
+
+/// A backend down with its four servers: hapwatch announces only BackendDown and records
+/// BackendDown as the inhibitor of each ServerDown, yet pushes those to Alertmanager as
+/// they are (firing; leaving them out would read as recoveries there). Given the README's
+/// `inhibit_rules`, Alertmanager suppresses them by that same alert and notifies the
+/// backend alone, so both sides tell one story.
+#[test]
+fn alertmanager_with_the_readme_inhibit_rules_suppresses_what_hapwatch_inhibited() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for line in README_INHIBIT_RULES.lines() {
+        assert!(
+            readme.contains(line.trim()),
+            "the README's inhibit_rules no longer have {line:?}: update README_INHIBIT_RULES"
+        );
+    }
+    let am_hook = HttpReceiver::start();
+    let Some(am) = Alertmanager::builder()
+        .webhook(&am_hook.url_for("/am"))
+        .group_by(&["alertname", "source", "proxy"])
+        .group_wait("2s")
+        .inhibit_rules(README_INHIBIT_RULES)
+        .start_or_skip()
+    else {
+        return;
+    };
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/config/rules.toml");
+    let lab = Lab::new(
+        "",
+        "",
+        &format!(
+            "include = [{}]\n\n{}",
+            Value::String(rules.into()),
+            alertmanager("am", &am.url(), "")
+        ),
+    );
+    let now = unix_now().floor();
+    lab.all_up();
+    lab.quiet_run(now - 15.0);
+    lab.capture("haproxy-2.6/backend-down.csv");
+    lab.quiet_run(now);
+
+    // hapwatch: each ServerDown of app-main fires, inhibited by BackendDown.
+    let state = lab.state();
+    let alerts = state["alerts"].as_object().unwrap();
+    let (backend_fp, _) = alerts
+        .iter()
+        .find(|(_, a)| {
+            a["labels"]["alertname"] == "BackendDown" && a["labels"]["proxy"] == "app-main"
+        })
+        .expect("BackendDown in the state");
+    let servers: Vec<&Value> = alerts
+        .values()
+        .filter(|a| a["labels"]["alertname"] == "ServerDown" && a["labels"]["proxy"] == "app-main")
+        .collect();
+    assert_eq!(servers.len(), 4, "{state:#}");
+    for s in &servers {
+        assert_eq!(s["status"], "firing", "{s:#}");
+        assert_eq!(
+            s["inhibited_by"],
+            Value::String(backend_fp.clone()),
+            "{s:#}"
+        );
+    }
+
+    // Alertmanager: the four ServerDown alerts arrived firing, and are suppressed by the
+    // same BackendDown (its fingerprint is hapwatch's: the labels are the same).
+    let pushed = am.wait_for_alerts(
+        &[("alertname", "ServerDown"), ("proxy", "app-main")],
+        4,
+        SEEN,
+    );
+    for alert in &pushed {
+        assert_eq!(alert["status"]["state"], "suppressed", "{alert:#}");
+        assert_eq!(
+            alert["status"]["inhibitedBy"],
+            json!([backend_fp]),
+            "{alert:#}"
+        );
+    }
+    // And it notifies BackendDown, never a ServerDown of app-main.
+    let notified = || -> Vec<String> {
+        am_hook
+            .requests()
+            .iter()
+            .flat_map(|r| r.json()["alerts"].as_array().cloned().unwrap_or_default())
+            .filter(|a| a["labels"]["proxy"] == "app-main")
+            .map(|a| a["labels"]["alertname"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    common::wait_until(SEEN, "Alertmanager to notify BackendDown", || {
+        let names = notified();
+        if names.iter().any(|n| n == "BackendDown") {
+            Ok(())
+        } else {
+            Err(format!("{names:?}"))
+        }
+    });
+    // A group interval more, for a late ServerDown notification to show.
+    std::thread::sleep(Duration::from_secs(3));
+    let names = notified();
+    assert!(
+        names.iter().all(|n| n != "ServerDown"),
+        "Alertmanager notified an inhibited alert: {names:?}"
+    );
+}

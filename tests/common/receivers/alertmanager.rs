@@ -18,6 +18,7 @@ pub struct AlertmanagerBuilder {
     resolve_timeout: String,
     group_by: Vec<String>,
     group_wait: String,
+    inhibit_rules: String,
 }
 
 impl AlertmanagerBuilder {
@@ -43,6 +44,13 @@ impl AlertmanagerBuilder {
     /// the next is added); `1s` gathers them.
     pub fn group_wait(mut self, duration: &str) -> Self {
         self.group_wait = duration.to_string();
+        self
+    }
+
+    /// Adds `inhibit_rules` (YAML list items, each starting with `  - `), e.g. the ones the
+    /// README gives to match hapwatch's default `[[inhibit]]`.
+    pub fn inhibit_rules(mut self, yaml: &str) -> Self {
+        self.inhibit_rules = yaml.to_string();
         self
     }
 
@@ -80,13 +88,16 @@ impl AlertmanagerBuilder {
             .iter()
             .map(|l| Value::String(l.clone()).to_string())
             .collect();
-        let config = format!(
+        let mut config = format!(
             "global:\n  resolve_timeout: {}\nroute:\n  receiver: blackhole\n  group_by: [{}]\n  \
              group_wait: {}\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n{receiver}",
             self.resolve_timeout,
             group_by.join(", "),
             self.group_wait
         );
+        if !self.inhibit_rules.is_empty() {
+            config.push_str(&format!("inhibit_rules:\n{}\n", self.inhibit_rules));
+        }
         let config_path = dir.path().join("alertmanager.yml");
         std::fs::write(&config_path, &config).expect("cannot write alertmanager.yml");
         let log = dir.path().join("alertmanager.log");
@@ -221,6 +232,7 @@ impl Alertmanager {
             resolve_timeout: "5m".to_string(),
             group_by: vec!["...".to_string()],
             group_wait: "0s".to_string(),
+            inhibit_rules: String::new(),
         }
     }
 
