@@ -863,9 +863,13 @@ fn try_fallback(
     let Some(fallback) = notifier.fallback.as_deref().and_then(|f| notifiers.get(f)) else {
         return;
     };
+    // The fallback's attempt is a delivery like any other for the history: whoever reads
+    // it later must see who got the notification when the primary could not take it.
     match send(notifiers, fallback, payload, now, budget) {
         Ok(refused) => {
             done.sent.push(describe(&fallback.name, payload));
+            done.attempts
+                .push((fallback.name.clone(), payload.clone(), None));
             for line in refused {
                 done.failed.push(format!(
                     "notifier {} (fallback of {}): {line} (refused for good; the other recipients got it)",
@@ -873,10 +877,17 @@ fn try_fallback(
                 ));
             }
         }
-        Err(e) => done.failed.push(format!(
-            "notifier {} (fallback of {}): {e}",
-            fallback.name, notifier.name
-        )),
+        Err(e) => {
+            done.attempts.push((
+                fallback.name.clone(),
+                payload.clone(),
+                Some(e.message.clone()),
+            ));
+            done.failed.push(format!(
+                "notifier {} (fallback of {}): {e}",
+                fallback.name, notifier.name
+            ));
+        }
     }
 }
 
