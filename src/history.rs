@@ -24,7 +24,7 @@ use crate::config::HistorySettings;
 use crate::state::{self, AlertState, State, Status};
 use crate::vocab::Payload;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -54,8 +54,12 @@ pub enum Event {
     Silenced,
     /// No silence holds it back any more (it still holds).
     Unsilenced,
-    /// Another alert inhibits it. Part of the format; written once inhibition exists.
+    /// An alert that fires is now inhibited by another that fires (an `[[inhibit]]`
+    /// entry): its notifications are held back (`inhibited_by` names the inhibitor).
     Inhibited,
+    /// Nothing inhibits it any more (it still holds). A recovery ends an inhibition
+    /// without this line: the resolved line says it.
+    Uninhibited,
     /// A notifier took a notification about the alert.
     Delivered,
     /// A notifier failed to take a notification about the alert (`error` says why).
@@ -73,6 +77,7 @@ impl Event {
             Event::Silenced => "silenced",
             Event::Unsilenced => "unsilenced",
             Event::Inhibited => "inhibited",
+            Event::Uninhibited => "uninhibited",
             Event::Delivered => "delivered",
             Event::Failed => "failed",
         }
@@ -102,6 +107,9 @@ pub struct Record {
     /// Firing: a silence holds back its notifications.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub silenced: bool,
+    /// Inhibited: the labels of the alert that inhibits it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inhibited_by: Option<Labels>,
     /// Delivered and failed: the notifier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notifier: Option<String>,
@@ -121,6 +129,7 @@ impl Record {
             summary: String::new(),
             since: None,
             silenced: false,
+            inhibited_by: None,
             notifier: None,
             error: None,
         }
@@ -222,12 +231,26 @@ pub struct Attempt<'a> {
     pub error: Option<&'a str>,
 }
 
+/// The fingerprints of the alerts an `[[inhibit]]` entry holds back in `state`: taken
+/// before a run's engine step, so that [`records`] can tell which inhibitions start or
+/// end in the run.
+pub fn inhibited(state: &State) -> HashSet<String> {
+    state
+        .alerts
+        .iter()
+        .filter(|(_, a)| a.status == Status::Firing && a.inhibited_by.is_some())
+        .map(|(fp, _)| fp.clone())
+        .collect()
+}
+
 /// The lines a run adds: its lifecycle moves (only changes: an alert that stays pending or
-/// firing adds nothing), silences that start or stop holding an alert back, and its
-/// deliveries, one line per alert carried. Notes in `state` which alerts a silence holds
-/// back now, for the next run's lines.
+/// firing adds nothing), silences that start or stop holding an alert back, inhibitions
+/// that start or stop (against `inhibited_before`, from [`inhibited`] before the engine
+/// step), and its deliveries, one line per alert carried. Notes in `state` which alerts a
+/// silence holds back now, for the next run's lines.
 pub fn records(
     state: &mut State,
+    inhibited_before: &HashSet<String>,
     moves: &[Move<'_>],
     attempts: &[Attempt<'_>],
     now: f64,
@@ -277,6 +300,40 @@ pub fn records(
             }
         }
     }
+    // Inhibitions that start or end: the engine keeps `inhibited_by` of every firing alert
+    // up to date, including those kept firing without evaluation (a failed source), which
+    // have no move. After the moves (a new alert's firing line comes first), ordered by
+    // labels like the moves.
+    let mut inhibitions = Vec::new();
+    for (fingerprint, alert) in &state.alerts {
+        let by = alert
+            .inhibited_by
+            .as_ref()
+            .filter(|_| alert.status == Status::Firing);
+        let was = inhibited_before.contains(fingerprint);
+        match by {
+            Some(by) if !was => inhibitions.push(Record {
+                inhibited_by: Some(
+                    state
+                        .alerts
+                        .get(by)
+                        .map(|a| a.labels.clone())
+                        .unwrap_or_default(),
+                ),
+                ..Record::from_state(now, Event::Inhibited, fingerprint, alert)
+            }),
+            None if was && matches!(alert.status, Status::Pending | Status::Firing) => inhibitions
+                .push(Record::from_state(
+                    now,
+                    Event::Uninhibited,
+                    fingerprint,
+                    alert,
+                )),
+            _ => {}
+        }
+    }
+    inhibitions.sort_by(|a, b| a.labels.cmp(&b.labels));
+    out.extend(inhibitions);
     for attempt in attempts {
         let event = if attempt.error.is_some() {
             Event::Failed
