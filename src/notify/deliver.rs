@@ -313,12 +313,6 @@ pub fn send(
     now: f64,
     budget: &Budget,
 ) -> Result<Vec<String>, Failure> {
-    if matches!(notifier.kind, Kind::Smtp(_)) && smtp::session_pending(&notifier.name) {
-        return Err(Failure::transient(format!(
-            "not attempted: an earlier SMTP session to notifier {}, abandoned at its timeout, may still deliver (no second session beside it)",
-            notifier.name
-        )));
-    }
     if !can_send(notifier, payload) {
         // The notifier's `type` changed since this was queued: no later attempt can send
         // it, and keeping it would hold up everything queued behind it.
@@ -335,12 +329,29 @@ pub fn send(
         });
     }
     let message = render(notifiers, notifier, payload, true, now).map_err(Failure::transient)?;
+    send_message(notifier, &message, budget)
+}
+
+/// Sends a rendered `message` through `notifier`, with its retries, within `budget`: the
+/// one sending path of alerts (through [`send`]) and reports (`hapwatch report --send`).
+/// A permanent refusal is not retried; the failure's text has every secret masked.
+pub(super) fn send_message(
+    notifier: &Notifier,
+    message: &Message,
+    budget: &Budget,
+) -> Result<Vec<String>, Failure> {
+    if matches!(notifier.kind, Kind::Smtp(_)) && smtp::session_pending(&notifier.name) {
+        return Err(Failure::transient(format!(
+            "not attempted: an earlier SMTP session to notifier {}, abandoned at its timeout, may still deliver (no second session beside it)",
+            notifier.name
+        )));
+    }
     let mut attempt = 0;
     loop {
         let Some(limit) = budget.limit(notifier.timeout) else {
             return Err(out_of_time(budget));
         };
-        let result = match (&message, &notifier.kind) {
+        let result = match (message, &notifier.kind) {
             (Message::Mail(mail), Kind::Smtp(cfg)) => smtp::send(&notifier.name, cfg, mail, limit),
             (Message::Text(text), Kind::Stdout { .. }) => {
                 use std::io::Write;

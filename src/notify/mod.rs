@@ -4,6 +4,7 @@
 
 mod alertmanager;
 mod deliver;
+mod report;
 mod smtp;
 mod webhook;
 
@@ -17,6 +18,7 @@ pub use crate::vocab::{AmAlert, OutboxItem, Payload};
 pub use deliver::{
     deliver, enqueue, notify_test, plan, render, Budget, Delivered, Failure, RuleRoute, RuleRoutes,
 };
+pub use report::{send_report, Report, ReportError};
 
 use crate::secret::SecretRef;
 
