@@ -253,7 +253,13 @@ fn a_fallback_delivery_is_a_line_like_any_other() {
     );
     // `hapwatch history` shows who took it.
     s.hapwatch()
-        .args(["history", "--since", "1h", "--now", &(s.base + 60.0).to_string()])
+        .args([
+            "history",
+            "--since",
+            "1h",
+            "--now",
+            &(s.base + 60.0).to_string(),
+        ])
         .run()
         .status(0)
         .stdout_contains("delivered")

@@ -301,5 +301,9 @@ fn inhibitions_starting_and_ending_are_history_lines() {
     let doc: Value = serde_json::from_str(&json.stdout).unwrap();
     let text = doc.to_string();
     assert_eq!(text.matches("\"event\":\"inhibited\"").count(), 4, "{text}");
-    assert_eq!(text.matches("\"event\":\"uninhibited\"").count(), 2, "{text}");
+    assert_eq!(
+        text.matches("\"event\":\"uninhibited\"").count(),
+        2,
+        "{text}"
+    );
 }
