@@ -99,8 +99,9 @@ pub struct Delivered {
     pub failed: Vec<String>,
     /// One line per outbox item dropped for being older than `outbox_max_age`.
     pub expired: Vec<String>,
-    /// Each delivery attempt for the history: notifier, payload, the error if it failed.
-    /// A retry that fails again is not listed (its first failure was).
+    /// Each delivery attempt for the history: notifier, payload, the error if it failed,
+    /// a fallback's attempt included. A retry that fails again is not listed (its first
+    /// failure was).
     pub attempts: Vec<(String, Payload, Option<String>)>,
 }
 

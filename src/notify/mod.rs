@@ -1,6 +1,7 @@
 //! Delivering notifications: SMTP, webhooks, Alertmanager. Each notifier renders a
 //! [`Message`] (pure: also what a dry run prints) and sends it; failures go to the outbox
-//! in the state file and are retried on later runs until delivered or too old.
+//! in the state file and are retried on later runs until delivered or too old. History
+//! reports (`hapwatch report --send`) go through the same sending path, without outbox.
 
 mod alertmanager;
 mod deliver;
