@@ -183,3 +183,23 @@ fn aligned<const N: usize>(out: &mut String, lines: &[[String; N]]) {
         let _ = writeln!(out, "{}", text.trim_end());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_subject_names_days_when_the_period_is_whole_days_and_minutes_otherwise() {
+        // 2026-11-26 00:00 UTC to 2026-12-03 00:00 UTC.
+        let week = Recap::new(Vec::new(), 1_795_651_200.0, 1_796_256_000.0, 0);
+        assert_eq!(
+            subject(&week),
+            "hapwatch report 2026-11-26 – 2026-12-03 UTC: 0 incidents, 0s down"
+        );
+        let hours = Recap::new(Vec::new(), 1_795_651_200.0 + 5400.0, 1_796_256_000.0, 0);
+        assert_eq!(
+            subject(&hours),
+            "hapwatch report 2026-11-26 01:30 – 2026-12-03 00:00 UTC: 0 incidents, 0s down"
+        );
+    }
+}
