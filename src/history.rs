@@ -708,6 +708,8 @@ pub struct Incident {
     pub end: Option<f64>,
     /// Intervals in which a silence held it back (`None` end: until it ended).
     pub silenced: Vec<(f64, Option<f64>)>,
+    /// Intervals in which another alert inhibited it (`None` end: until it ended).
+    pub inhibited: Vec<(f64, Option<f64>)>,
     /// It started less than [`FLAP_WINDOW`] after the previous incident of the same alert
     /// ended.
     pub flap: bool,
@@ -739,6 +741,7 @@ pub fn incidents(records: &[Record]) -> Vec<Incident> {
         fired: r.time,
         end: None,
         silenced: Vec::new(),
+        inhibited: Vec::new(),
         flap: last_end
             .get(r.fingerprint.as_str())
             .is_some_and(|end| start - end < FLAP_WINDOW),
@@ -765,24 +768,29 @@ pub fn incidents(records: &[Record]) -> Vec<Incident> {
                 if !r.summary.is_empty() {
                     incident.summary = r.summary.clone();
                 }
-                close_silence(&mut incident, r.time);
+                close_span(&mut incident.silenced, r.time);
+                close_span(&mut incident.inhibited, r.time);
                 last_end.insert(key, r.time);
                 done.push(incident);
             }
             Event::Silenced => {
                 if let Some(incident) = open.get_mut(key) {
-                    if incident
-                        .silenced
-                        .last()
-                        .is_none_or(|(_, end)| end.is_some())
-                    {
-                        incident.silenced.push((r.time, None));
-                    }
+                    open_span(&mut incident.silenced, r.time);
                 }
             }
             Event::Unsilenced => {
                 if let Some(incident) = open.get_mut(key) {
-                    close_silence(incident, r.time);
+                    close_span(&mut incident.silenced, r.time);
+                }
+            }
+            Event::Inhibited => {
+                if let Some(incident) = open.get_mut(key) {
+                    open_span(&mut incident.inhibited, r.time);
+                }
+            }
+            Event::Uninhibited => {
+                if let Some(incident) = open.get_mut(key) {
+                    close_span(&mut incident.inhibited, r.time);
                 }
             }
             _ => {}
@@ -797,8 +805,16 @@ pub fn incidents(records: &[Record]) -> Vec<Incident> {
     done
 }
 
-fn close_silence(incident: &mut Incident, at: f64) {
-    if let Some((_, end @ None)) = incident.silenced.last_mut() {
+/// Starts a span (a silence, an inhibition) at `at` unless one is open.
+fn open_span(spans: &mut Vec<(f64, Option<f64>)>, at: f64) {
+    if spans.last().is_none_or(|(_, end)| end.is_some()) {
+        spans.push((at, None));
+    }
+}
+
+/// Ends the open span, if any, at `at`.
+fn close_span(spans: &mut [(f64, Option<f64>)], at: f64) {
+    if let Some((_, end @ None)) = spans.last_mut() {
         *end = Some(at);
     }
 }
@@ -986,6 +1002,28 @@ mod tests {
         assert!(found[1].flap, "fired again 5 minutes after it resolved");
         assert_eq!(found[1].duration(900.0), 300.0);
         assert_eq!(found[0].row.as_deref(), Some("app/s1"));
+    }
+
+    #[test]
+    fn inhibitions_are_spans_of_their_incident_ended_by_uninhibited_or_resolved() {
+        let a = labels("ServerDown", "s1");
+        let records = vec![
+            rec(120.0, Event::Firing, &a, Some(120.0)),
+            rec(180.0, Event::Inhibited, &a, None),
+            rec(240.0, Event::Uninhibited, &a, None),
+            rec(300.0, Event::Inhibited, &a, None),
+            rec(360.0, Event::Resolved, &a, Some(120.0)),
+            rec(600.0, Event::Firing, &a, Some(600.0)),
+            rec(600.0, Event::Inhibited, &a, None),
+        ];
+        let found = incidents(&records);
+        assert_eq!(found.len(), 2);
+        assert_eq!(
+            found[0].inhibited,
+            vec![(180.0, Some(240.0)), (300.0, Some(360.0))]
+        );
+        assert_eq!(found[1].inhibited, vec![(600.0, None)]);
+        assert!(found[0].silenced.is_empty());
     }
 
     #[test]

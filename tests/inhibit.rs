@@ -306,4 +306,35 @@ fn inhibitions_starting_and_ending_are_history_lines() {
         2,
         "{text}"
     );
+    // The incidents carry the spans, and the report's timelines show them: web1 and web2
+    // inhibited until they resolved at 08:02, web3 and web4 until BackendDown ended.
+    for i in doc["incidents"].as_array().unwrap() {
+        let spans = i["inhibited"].as_array().unwrap();
+        if i["rule"] == "ServerDown" {
+            assert_eq!(
+                spans,
+                &vec![serde_json::json!([1_800_000_060.0, 1_800_000_120.0])],
+                "{i}"
+            );
+        } else {
+            assert!(spans.is_empty(), "{i}");
+        }
+    }
+    let svg = lab.command(&[
+        "report",
+        "--format",
+        "svg",
+        "--since",
+        "2027-01-15",
+        "--now",
+        "1800000200",
+    ]);
+    svg.status(0);
+    assert_eq!(
+        svg.stdout.matches("<rect class=\"inhibit\"").count(),
+        4,
+        "{}",
+        svg.stdout
+    );
+    assert!(svg.stdout.contains("<title>inhibited (by an [[inhibit]] entry) from 2027-01-15 08:01:00 UTC to 2027-01-15 08:02:00 UTC</title>"));
 }
