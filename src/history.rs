@@ -256,9 +256,45 @@ pub fn records(
     now: f64,
 ) -> Vec<Record> {
     let mut out = Vec::new();
-    // Most moves of most runs are alerts that stay pending or firing, unsilenced: they
-    // add no line, and need no fingerprint (a hash) if no alert was silenced before.
-    let any_silenced = state.alerts.values().any(|a| a.silenced);
+    // One pass over the state, before the moves change `silenced`: whether any alert was
+    // silenced (most moves of most runs are alerts that stay pending or firing,
+    // unsilenced: they add no line, and need no fingerprint, a hash, if none was), and the
+    // inhibitions that start or end. The engine keeps `inhibited_by` of every firing alert
+    // up to date, including those kept firing without evaluation (a failed source), which
+    // have no move. Their lines come after the moves' (a new alert's firing line first),
+    // ordered by labels like the moves.
+    let mut any_silenced = false;
+    let mut inhibitions = Vec::new();
+    for (fingerprint, alert) in &state.alerts {
+        any_silenced |= alert.silenced;
+        let by = alert
+            .inhibited_by
+            .as_ref()
+            .filter(|_| alert.status == Status::Firing);
+        // No lookup (no hash) while nothing was inhibited: the common case.
+        let was = !inhibited_before.is_empty() && inhibited_before.contains(fingerprint);
+        match by {
+            Some(by) if !was => inhibitions.push(Record {
+                inhibited_by: Some(
+                    state
+                        .alerts
+                        .get(by)
+                        .map(|a| a.labels.clone())
+                        .unwrap_or_default(),
+                ),
+                ..Record::from_state(now, Event::Inhibited, fingerprint, alert)
+            }),
+            None if was && matches!(alert.status, Status::Pending | Status::Firing) => inhibitions
+                .push(Record::from_state(
+                    now,
+                    Event::Uninhibited,
+                    fingerprint,
+                    alert,
+                )),
+            _ => {}
+        }
+    }
+    inhibitions.sort_by(|a, b| a.labels.cmp(&b.labels));
     for m in moves {
         if m.from == m.to && !m.silenced && !any_silenced {
             continue;
@@ -300,39 +336,6 @@ pub fn records(
             }
         }
     }
-    // Inhibitions that start or end: the engine keeps `inhibited_by` of every firing alert
-    // up to date, including those kept firing without evaluation (a failed source), which
-    // have no move. After the moves (a new alert's firing line comes first), ordered by
-    // labels like the moves.
-    let mut inhibitions = Vec::new();
-    for (fingerprint, alert) in &state.alerts {
-        let by = alert
-            .inhibited_by
-            .as_ref()
-            .filter(|_| alert.status == Status::Firing);
-        let was = inhibited_before.contains(fingerprint);
-        match by {
-            Some(by) if !was => inhibitions.push(Record {
-                inhibited_by: Some(
-                    state
-                        .alerts
-                        .get(by)
-                        .map(|a| a.labels.clone())
-                        .unwrap_or_default(),
-                ),
-                ..Record::from_state(now, Event::Inhibited, fingerprint, alert)
-            }),
-            None if was && matches!(alert.status, Status::Pending | Status::Firing) => inhibitions
-                .push(Record::from_state(
-                    now,
-                    Event::Uninhibited,
-                    fingerprint,
-                    alert,
-                )),
-            _ => {}
-        }
-    }
-    inhibitions.sort_by(|a, b| a.labels.cmp(&b.labels));
     out.extend(inhibitions);
     for attempt in attempts {
         let event = if attempt.error.is_some() {

@@ -443,7 +443,11 @@ impl Pipeline {
             })
             .collect();
         // Who is inhibited before the step: the history writes a line when that changes.
-        let inhibited_before = history::inhibited(&current);
+        let inhibited_before = if config.history.enabled && !dry_run {
+            history::inhibited(&current)
+        } else {
+            std::collections::HashSet::new()
+        };
         let Evaluation { step, planned } =
             self.evaluate(&mut current, now, &mut results, quiet, standby);
         let notifiers = self.notifiers();
