@@ -391,7 +391,7 @@ fn history_append(bencher: Bencher, transitions: usize) {
                     silenced: false,
                 })
                 .collect();
-            let records = history::records(&mut state, &moves, &[], 2000.0);
+            let records = history::records(&mut state, &Default::default(), &moves, &[], 2000.0);
             history.append(&records, 2000.0).expect("append");
             black_box(records.len());
             // Returned, so that dropping the state (12,000 alerts) is not timed.
@@ -450,7 +450,7 @@ fn month_of_history(dir: &Path) -> std::path::PathBuf {
             }),
             silenced: false,
         }];
-        let records = history::records(&mut state, &moves, &[], at);
+        let records = history::records(&mut state, &Default::default(), &moves, &[], at);
         history.append(&records, at).expect("append");
     }
     history.path

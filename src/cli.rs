@@ -250,6 +250,10 @@ pub struct ReportArgs {
     /// is a report hapwatch wrote; never through a symbolic link.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Send the report through the configured [notifier.NOTIFIER] instead of printing it:
+    /// a mail (text and HTML parts) or a webhook POST. Silent when it was sent.
+    #[arg(long, value_name = "NOTIFIER", conflicts_with_all = ["out", "format"])]
+    pub send: Option<String>,
     /// Take this Unix time as now (for tests and replays).
     #[arg(long, value_name = "UNIX_TIME", value_parser = parse_now, hide = true)]
     pub now: Option<f64>,

@@ -824,16 +824,15 @@ fn period(since: &str, until: Option<&str>, now: f64) -> Result<(f64, f64), Erro
 /// The history records up to the end of the period (`since`, `until` as the user wrote
 /// them) whose labels match, and the recap of the period they make.
 fn recap_of(
-    config_path: &Path,
+    config: &Config,
     state_path: Option<&Path>,
     (since, until): (&str, Option<&str>),
     matchers: &[String],
     now: f64,
 ) -> Result<(Vec<crate::history::Record>, crate::recap::Recap), Error> {
-    let config = Config::load(config_path)?;
     let (since, until) = period(since, until, now)?;
     let matchers = crate::history::parse_matchers(matchers).map_err(Error::Usage)?;
-    let (records, skipped) = read_history(&history_of(&config, state_path)?, until, &matchers)?;
+    let (records, skipped) = read_history(&history_of(config, state_path)?, until, &matchers)?;
     let recap =
         crate::recap::Recap::new(crate::history::incidents(&records), since, until, skipped);
     Ok((records, recap))
@@ -846,8 +845,9 @@ pub fn history(
     args: &crate::cli::HistoryArgs,
 ) -> Result<Exit, Error> {
     let now = args.now.unwrap_or_else(unix_now);
+    let config = Config::load(config_path)?;
     let (records, recap) = recap_of(
-        config_path,
+        &config,
         state_path,
         (&args.since, args.until.as_deref()),
         &args.matchers,
@@ -868,6 +868,30 @@ pub fn history(
     Ok(Exit::Success)
 }
 
+/// `hapwatch report --send NAME`: the report through a notifier, silent when sent.
+fn send_report(
+    config: &Config,
+    name: &str,
+    recap: &crate::recap::Recap,
+    now: f64,
+) -> Result<Exit, Error> {
+    let subject = crate::recap::text::subject(recap);
+    let text = crate::recap::text::report(recap);
+    let report = notify::Report {
+        json: crate::recap::text::webhook(recap, &subject, &text),
+        html: crate::recap::html::page(recap, now),
+        subject,
+        text,
+        at: now,
+    };
+    let budget = notify::Budget::new(std::time::Instant::now(), config.alerting.run_timeout);
+    match notify::send_report(&config.notifiers, name, &report, &budget) {
+        Ok(()) => Ok(Exit::Success),
+        Err(e) if e.is_usage() => Err(Error::Usage(format!("--send: {e}"))),
+        Err(e) => Err(Error::Delivery(e.to_string())),
+    }
+}
+
 /// `hapwatch report`.
 pub fn report(
     config_path: &Path,
@@ -875,13 +899,17 @@ pub fn report(
     args: &crate::cli::ReportArgs,
 ) -> Result<Exit, Error> {
     let now = args.now.unwrap_or_else(unix_now);
+    let config = Config::load(config_path)?;
     let (_, recap) = recap_of(
-        config_path,
+        &config,
         state_path,
         (&args.since, args.until.as_deref()),
         &args.matchers,
         now,
     )?;
+    if let Some(name) = &args.send {
+        return send_report(&config, name, &recap, now);
+    }
     let text = match args.format {
         ReportFormat::Html => crate::recap::html::page(&recap, now),
         ReportFormat::Svg => crate::recap::svg::image(&recap),

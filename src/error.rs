@@ -77,6 +77,10 @@ pub enum Error {
     /// Writing the command's output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    /// A notifier did not take what the command sent (a report): the line names the
+    /// notifier, never its URL or credentials.
+    #[error("{0}")]
+    Delivery(String),
 }
 
 impl Error {
@@ -84,7 +88,9 @@ impl Error {
     pub fn exit(&self) -> Exit {
         match self {
             Error::Config(_) | Error::Usage(_) => Exit::Usage,
-            Error::State(_) | Error::Input(_) | Error::Output(_) => Exit::Trouble,
+            Error::State(_) | Error::Input(_) | Error::Output(_) | Error::Delivery(_) => {
+                Exit::Trouble
+            }
         }
     }
 }

@@ -24,7 +24,7 @@ use crate::config::HistorySettings;
 use crate::state::{self, AlertState, State, Status};
 use crate::vocab::Payload;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -54,8 +54,12 @@ pub enum Event {
     Silenced,
     /// No silence holds it back any more (it still holds).
     Unsilenced,
-    /// Another alert inhibits it. Part of the format; written once inhibition exists.
+    /// An alert that fires is now inhibited by another that fires (an `[[inhibit]]`
+    /// entry): its notifications are held back (`inhibited_by` names the inhibitor).
     Inhibited,
+    /// Nothing inhibits it any more (it still holds). A recovery ends an inhibition
+    /// without this line: the resolved line says it.
+    Uninhibited,
     /// A notifier took a notification about the alert.
     Delivered,
     /// A notifier failed to take a notification about the alert (`error` says why).
@@ -73,6 +77,7 @@ impl Event {
             Event::Silenced => "silenced",
             Event::Unsilenced => "unsilenced",
             Event::Inhibited => "inhibited",
+            Event::Uninhibited => "uninhibited",
             Event::Delivered => "delivered",
             Event::Failed => "failed",
         }
@@ -102,6 +107,9 @@ pub struct Record {
     /// Firing: a silence holds back its notifications.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub silenced: bool,
+    /// Inhibited: the labels of the alert that inhibits it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inhibited_by: Option<Labels>,
     /// Delivered and failed: the notifier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notifier: Option<String>,
@@ -121,6 +129,7 @@ impl Record {
             summary: String::new(),
             since: None,
             silenced: false,
+            inhibited_by: None,
             notifier: None,
             error: None,
         }
@@ -222,20 +231,70 @@ pub struct Attempt<'a> {
     pub error: Option<&'a str>,
 }
 
+/// The fingerprints of the alerts an `[[inhibit]]` entry holds back in `state`: taken
+/// before a run's engine step, so that [`records`] can tell which inhibitions start or
+/// end in the run.
+pub fn inhibited(state: &State) -> HashSet<String> {
+    state
+        .alerts
+        .iter()
+        .filter(|(_, a)| a.status == Status::Firing && a.inhibited_by.is_some())
+        .map(|(fp, _)| fp.clone())
+        .collect()
+}
+
 /// The lines a run adds: its lifecycle moves (only changes: an alert that stays pending or
-/// firing adds nothing), silences that start or stop holding an alert back, and its
-/// deliveries, one line per alert carried. Notes in `state` which alerts a silence holds
-/// back now, for the next run's lines.
+/// firing adds nothing), silences that start or stop holding an alert back, inhibitions
+/// that start or stop (against `inhibited_before`, from [`inhibited`] before the engine
+/// step), and its deliveries, one line per alert carried. Notes in `state` which alerts a
+/// silence holds back now, for the next run's lines.
 pub fn records(
     state: &mut State,
+    inhibited_before: &HashSet<String>,
     moves: &[Move<'_>],
     attempts: &[Attempt<'_>],
     now: f64,
 ) -> Vec<Record> {
     let mut out = Vec::new();
-    // Most moves of most runs are alerts that stay pending or firing, unsilenced: they
-    // add no line, and need no fingerprint (a hash) if no alert was silenced before.
-    let any_silenced = state.alerts.values().any(|a| a.silenced);
+    // One pass over the state, before the moves change `silenced`: whether any alert was
+    // silenced (most moves of most runs are alerts that stay pending or firing,
+    // unsilenced: they add no line, and need no fingerprint, a hash, if none was), and the
+    // inhibitions that start or end. The engine keeps `inhibited_by` of every firing alert
+    // up to date, including those kept firing without evaluation (a failed source), which
+    // have no move. Their lines come after the moves' (a new alert's firing line first),
+    // ordered by labels like the moves.
+    let mut any_silenced = false;
+    let mut inhibitions = Vec::new();
+    for (fingerprint, alert) in &state.alerts {
+        any_silenced |= alert.silenced;
+        let by = alert
+            .inhibited_by
+            .as_ref()
+            .filter(|_| alert.status == Status::Firing);
+        // No lookup (no hash) while nothing was inhibited: the common case.
+        let was = !inhibited_before.is_empty() && inhibited_before.contains(fingerprint);
+        match by {
+            Some(by) if !was => inhibitions.push(Record {
+                inhibited_by: Some(
+                    state
+                        .alerts
+                        .get(by)
+                        .map(|a| a.labels.clone())
+                        .unwrap_or_default(),
+                ),
+                ..Record::from_state(now, Event::Inhibited, fingerprint, alert)
+            }),
+            None if was && matches!(alert.status, Status::Pending | Status::Firing) => inhibitions
+                .push(Record::from_state(
+                    now,
+                    Event::Uninhibited,
+                    fingerprint,
+                    alert,
+                )),
+            _ => {}
+        }
+    }
+    inhibitions.sort_by(|a, b| a.labels.cmp(&b.labels));
     for m in moves {
         if m.from == m.to && !m.silenced && !any_silenced {
             continue;
@@ -277,6 +336,7 @@ pub fn records(
             }
         }
     }
+    out.extend(inhibitions);
     for attempt in attempts {
         let event = if attempt.error.is_some() {
             Event::Failed
@@ -651,6 +711,8 @@ pub struct Incident {
     pub end: Option<f64>,
     /// Intervals in which a silence held it back (`None` end: until it ended).
     pub silenced: Vec<(f64, Option<f64>)>,
+    /// Intervals in which another alert inhibited it (`None` end: until it ended).
+    pub inhibited: Vec<(f64, Option<f64>)>,
     /// It started less than [`FLAP_WINDOW`] after the previous incident of the same alert
     /// ended.
     pub flap: bool,
@@ -682,6 +744,7 @@ pub fn incidents(records: &[Record]) -> Vec<Incident> {
         fired: r.time,
         end: None,
         silenced: Vec::new(),
+        inhibited: Vec::new(),
         flap: last_end
             .get(r.fingerprint.as_str())
             .is_some_and(|end| start - end < FLAP_WINDOW),
@@ -708,24 +771,29 @@ pub fn incidents(records: &[Record]) -> Vec<Incident> {
                 if !r.summary.is_empty() {
                     incident.summary = r.summary.clone();
                 }
-                close_silence(&mut incident, r.time);
+                close_span(&mut incident.silenced, r.time);
+                close_span(&mut incident.inhibited, r.time);
                 last_end.insert(key, r.time);
                 done.push(incident);
             }
             Event::Silenced => {
                 if let Some(incident) = open.get_mut(key) {
-                    if incident
-                        .silenced
-                        .last()
-                        .is_none_or(|(_, end)| end.is_some())
-                    {
-                        incident.silenced.push((r.time, None));
-                    }
+                    open_span(&mut incident.silenced, r.time);
                 }
             }
             Event::Unsilenced => {
                 if let Some(incident) = open.get_mut(key) {
-                    close_silence(incident, r.time);
+                    close_span(&mut incident.silenced, r.time);
+                }
+            }
+            Event::Inhibited => {
+                if let Some(incident) = open.get_mut(key) {
+                    open_span(&mut incident.inhibited, r.time);
+                }
+            }
+            Event::Uninhibited => {
+                if let Some(incident) = open.get_mut(key) {
+                    close_span(&mut incident.inhibited, r.time);
                 }
             }
             _ => {}
@@ -740,8 +808,16 @@ pub fn incidents(records: &[Record]) -> Vec<Incident> {
     done
 }
 
-fn close_silence(incident: &mut Incident, at: f64) {
-    if let Some((_, end @ None)) = incident.silenced.last_mut() {
+/// Starts a span (a silence, an inhibition) at `at` unless one is open.
+fn open_span(spans: &mut Vec<(f64, Option<f64>)>, at: f64) {
+    if spans.last().is_none_or(|(_, end)| end.is_some()) {
+        spans.push((at, None));
+    }
+}
+
+/// Ends the open span, if any, at `at`.
+fn close_span(spans: &mut [(f64, Option<f64>)], at: f64) {
+    if let Some((_, end @ None)) = spans.last_mut() {
         *end = Some(at);
     }
 }
@@ -929,6 +1005,28 @@ mod tests {
         assert!(found[1].flap, "fired again 5 minutes after it resolved");
         assert_eq!(found[1].duration(900.0), 300.0);
         assert_eq!(found[0].row.as_deref(), Some("app/s1"));
+    }
+
+    #[test]
+    fn inhibitions_are_spans_of_their_incident_ended_by_uninhibited_or_resolved() {
+        let a = labels("ServerDown", "s1");
+        let records = vec![
+            rec(120.0, Event::Firing, &a, Some(120.0)),
+            rec(180.0, Event::Inhibited, &a, None),
+            rec(240.0, Event::Uninhibited, &a, None),
+            rec(300.0, Event::Inhibited, &a, None),
+            rec(360.0, Event::Resolved, &a, Some(120.0)),
+            rec(600.0, Event::Firing, &a, Some(600.0)),
+            rec(600.0, Event::Inhibited, &a, None),
+        ];
+        let found = incidents(&records);
+        assert_eq!(found.len(), 2);
+        assert_eq!(
+            found[0].inhibited,
+            vec![(180.0, Some(240.0)), (300.0, Some(360.0))]
+        );
+        assert_eq!(found[1].inhibited, vec![(600.0, None)]);
+        assert!(found[0].silenced.is_empty());
     }
 
     #[test]

@@ -446,6 +446,12 @@ impl Pipeline {
                 evaluated: f.result.is_ok().then_some(evaluated),
             })
             .collect();
+        // Who is inhibited before the step: the history writes a line when that changes.
+        let inhibited_before = if config.history.enabled && !dry_run {
+            history::inhibited(&current)
+        } else {
+            std::collections::HashSet::new()
+        };
         let Evaluation { step, planned } =
             self.evaluate(&mut current, now, &mut results, quiet, standby);
         let notifiers = self.notifiers();
@@ -520,7 +526,14 @@ impl Pipeline {
                 || !delivered.waiting.is_empty()
                 || !delivered.expired.is_empty();
             outcome.sent = delivered.sent.len();
-            problems.extend(self.record_history(path, &mut current, &outcome, &delivered, now));
+            problems.extend(self.record_history(
+                path,
+                &mut current,
+                &inhibited_before,
+                &outcome,
+                &delivered,
+                now,
+            ));
             lock.save(&current)?;
             if let Some(heartbeat) = &config.heartbeat {
                 let problem = heartbeat
@@ -566,6 +579,7 @@ impl Pipeline {
         &self,
         state_path: &Path,
         current: &mut State,
+        inhibited_before: &std::collections::HashSet<String>,
         outcome: &Outcome,
         delivered: &notify::Delivered,
         now: f64,
@@ -591,7 +605,7 @@ impl Pipeline {
                 error: error.as_deref(),
             })
             .collect();
-        let records = history::records(current, &moves, &attempts, now);
+        let records = history::records(current, inhibited_before, &moves, &attempts, now);
         if records.is_empty() {
             return None;
         }

@@ -223,6 +223,50 @@ fn a_failed_delivery_is_a_line_with_its_error() {
 }
 
 #[test]
+fn a_fallback_delivery_is_a_line_like_any_other() {
+    let port = common::closed_addr();
+    let chat = common::HttpReceiver::start();
+    let s = Scenario::new(&format!(
+        "{}\n[notifier.hook]\ntype = \"webhook\"\nurl = \"http://{port}/hook\"\ntimeout = \"2s\"\nretries = 0\nfallback = \"chat\"\n\n[notifier.chat]\ntype = \"webhook\"\nurl = \"{}\"\n\n[routes]\ndefault = [\"hook\"]\n",
+        DOWN_FOR_2_RUNS.replace("for_runs = 2", ""),
+        chat.url_for("/chat")
+    ));
+    s.capture("lb1.csv", "haproxy-2.6/down-after-kill.csv");
+    s.run_at(0.0).status(1);
+    assert_eq!(chat.requests().len(), 1, "the fallback got it");
+    let l = lines(&s.history_path());
+    let deliveries: Vec<(&str, &str, bool)> = l
+        .iter()
+        .filter(|l| l["event"] == "failed" || l["event"] == "delivered")
+        .map(|l| {
+            (
+                l["event"].as_str().unwrap(),
+                l["notifier"].as_str().unwrap(),
+                l["error"].is_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        deliveries,
+        [("failed", "hook", true), ("delivered", "chat", false)],
+        "{l:?}"
+    );
+    // `hapwatch history` shows who took it.
+    s.hapwatch()
+        .args([
+            "history",
+            "--since",
+            "1h",
+            "--now",
+            &(s.base + 60.0).to_string(),
+        ])
+        .run()
+        .status(0)
+        .stdout_contains("delivered")
+        .stdout_contains("chat");
+}
+
+#[test]
 fn a_torn_last_line_is_skipped_by_readers_and_cut_off_by_the_next_writer() {
     let s = Scenario::new(&DOWN_FOR_2_RUNS.replace("for_runs = 2", ""));
     s.capture("lb1.csv", "haproxy-2.6/down-after-kill.csv");

@@ -325,3 +325,104 @@ equal = ["proxy"]
         "released once their inhibitor resolved"
     );
 }
+
+/// Item 2 of issue #22: an alert that becomes inhibited is one `inhibited` history line
+/// (naming the inhibitor), one that stops being inhibited while it still fires is one
+/// `uninhibited` line, a recovery ends an inhibition without one; `hapwatch history`
+/// reads them back.
+#[test]
+fn inhibitions_starting_and_ending_are_history_lines() {
+    let lab = Lab::new("");
+    lab.capture("haproxy-2.6/down-after-kill.csv");
+    lab.run(&["run", "--format", "json"], 0).status(0);
+    lab.capture("haproxy-2.6/backend-down.csv");
+    lab.run(&["run", "--format", "json"], 60).status(0);
+    // Nothing changes: no line.
+    lab.run(&["run", "--format", "json"], 90).status(0);
+    lab.capture("haproxy-2.6/down-after-kill.csv");
+    lab.run(&["run", "--format", "json"], 120).status(0);
+
+    let history = std::fs::read_to_string(lab.dir.path().join("state.history.jsonl")).unwrap();
+    let lines: Vec<Value> = history
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let events: Vec<String> = lines
+        .iter()
+        .filter(|l| l["event"] == "inhibited" || l["event"] == "uninhibited")
+        .map(|l| {
+            format!(
+                "{} {} {}",
+                l["time"].as_f64().unwrap() - 1_800_000_000.0,
+                l["event"].as_str().unwrap(),
+                l["labels"]["server"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "60 inhibited web1",
+            "60 inhibited web2",
+            "60 inhibited web3",
+            "60 inhibited web4",
+            // web1 and web2 resolve (their resolved line ends it); web3 and web4 still fire.
+            "120 uninhibited web3",
+            "120 uninhibited web4",
+        ],
+        "{history}"
+    );
+    for l in lines.iter().filter(|l| l["event"] == "inhibited") {
+        assert_eq!(l["inhibited_by"]["alertname"], "BackendDown", "{l}");
+        assert_eq!(l["inhibited_by"]["proxy"], "app-main", "{l}");
+        assert_eq!(l["labels"]["alertname"], "ServerDown", "{l}");
+    }
+    // Read back by `hapwatch history`, table and JSON.
+    let since = ["--since", "2027-01-15", "--now", "1800000200"];
+    lab.command(&[&["history"][..], &since[..]].concat())
+        .status(0)
+        .stdout_contains("inhibited")
+        .stdout_contains("(inhibited by BackendDown app-main)")
+        .stdout_contains("uninhibited");
+    let json = lab.command(&[&["history", "--format", "json"][..], &since[..]].concat());
+    json.status(0);
+    let doc: Value = serde_json::from_str(&json.stdout).unwrap();
+    let text = doc.to_string();
+    assert_eq!(text.matches("\"event\":\"inhibited\"").count(), 4, "{text}");
+    assert_eq!(
+        text.matches("\"event\":\"uninhibited\"").count(),
+        2,
+        "{text}"
+    );
+    // The incidents carry the spans, and the report's timelines show them: web1 and web2
+    // inhibited until they resolved at 08:02, web3 and web4 until BackendDown ended.
+    for i in doc["incidents"].as_array().unwrap() {
+        let spans = i["inhibited"].as_array().unwrap();
+        if i["rule"] == "ServerDown" {
+            assert_eq!(
+                spans,
+                &vec![serde_json::json!([1_800_000_060.0, 1_800_000_120.0])],
+                "{i}"
+            );
+        } else {
+            assert!(spans.is_empty(), "{i}");
+        }
+    }
+    let svg = lab.command(&[
+        "report",
+        "--format",
+        "svg",
+        "--since",
+        "2027-01-15",
+        "--now",
+        "1800000200",
+    ]);
+    svg.status(0);
+    assert_eq!(
+        svg.stdout.matches("<rect class=\"inhibit\"").count(),
+        4,
+        "{}",
+        svg.stdout
+    );
+    assert!(svg.stdout.contains("<title>inhibited (by an [[inhibit]] entry) from 2027-01-15 08:01:00 UTC to 2027-01-15 08:02:00 UTC</title>"));
+}

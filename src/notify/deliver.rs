@@ -103,8 +103,9 @@ pub struct Delivered {
     pub waiting: Vec<(String, String)>,
     /// One line per outbox item dropped for being older than `outbox_max_age`.
     pub expired: Vec<String>,
-    /// Each delivery attempt for the history: notifier, payload, the error if it failed.
-    /// A retry that fails again is not listed (its first failure was).
+    /// Each delivery attempt for the history: notifier, payload, the error if it failed,
+    /// a fallback's attempt included. A retry that fails again is not listed (its first
+    /// failure was).
     pub attempts: Vec<(String, Payload, Option<String>)>,
 }
 
@@ -317,12 +318,6 @@ pub fn send(
     now: f64,
     budget: &Budget,
 ) -> Result<Vec<String>, Failure> {
-    if matches!(notifier.kind, Kind::Smtp(_)) && smtp::session_pending(&notifier.name) {
-        return Err(Failure::transient(format!(
-            "not attempted: an earlier SMTP session to notifier {}, abandoned at its timeout, may still deliver (no second session beside it)",
-            notifier.name
-        )));
-    }
     if !can_send(notifier, payload) {
         // The notifier's `type` changed since this was queued: no later attempt can send
         // it, and keeping it would hold up everything queued behind it.
@@ -339,12 +334,29 @@ pub fn send(
         });
     }
     let message = render(notifiers, notifier, payload, true, now).map_err(Failure::transient)?;
+    send_message(notifier, &message, budget)
+}
+
+/// Sends a rendered `message` through `notifier`, with its retries, within `budget`: the
+/// one sending path of alerts (through [`send`]) and reports (`hapwatch report --send`).
+/// A permanent refusal is not retried; the failure's text has every secret masked.
+pub(super) fn send_message(
+    notifier: &Notifier,
+    message: &Message,
+    budget: &Budget,
+) -> Result<Vec<String>, Failure> {
+    if matches!(notifier.kind, Kind::Smtp(_)) && smtp::session_pending(&notifier.name) {
+        return Err(Failure::transient(format!(
+            "not attempted: an earlier SMTP session to notifier {}, abandoned at its timeout, may still deliver (no second session beside it)",
+            notifier.name
+        )));
+    }
     let mut attempt = 0;
     loop {
         let Some(limit) = budget.limit(notifier.timeout) else {
             return Err(out_of_time(budget));
         };
-        let result = match (&message, &notifier.kind) {
+        let result = match (message, &notifier.kind) {
             (Message::Mail(mail), Kind::Smtp(cfg)) => smtp::send(&notifier.name, cfg, mail, limit),
             (Message::Text(text), Kind::Stdout { .. }) => {
                 use std::io::Write;
@@ -872,9 +884,13 @@ fn try_fallback(
     let Some(fallback) = notifier.fallback.as_deref().and_then(|f| notifiers.get(f)) else {
         return;
     };
+    // The fallback's attempt is a delivery like any other for the history: whoever reads
+    // it later must see who got the notification when the primary could not take it.
     match send(notifiers, fallback, payload, now, budget) {
         Ok(refused) => {
             done.sent.push(describe(&fallback.name, payload));
+            done.attempts
+                .push((fallback.name.clone(), payload.clone(), None));
             for line in refused {
                 done.failed.push(format!(
                     "notifier {} (fallback of {}): {line} (refused for good; the other recipients got it)",
@@ -882,10 +898,17 @@ fn try_fallback(
                 ));
             }
         }
-        Err(e) => done.failed.push(format!(
-            "notifier {} (fallback of {}): {e}",
-            fallback.name, notifier.name
-        )),
+        Err(e) => {
+            done.attempts.push((
+                fallback.name.clone(),
+                payload.clone(),
+                Some(e.message.clone()),
+            ));
+            done.failed.push(format!(
+                "notifier {} (fallback of {}): {e}",
+                fallback.name, notifier.name
+            ));
+        }
     }
 }
 

@@ -1,9 +1,11 @@
 //! Delivering notifications: SMTP, webhooks, Alertmanager. Each notifier renders a
 //! [`Message`] (pure: also what a dry run prints) and sends it; failures go to the outbox
-//! in the state file and are retried on later runs until delivered or too old.
+//! in the state file and are retried on later runs until delivered or too old. History
+//! reports (`hapwatch report --send`) go through the same sending path, without outbox.
 
 mod alertmanager;
 mod deliver;
+mod report;
 mod smtp;
 mod webhook;
 
@@ -17,6 +19,7 @@ pub use crate::vocab::{AmAlert, OutboxItem, Payload};
 pub use deliver::{
     deliver, enqueue, notify_test, plan, render, Budget, Delivered, Failure, RuleRoute, RuleRoutes,
 };
+pub use report::{send_report, Report, ReportError};
 
 use crate::secret::SecretRef;
 

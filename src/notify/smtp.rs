@@ -22,6 +22,9 @@ pub struct Mail {
     pub subject: String,
     /// Plain-text body.
     pub body: String,
+    /// An HTML alternative of the body (a report: `multipart/alternative`, the text first,
+    /// so that a client showing text shows the same figures); alerts have none.
+    pub html: Option<String>,
     /// `Message-ID`: `<hapwatch-ID@DOMAIN>`, the notification's id at the `From` domain.
     pub message_id: String,
     /// `In-Reply-To` (the first) and `References`: the Message-IDs of the mails that
@@ -57,6 +60,7 @@ pub(super) fn render(
         // A subject is one line: nothing HAProxy reports may add a header.
         subject: crate::text::one_line(&subject),
         body,
+        html: None,
         message_id: format!("<hapwatch-{}.{tag}@{domain}>", n.id()),
         references: n
             .threads()
@@ -79,6 +83,32 @@ fn message_id_tag(name: &str) -> String {
     } else {
         let labels: crate::alert::Labels = [("notifier".to_string(), name.to_string())].into();
         crate::alert::Fingerprint::of(&labels).to_string()
+    }
+}
+
+/// A history report as a mail: the text report and the HTML page as the two parts of a
+/// `multipart/alternative` body, to the notifier's recipients. The notifier's `subject` and
+/// `body` templates are not used: they render alert notifications.
+pub(super) fn report_mail(cfg: &SmtpConfig, report: &super::report::Report) -> Mail {
+    let id: crate::alert::Labels = [
+        ("kind".to_string(), "report".to_string()),
+        ("subject".to_string(), report.subject.clone()),
+        ("at".to_string(), format!("{:.3}", report.at)),
+    ]
+    .into();
+    Mail {
+        from: cfg.from.to_string(),
+        to: cfg.to.iter().map(ToString::to_string).collect(),
+        cc: cfg.cc.iter().map(ToString::to_string).collect(),
+        subject: crate::text::one_line(&report.subject),
+        body: report.text.clone(),
+        html: Some(report.html.clone()),
+        message_id: format!(
+            "<hapwatch-report-{}@{}>",
+            crate::alert::Fingerprint::of(&id),
+            cfg.from.email.domain()
+        ),
+        references: Vec::new(),
     }
 }
 
@@ -150,7 +180,6 @@ pub(super) fn send(
         .from(cfg.from.clone())
         .subject(mail.subject.clone())
         .message_id(Some(mail.message_id.clone()))
-        .header(lettre::message::header::ContentType::TEXT_PLAIN)
         .header(AutoSubmitted);
     if let Some(first) = mail.references.first() {
         builder = builder
@@ -163,9 +192,16 @@ pub(super) fn send(
     for cc in &cfg.cc {
         builder = builder.cc(cc.clone());
     }
-    let message = builder
-        .body(mail.body.clone())
-        .map_err(|e| fail(format!("cannot build the message: {e}")))?;
+    let message = match &mail.html {
+        None => builder
+            .header(lettre::message::header::ContentType::TEXT_PLAIN)
+            .body(mail.body.clone()),
+        Some(html) => builder.multipart(lettre::message::MultiPart::alternative_plain_html(
+            mail.body.clone(),
+            html.clone(),
+        )),
+    }
+    .map_err(|e| fail(format!("cannot build the message: {e}")))?;
     let tls = match cfg.tls {
         TlsMode::None => Tls::None,
         mode => {

@@ -30,6 +30,16 @@ pub(super) fn render(
         WebhookFormat::Template => Ok(templates.render(&notifier.name, "template", n).into_bytes()),
     }
     .map_err(|e| format!("cannot encode the body: {e}"))?;
+    request(cfg, body, secrets)
+}
+
+/// The request of a webhook notifier for `body`: its method, URL, `Content-Type`, headers,
+/// bearer token and HMAC signature of the body. Alerts and reports both go through here.
+pub(super) fn request(
+    cfg: &WebhookConfig,
+    body: Vec<u8>,
+    secrets: bool,
+) -> Result<HttpRequest, String> {
     let mut headers: Vec<(String, String, bool)> =
         vec![("Content-Type".into(), cfg.content_type.clone(), false)];
     let reveal = |secret: &SecretRef| super::reveal(secret, secrets);
@@ -195,25 +205,34 @@ const GREEN: &str = "#2eb886";
 /// from HAProxy, labels and annotations, so all of it is escaped; the only markup is
 /// hapwatch's own (Mattermost's code fence).
 fn chat_payload(n: &Notification, mattermost: bool) -> Value {
-    let subject = crate::message::subject(n);
-    let body = crate::message::body(n);
     let firing = !n.firing.is_empty() || !n.still_firing.is_empty();
+    chat(
+        &crate::message::subject(n),
+        &crate::message::body(n),
+        if firing { RED } else { GREEN },
+        mattermost,
+    )
+}
+
+/// A Slack / Mattermost message: `subject` as title and fallback, `body` as text, `color`
+/// as its bar (see [`chat_payload`]); also how a report is posted to a chat.
+pub(super) fn chat(subject: &str, body: &str, color: &str, mattermost: bool) -> Value {
     // The fallback is plain text (notifications, simple clients): Mattermost shows it as
     // is, so only mentions are defused there; Slack wants its escaping everywhere.
     let (title, text, fallback) = if mattermost {
         (
-            mattermost_inline(&subject),
-            mattermost_block(&body),
+            mattermost_inline(subject),
+            mattermost_block(body),
             subject.replace('@', "@\u{2060}"),
         )
     } else {
-        let title = slack_escape(&subject);
-        (title.clone(), slack_escape(&body), title)
+        let title = slack_escape(subject);
+        (title.clone(), slack_escape(body), title)
     };
     json!({
         "attachments": [{
             "fallback": fallback,
-            "color": if firing { RED } else { GREEN },
+            "color": color,
             "title": title,
             "text": text,
         }],

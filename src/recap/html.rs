@@ -24,7 +24,7 @@ ol{margin:4px 0;padding-left:22px}\
 .legend{display:flex;flex-wrap:wrap;gap:6px 14px;font-size:12px;color:#56606b;margin-bottom:6px}\
 .sw{display:inline-block;width:12px;height:10px;margin-right:4px;vertical-align:-1px}\
 .sw.sev-critical{background:#c62828}.sw.sev-warning{background:#ef8f00}.sw.sev-info{background:#1e88e5}.sw.sev-other{background:#6d4c99}\
-.sw.silence{background:#78909c;opacity:.6}.sw.flapmark{background:#111;width:3px}\
+.sw.silence{background:#78909c;opacity:.6}.sw.inhibit{background:linear-gradient(#f0b4b4 45%,#c62828 45%)}.sw.flapmark{background:#111;width:3px}\
 .lanes{display:grid;grid-template-columns:minmax(120px,230px) 1fr;gap:3px 10px;align-items:center}\
 .name{font-size:12px;overflow-wrap:anywhere;text-align:right}\
 .name small{color:#56606b}\
@@ -124,6 +124,7 @@ pub fn page(recap: &Recap, now: f64) -> String {
         ("sev-info", "info (e.g. maintenance)"),
         ("sev-other", "other"),
         ("silence", "silenced"),
+        ("inhibit", "inhibited"),
         ("flapmark", "flap"),
     ] {
         let _ = write!(out, "<span><i class=\"sw {class}\"></i>{label}</span>");

@@ -19,6 +19,7 @@ pub const STYLE: &str = "\
 .sev-info{fill:#1e88e5}\
 .sev-other{fill:#6d4c99}\
 .silence{fill:#78909c;fill-opacity:.45}\
+.inhibit{fill:#fff;fill-opacity:.55}\
 .flapmark{fill:#111}\
 .tick{stroke:#b0bec5;stroke-width:1}\
 .label{font:12px sans-serif;fill:#222}\
@@ -103,6 +104,21 @@ fn shapes(out: &mut String, recap: &Recap, row: &str, x0: f64, width: f64, y: f6
                 out,
                 r#"<rect class="silence" x="{a:.2}" y="{:.1}" width="{:.2}" height="{:.1}"><title>silenced from {} to {}</title></rect>"#,
                 y + height * 0.55,
+                (b - a).max(1.0),
+                height * 0.45,
+                format_time(*start),
+                end.or(i.end)
+                    .map_or_else(|| "the end".to_string(), format_time)
+            );
+        }
+        // An inhibition pales the bar's upper part (a silence shades its lower part): the
+        // problem was there, its notifications were held back by another alert's.
+        for (start, end) in &i.inhibited {
+            let a = x(*start);
+            let b = x(end.or(i.end).unwrap_or(recap.until));
+            let _ = write!(
+                out,
+                r#"<rect class="inhibit" x="{a:.2}" y="{y:.1}" width="{:.2}" height="{:.1}"><title>inhibited (by an [[inhibit]] entry) from {} to {}</title></rect>"#,
                 (b - a).max(1.0),
                 height * 0.45,
                 format_time(*start),

@@ -5,6 +5,16 @@ use crate::recap::{row_key, span};
 use crate::text::{format_time, one_line};
 use std::io::{self, Write};
 
+/// `proxy/server`, `proxy`, or `source NAME` for an alert about no row.
+fn row_name(labels: &crate::alert::Labels) -> String {
+    crate::alert::row_of(labels).unwrap_or_else(|| {
+        format!(
+            "source {}",
+            labels.get("source").map_or("?", String::as_str)
+        )
+    })
+}
+
 /// Writes the transitions and incidents as two aligned tables.
 pub fn write(
     out: &mut impl Write,
@@ -19,22 +29,23 @@ pub fn write(
         let mut lines =
             vec![["TIME", "EVENT", "RULE", "ROW", "SEVERITY", "DETAIL"].map(String::from)];
         for r in records {
-            let detail = match (&r.notifier, &r.error) {
-                (Some(n), Some(e)) => format!("{n}: {e}"),
-                (Some(n), None) => n.clone(),
+            let detail = match (&r.notifier, &r.error, &r.inhibited_by) {
+                (Some(n), Some(e), _) => format!("{n}: {e}"),
+                (Some(n), None, _) => n.clone(),
                 _ if r.silenced => format!("{} (silenced)", r.summary),
+                (None, _, Some(by)) => format!(
+                    "{} (inhibited by {} {})",
+                    r.summary,
+                    by.get("alertname").map_or("?", String::as_str),
+                    row_name(by)
+                ),
                 _ => r.summary.clone(),
             };
             lines.push([
                 format_time(r.time),
                 r.event.name().to_string(),
                 r.labels.get("alertname").cloned().unwrap_or_default(),
-                crate::alert::row_of(&r.labels).unwrap_or_else(|| {
-                    format!(
-                        "source {}",
-                        r.labels.get("source").map_or("?", String::as_str)
-                    )
-                }),
+                row_name(&r.labels),
                 r.labels.get("severity").cloned().unwrap_or_default(),
                 one_line(&detail),
             ]);

@@ -1,9 +1,78 @@
-//! `hapwatch report --format text`: the page's figures as plain text, for mail.
+//! `hapwatch report --format text`: the page's figures as plain text, for mail; and what
+//! `report --send` adds around it: the subject line and the webhook's JSON body.
 
 use crate::history::REPORT_MARK;
 use crate::recap::{percent, row_key, span, Recap, TOP};
-use crate::text::{format_time, one_line};
+use crate::text::{format_time, one_line, rfc3339};
+use serde_json::{json, Value};
 use std::fmt::Write;
+
+/// The subject of a sent report: `hapwatch report 2026-11-26 – 2026-12-03: 15 incidents,
+/// 3h12m down` (times with the minute unless both ends are midnight UTC).
+pub fn subject(recap: &Recap) -> String {
+    let midnight = |t: f64| t.rem_euclid(86_400.0) == 0.0;
+    let when = |t: f64| {
+        let full = format_time(t);
+        if midnight(recap.since) && midnight(recap.until) {
+            full[..10].to_string()
+        } else {
+            full[..16].to_string()
+        }
+    };
+    let n = recap.incidents.len();
+    format!(
+        "{REPORT_MARK} {} – {} UTC: {n} incident{}, {} down",
+        when(recap.since),
+        when(recap.until),
+        if n == 1 { "" } else { "s" },
+        span(recap.downtime)
+    )
+}
+
+/// The body a webhook notifier (format `hapwatch`) posts for a report: the figures as
+/// numbers (durations in seconds, availability in percent), the subject, and the text
+/// report. Version 1; documented in README.md ("Weekly report").
+pub fn webhook(recap: &Recap, subject: &str, text: &str) -> Value {
+    let rows: Vec<Value> = recap
+        .rows
+        .iter()
+        .map(|r| {
+            json!({
+                "row": r.row,
+                "type": r.kind,
+                "incidents": r.incidents,
+                "downtime_seconds": r.downtime,
+                "availability_percent": r.availability,
+                "mttr_seconds": r.mttr,
+                "longest_seconds": r.longest,
+                "flaps": r.flaps,
+                "severity": r.severity,
+            })
+        })
+        .collect();
+    let rules: Vec<Value> = recap
+        .rules
+        .iter()
+        .map(|(rule, n)| json!({"rule": rule, "incidents": n}))
+        .collect();
+    json!({
+        "kind": "report",
+        "version": "1",
+        "since": rfc3339(recap.since),
+        "until": rfc3339(recap.until),
+        "subject": subject,
+        "summary": {
+            "incidents": recap.incidents.len(),
+            "downtime_seconds": recap.downtime,
+            "affected_rows": recap.rows.len(),
+            "flaps": recap.flaps,
+            "skipped_lines": recap.skipped,
+        },
+        "rows": rows,
+        "rules": rules,
+        "text": text,
+    })
+}
 
 /// The report as text: summary, availability table, incidents.
 pub fn report(recap: &Recap) -> String {
@@ -112,5 +181,25 @@ fn aligned<const N: usize>(out: &mut String, lines: &[[String; N]]) {
             }
         }
         let _ = writeln!(out, "{}", text.trim_end());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_subject_names_days_when_the_period_is_whole_days_and_minutes_otherwise() {
+        // 2026-11-26 00:00 UTC to 2026-12-03 00:00 UTC.
+        let week = Recap::new(Vec::new(), 1_795_651_200.0, 1_796_256_000.0, 0);
+        assert_eq!(
+            subject(&week),
+            "hapwatch report 2026-11-26 – 2026-12-03 UTC: 0 incidents, 0s down"
+        );
+        let hours = Recap::new(Vec::new(), 1_795_651_200.0 + 5400.0, 1_796_256_000.0, 0);
+        assert_eq!(
+            subject(&hours),
+            "hapwatch report 2026-11-26 01:30 – 2026-12-03 00:00 UTC: 0 incidents, 0s down"
+        );
     }
 }
