@@ -259,6 +259,8 @@ struct Policy<'c> {
     notify: &'c [String],
     send_resolved: Option<bool>,
     reads_counters: bool,
+    /// The longest window the condition reads (seconds; 0: none).
+    window: f64,
 }
 
 impl<'c> Policy<'c> {
@@ -271,6 +273,7 @@ impl<'c> Policy<'c> {
                 notify: &s.notify,
                 send_resolved: s.send_resolved,
                 reads_counters: false,
+                window: 0.0,
             };
         }
         match config
@@ -285,6 +288,7 @@ impl<'c> Policy<'c> {
                 notify: &r.notify,
                 send_resolved: r.send_resolved,
                 reads_counters: r.reads_counters,
+                window: r.window,
             },
             None => Policy {
                 hold: Hold::Immediately,
@@ -292,6 +296,7 @@ impl<'c> Policy<'c> {
                 notify: &[],
                 send_resolved: None,
                 reads_counters: false,
+                window: 0.0,
             },
         }
     }
@@ -351,6 +356,10 @@ pub fn step(
     // Sources whose counters started again (a reload): rules on `delta()` / `rate()` saw
     // only part of the interval there, too little to say that a problem is over.
     let mut counters_reset: HashSet<&str> = HashSet::new();
+    // Per source, the rules' window lengths its history did not cover in this run (a new
+    // install, runs missed for over twice the window, a clock set back): a rule on such a
+    // window had no value, which says nothing about whether its problem is over.
+    let mut uncovered: HashSet<(&str, u64)> = HashSet::new();
     for source in sources.iter_mut() {
         match source.result {
             Ok(snapshot) => {
@@ -389,6 +398,11 @@ pub fn step(
                     .samples
                     .insert(source.name.to_string(), evaluated.sample);
                 let longest = config.rules.longest_window();
+                for rule in config.rules.rules.iter().filter(|r| r.window > 0.0) {
+                    if !window::covered(state.windows.get(source.name), rule.window, now) {
+                        uncovered.insert((source.name, rule.window.to_bits()));
+                    }
+                }
                 if longest > 0.0 {
                     let history = state.windows.entry(source.name.to_string()).or_default();
                     window::record(history, evaluated.window_sample, longest);
@@ -494,6 +508,9 @@ pub fn step(
         }
         let policy = Policy::of(config, entry.labels.get("alertname").map(String::as_str));
         if policy.reads_counters && counters_reset.contains(source) {
+            continue;
+        }
+        if policy.window > 0.0 && uncovered.contains(&(source, policy.window.to_bits())) {
             continue;
         }
         match entry.status {

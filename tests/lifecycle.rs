@@ -817,8 +817,8 @@ fn with_stot(stot: u64) -> String {
 /// Ten runs a minute apart (web1 serving 10 sessions a minute), then the clock an hour
 /// behind for ten runs: every run exits 0 without a line, and the windows and counters
 /// never give a negative or a made-up value (no rule on them fires), though the state
-/// holds samples "from the future". Once the clock has run a window's length again, the
-/// window is covered again with the real rate.
+/// holds samples "from the future". The alert on the window is neither resolved while
+/// the window is not covered (the run cannot tell) nor announced again once it is.
 #[test]
 fn a_clock_stepping_back_gives_no_negative_or_garbage_rates_and_resolves_what_cleared() {
     let s = Scenario::new(
@@ -857,16 +857,61 @@ when = 'rate(stot, 5m) > 0.1'
     }
     // Covered from the sixth run on (a sample 5 min old).
     assert_eq!(seen, ["Covered: +app-main/web1"]);
-    // The clock steps back an hour: no sample is old enough, the window is absent (the
-    // Covered alert resolves: an absent value is not a match), nothing else fires.
+    // The clock steps back an hour: no sample is old enough, the window is absent for
+    // five runs, nothing fires, and the Covered alert is kept as it is (no false
+    // recovery), then covered again with the real rate.
     let mut after = Vec::new();
     for minute in 0..10 {
         after.extend(run(-3600.0 + 60.0 * f64::from(minute)));
     }
+    assert_eq!(after, Vec::<String>::new());
+}
+
+/// hapwatch stopped for 20 minutes (twice a 5-minute window and more): on its return the
+/// window is not covered for five runs, and the alert on it is kept as it is (those runs
+/// cannot tell whether the problem is over: no false recovery); once covered again, the
+/// window shows that web1 served nothing since, and the recovery is announced then.
+#[test]
+fn an_alert_on_a_window_is_kept_while_a_gap_leaves_the_window_uncovered() {
+    let s = Scenario::new(
+        r#"
+[[source]]
+name = "lb1"
+file = "lb1.csv"
+
+[[rule]]
+name = "Busy"
+scope = { type = "server", server = "web1" }
+when = 'rate(stot, 5m) > 0.1'
+"#,
+    );
+    let run = |stot: u64, at: f64| {
+        s.write("lb1.csv", &with_stot(stot));
+        let out = s.run_at(at);
+        out.status(0).stderr_empty();
+        summarize(&out)
+    };
+    let mut seen = Vec::new();
+    for minute in 0..8 {
+        seen.extend(run(1000 + 10 * minute, 60.0 * minute as f64));
+    }
+    assert_eq!(seen, ["Busy: +app-main/web1"], "covered from the sixth run");
+    // Back after 20 minutes; web1 serves nothing any more.
+    let back = 60.0 * 7.0 + 1200.0;
+    let after: Vec<Vec<String>> = (0..6)
+        .map(|minute| run(1070, back + 60.0 * minute as f64))
+        .collect();
     assert_eq!(
         after,
-        ["Covered: -app-main/web1", "Covered: +app-main/web1"],
-        "resolved while the window is not covered, then covered again with the real rate"
+        [
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec!["Busy: -app-main/web1".to_string()]
+        ],
+        "kept while not covered, resolved once the window shows no traffic"
     );
 }
 

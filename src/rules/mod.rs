@@ -175,6 +175,10 @@ pub struct Rule {
     /// The condition reads `delta()` / `rate()`: right after a counter reset it has too
     /// little data to say that a problem is over.
     pub reads_counters: bool,
+    /// The longest window (`delta(col, 5m)`, seconds; 0: none) the condition reads: while
+    /// the source's history does not cover it, the condition cannot tell that a problem
+    /// is over.
+    pub window: f64,
     /// Line of the `[[rule]]` entry.
     pub line: usize,
     /// The rule reads rows that come after the one it is evaluated on (a server's
@@ -420,6 +424,15 @@ impl RuleSet {
                 notify: raw.notify,
                 send_resolved: raw.send_resolved,
                 reads_counters: !counter_columns(&when).is_empty(),
+                window: {
+                    let mut longest: f64 = 0.0;
+                    when.visit(&mut |e| {
+                        if let Expr::Window(w) = e {
+                            longest = longest.max(w.seconds);
+                        }
+                    });
+                    longest
+                },
                 reads_ahead,
                 when,
                 value,

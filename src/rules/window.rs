@@ -103,6 +103,21 @@ pub fn record(history: &mut History, sample: Sample, longest: f64) {
     }
 }
 
+/// Index of the sample of `samples` (oldest first) that starts a window of `seconds` at
+/// `now`, if one covers it.
+fn start(samples: &[Sample], seconds: f64, now: f64) -> Option<usize> {
+    let start = samples
+        .iter()
+        .rposition(|s| now - s.taken_at >= COVER * seconds)?;
+    (now - samples[start].taken_at <= STALE * seconds).then_some(start)
+}
+
+/// True when `history` covers a window of `seconds` at `now` (its values are known
+/// for rows that were there at its start).
+pub fn covered(history: Option<&History>, seconds: f64, now: f64) -> bool {
+    history.is_some_and(|h| start(&h.samples, seconds, now).is_some())
+}
+
 /// A source's history bound to the dump being evaluated.
 pub struct Bound<'a> {
     samples: &'a [Sample],
@@ -143,11 +158,7 @@ impl<'a> Bound<'a> {
 
     /// Index of the sample that starts a window of `seconds`, if one covers it.
     fn start(&self, seconds: f64) -> Option<usize> {
-        let start = self
-            .samples
-            .iter()
-            .rposition(|s| self.now - s.taken_at >= COVER * seconds)?;
-        (self.now - self.samples[start].taken_at <= STALE * seconds).then_some(start)
+        start(self.samples, seconds, self.now)
     }
 
     fn value(&self, sample: usize, window: &Window, row: &Row<'_>) -> Option<u64> {
