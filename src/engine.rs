@@ -178,7 +178,10 @@ impl RowSink for Watch<'_> {
             Previous::Pending(samples) => samples.get().map(|s| s.get(self.source)),
         };
         if let Some(previous) = previous {
-            self.counters_reset = previous.is_none_or(|p| p.restarted_before_info(info));
+            // A previous sample "from the future" (the clock was set back) gives no interval:
+            // `rate(col)` is absent, which says nothing about a problem being over.
+            self.counters_reset =
+                previous.is_none_or(|p| p.restarted_before_info(info) || p.taken_at >= self.now);
             let history = match self.windows {
                 Windows::Known(history) => history,
                 Windows::Pending(windows) => windows.get().and_then(|w| w.get(self.source)),
@@ -259,8 +262,8 @@ struct Policy<'c> {
     notify: &'c [String],
     send_resolved: Option<bool>,
     reads_counters: bool,
-    /// The longest window the condition reads (seconds; 0: none).
-    window: f64,
+    /// The window lengths the condition reads (seconds).
+    windows: &'c [f64],
 }
 
 impl<'c> Policy<'c> {
@@ -273,7 +276,7 @@ impl<'c> Policy<'c> {
                 notify: &s.notify,
                 send_resolved: s.send_resolved,
                 reads_counters: false,
-                window: 0.0,
+                windows: &[],
             };
         }
         match config
@@ -288,7 +291,7 @@ impl<'c> Policy<'c> {
                 notify: &r.notify,
                 send_resolved: r.send_resolved,
                 reads_counters: r.reads_counters,
-                window: r.window,
+                windows: &r.windows,
             },
             None => Policy {
                 hold: Hold::Immediately,
@@ -296,7 +299,7 @@ impl<'c> Policy<'c> {
                 notify: &[],
                 send_resolved: None,
                 reads_counters: false,
-                window: 0.0,
+                windows: &[],
             },
         }
     }
@@ -398,9 +401,9 @@ pub fn step(
                     .samples
                     .insert(source.name.to_string(), evaluated.sample);
                 let longest = config.rules.longest_window();
-                for rule in config.rules.rules.iter().filter(|r| r.window > 0.0) {
-                    if !window::covered(state.windows.get(source.name), rule.window, now) {
-                        uncovered.insert((source.name, rule.window.to_bits()));
+                for &seconds in config.rules.rules.iter().flat_map(|r| &r.windows) {
+                    if !window::covered(state.windows.get(source.name), seconds, now) {
+                        uncovered.insert((source.name, seconds.to_bits()));
                     }
                 }
                 if longest > 0.0 {
@@ -510,7 +513,14 @@ pub fn step(
         if policy.reads_counters && counters_reset.contains(source) {
             continue;
         }
-        if policy.window > 0.0 && uncovered.contains(&(source, policy.window.to_bits())) {
+        // A firing alert only: a pending one is forgotten as usual, so that its `for`
+        // starts again rather than count the uncovered runs as held.
+        if entry.status == Status::Firing
+            && policy
+                .windows
+                .iter()
+                .any(|w| uncovered.contains(&(source, w.to_bits())))
+        {
             continue;
         }
         match entry.status {

@@ -915,6 +915,133 @@ when = 'rate(stot, 5m) > 0.1'
     );
 }
 
+/// The clock set back an hour under a one-run `rate(stot)` alert: the previous sample is
+/// "in the future", the rate has no interval and is absent for one run, which cannot say
+/// the problem is over: the alert is kept (as after a reload), not resolved and fired
+/// again (review finding, round 4).
+#[test]
+fn a_one_run_rate_alert_is_kept_when_the_clock_stepped_back() {
+    let s = Scenario::new(
+        r#"
+[[source]]
+name = "lb1"
+file = "lb1.csv"
+
+[[rule]]
+name = "Busy"
+scope = { type = "server", server = "web1" }
+when = 'rate(stot) > 0.1'
+"#,
+    );
+    let run = |stot: u64, at: f64| {
+        s.write("lb1.csv", &with_stot(stot));
+        let out = s.run_at(at);
+        out.status(0).stderr_empty();
+        summarize(&out)
+    };
+    let mut seen = Vec::new();
+    for minute in 0..3 {
+        seen.extend(run(1000 + 10 * minute, 60.0 * minute as f64));
+    }
+    assert_eq!(seen, ["Busy: +app-main/web1"]);
+    let after: Vec<String> = (0..3)
+        .flat_map(|minute| run(1030 + 10 * minute, -3600.0 + 60.0 * minute as f64))
+        .collect();
+    assert_eq!(
+        after,
+        Vec::<String>::new(),
+        "still busy: nothing to announce"
+    );
+}
+
+/// A rule reading two windows (2 and 5 minutes) after a gap that leaves only the shorter
+/// one uncovered: its alert is kept, as for one window (review finding, round 4).
+#[test]
+fn an_alert_on_two_windows_is_kept_while_either_is_uncovered() {
+    let s = Scenario::new(
+        r#"
+[[source]]
+name = "lb1"
+file = "lb1.csv"
+
+[[rule]]
+name = "Busy"
+scope = { type = "server", server = "web1" }
+when = 'delta(stot, 2m) > 0 and delta(stot, 5m) > 0'
+"#,
+    );
+    let run = |stot: u64, at: f64| {
+        s.write("lb1.csv", &with_stot(stot));
+        let out = s.run_at(at);
+        out.status(0).stderr_empty();
+        summarize(&out)
+    };
+    let mut seen = Vec::new();
+    for minute in 0..6 {
+        seen.extend(run(1000 + 10 * minute, 60.0 * minute as f64));
+    }
+    assert_eq!(seen, ["Busy: +app-main/web1"], "both covered at 5m");
+    // Next run at 9m30s: the 5-minute window starts at 5m (covered), the 2-minute one has
+    // no start younger than 4m (not covered) until two more runs are in.
+    let after: Vec<String> = [570.0, 630.0, 690.0, 750.0]
+        .iter()
+        .enumerate()
+        .flat_map(|(k, at)| run(1060 + 10 * k as u64, *at))
+        .collect();
+    assert_eq!(
+        after,
+        Vec::<String>::new(),
+        "still busy: nothing to announce"
+    );
+}
+
+/// A pending alert (`for = "2m"`) on a window that a gap leaves uncovered is forgotten,
+/// as any pending alert whose condition is not true: its `for` starts again once the
+/// window is covered, rather than count the runs it did not see (review finding, round 4).
+#[test]
+fn a_pending_alert_on_an_uncovered_window_starts_its_for_again() {
+    let s = Scenario::new(
+        r#"
+[[source]]
+name = "lb1"
+file = "lb1.csv"
+
+[[rule]]
+name = "Busy"
+scope = { type = "server", server = "web1" }
+when = 'rate(stot, 2m) > 0.1'
+for = "2m"
+"#,
+    );
+    let run = |stot: u64, minute: u64| {
+        s.write("lb1.csv", &with_stot(stot));
+        let out = s.run_at(60.0 * minute as f64);
+        out.status(0).stderr_empty();
+        summarize(&out)
+    };
+    let mut seen = Vec::new();
+    for minute in 0..3 {
+        seen.extend(run(1000 + 10 * minute, minute));
+    }
+    assert!(seen.is_empty(), "pending from 2m: {seen:?}");
+    // Away from 2m to 7m; busy again from 7m on (10 sessions a minute).
+    let mut after = Vec::new();
+    for minute in 7..12 {
+        after.push((minute, run(1000 + 10 * minute, minute)));
+    }
+    assert_eq!(
+        after,
+        [
+            (7, vec![]),
+            (8, vec![]),
+            (9, vec![]),
+            (10, vec![]),
+            (11, vec!["Busy: +app-main/web1".to_string()]),
+        ],
+        "covered again at 9m, pending from then, firing 2 minutes later"
+    );
+}
+
 /// An alert pending (`for = "2m"`) when the clock steps back an hour fires two minutes
 /// of runs later, not an hour and two minutes later: times the state holds "in the
 /// future" count from now.

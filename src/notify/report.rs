@@ -85,7 +85,7 @@ pub fn send_report(
         reason: reason.to_string(),
     };
     let message = match &notifier.kind {
-        Kind::Smtp(cfg) => Message::Mail(smtp::report_mail(cfg, report)),
+        Kind::Smtp(cfg) => Message::Mail(smtp::report_mail(name, cfg, report)),
         Kind::Webhook(cfg) => {
             let body = match cfg.format {
                 WebhookFormat::Hapwatch => serde_json::to_vec(&report.json)

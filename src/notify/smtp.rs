@@ -89,7 +89,7 @@ fn message_id_tag(name: &str) -> String {
 /// A history report as a mail: the text report and the HTML page as the two parts of a
 /// `multipart/alternative` body, to the notifier's recipients. The notifier's `subject` and
 /// `body` templates are not used: they render alert notifications.
-pub(super) fn report_mail(cfg: &SmtpConfig, report: &super::report::Report) -> Mail {
+pub(super) fn report_mail(name: &str, cfg: &SmtpConfig, report: &super::report::Report) -> Mail {
     let id: crate::alert::Labels = [
         ("kind".to_string(), "report".to_string()),
         ("subject".to_string(), report.subject.clone()),
@@ -104,8 +104,9 @@ pub(super) fn report_mail(cfg: &SmtpConfig, report: &super::report::Report) -> M
         body: report.text.clone(),
         html: Some(report.html.clone()),
         message_id: format!(
-            "<hapwatch-report-{}@{}>",
+            "<hapwatch-report-{}.{}@{}>",
             crate::alert::Fingerprint::of(&id),
+            message_id_tag(name),
             cfg.from.email.domain()
         ),
         references: Vec::new(),

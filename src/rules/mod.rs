@@ -175,10 +175,10 @@ pub struct Rule {
     /// The condition reads `delta()` / `rate()`: right after a counter reset it has too
     /// little data to say that a problem is over.
     pub reads_counters: bool,
-    /// The longest window (`delta(col, 5m)`, seconds; 0: none) the condition reads: while
-    /// the source's history does not cover it, the condition cannot tell that a problem
-    /// is over.
-    pub window: f64,
+    /// The lengths of the windows (`delta(col, 5m)`, seconds) the condition reads, each
+    /// once: while the source's history does not cover one of them, the condition cannot
+    /// tell that a problem is over.
+    pub windows: Vec<f64>,
     /// Line of the `[[rule]]` entry.
     pub line: usize,
     /// The rule reads rows that come after the one it is evaluated on (a server's
@@ -424,14 +424,16 @@ impl RuleSet {
                 notify: raw.notify,
                 send_resolved: raw.send_resolved,
                 reads_counters: !counter_columns(&when).is_empty(),
-                window: {
-                    let mut longest: f64 = 0.0;
+                windows: {
+                    let mut lengths: Vec<f64> = Vec::new();
                     when.visit(&mut |e| {
                         if let Expr::Window(w) = e {
-                            longest = longest.max(w.seconds);
+                            if !lengths.contains(&w.seconds) {
+                                lengths.push(w.seconds);
+                            }
                         }
                     });
-                    longest
+                    lengths
                 },
                 reads_ahead,
                 when,
