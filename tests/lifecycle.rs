@@ -814,6 +814,15 @@ fn with_stot(stot: u64) -> String {
     edit_capture(&text, "app-main", "web1", "stot", &stot.to_string())
 }
 
+/// A quiet run of `s` at `at` on that capture with web1's `stot` at `stot`: what it
+/// announced.
+fn run_with_stot(s: &Scenario, stot: u64, at: f64) -> Vec<String> {
+    s.write("lb1.csv", &with_stot(stot));
+    let out = s.run_at(at);
+    out.status(0).stderr_empty();
+    summarize(&out)
+}
+
 /// Ten runs a minute apart (web1 serving 10 sessions a minute), then the clock an hour
 /// behind for ten runs: every run exits 0 without a line, and the windows and counters
 /// never give a negative or a made-up value (no rule on them fires), though the state
@@ -846,10 +855,7 @@ when = 'rate(stot, 5m) > 0.1'
     let mut stot = 1000;
     let mut run = |at: f64| {
         stot += 10;
-        s.write("lb1.csv", &with_stot(stot));
-        let out = s.run_at(at);
-        out.status(0).stderr_empty();
-        summarize(&out)
+        run_with_stot(&s, stot, at)
     };
     let mut seen = Vec::new();
     for minute in 0..10 {
@@ -885,12 +891,7 @@ scope = { type = "server", server = "web1" }
 when = 'rate(stot, 5m) > 0.1'
 "#,
     );
-    let run = |stot: u64, at: f64| {
-        s.write("lb1.csv", &with_stot(stot));
-        let out = s.run_at(at);
-        out.status(0).stderr_empty();
-        summarize(&out)
-    };
+    let run = |stot: u64, at: f64| run_with_stot(&s, stot, at);
     let mut seen = Vec::new();
     for minute in 0..8 {
         seen.extend(run(1000 + 10 * minute, 60.0 * minute as f64));
@@ -933,12 +934,7 @@ scope = { type = "server", server = "web1" }
 when = 'rate(stot) > 0.1'
 "#,
     );
-    let run = |stot: u64, at: f64| {
-        s.write("lb1.csv", &with_stot(stot));
-        let out = s.run_at(at);
-        out.status(0).stderr_empty();
-        summarize(&out)
-    };
+    let run = |stot: u64, at: f64| run_with_stot(&s, stot, at);
     let mut seen = Vec::new();
     for minute in 0..3 {
         seen.extend(run(1000 + 10 * minute, 60.0 * minute as f64));
@@ -970,12 +966,7 @@ scope = { type = "server", server = "web1" }
 when = 'delta(stot, 2m) > 0 and delta(stot, 5m) > 0'
 "#,
     );
-    let run = |stot: u64, at: f64| {
-        s.write("lb1.csv", &with_stot(stot));
-        let out = s.run_at(at);
-        out.status(0).stderr_empty();
-        summarize(&out)
-    };
+    let run = |stot: u64, at: f64| run_with_stot(&s, stot, at);
     let mut seen = Vec::new();
     for minute in 0..6 {
         seen.extend(run(1000 + 10 * minute, 60.0 * minute as f64));
@@ -1013,12 +1004,7 @@ when = 'rate(stot, 2m) > 0.1'
 for = "2m"
 "#,
     );
-    let run = |stot: u64, minute: u64| {
-        s.write("lb1.csv", &with_stot(stot));
-        let out = s.run_at(60.0 * minute as f64);
-        out.status(0).stderr_empty();
-        summarize(&out)
-    };
+    let run = |stot: u64, minute: u64| run_with_stot(&s, stot, 60.0 * minute as f64);
     let mut seen = Vec::new();
     for minute in 0..3 {
         seen.extend(run(1000 + 10 * minute, minute));
