@@ -814,6 +814,14 @@ fn with_stot(stot: u64) -> String {
     edit_capture(&text, "app-main", "web1", "stot", &stot.to_string())
 }
 
+/// A scenario with one rule, `Busy` on web1 `when`, plus `extra` keys (`for = "2m"`).
+fn busy_on_web1(when: &str, extra: &str) -> Scenario {
+    Scenario::new(&format!(
+        "[[source]]\nname = \"lb1\"\nfile = \"lb1.csv\"\n\n[[rule]]\nname = \"Busy\"\n\
+         scope = {{ type = \"server\", server = \"web1\" }}\nwhen = '{when}'\n{extra}\n"
+    ))
+}
+
 /// A quiet run of `s` at `at` on that capture with web1's `stot` at `stot`: what it
 /// announced.
 fn run_with_stot(s: &Scenario, stot: u64, at: f64) -> Vec<String> {
@@ -879,18 +887,7 @@ when = 'rate(stot, 5m) > 0.1'
 /// window shows that web1 served nothing since, and the recovery is announced then.
 #[test]
 fn an_alert_on_a_window_is_kept_while_a_gap_leaves_the_window_uncovered() {
-    let s = Scenario::new(
-        r#"
-[[source]]
-name = "lb1"
-file = "lb1.csv"
-
-[[rule]]
-name = "Busy"
-scope = { type = "server", server = "web1" }
-when = 'rate(stot, 5m) > 0.1'
-"#,
-    );
+    let s = busy_on_web1("rate(stot, 5m) > 0.1", "");
     let run = |stot: u64, at: f64| run_with_stot(&s, stot, at);
     let mut seen = Vec::new();
     for minute in 0..8 {
@@ -922,18 +919,7 @@ when = 'rate(stot, 5m) > 0.1'
 /// again (review finding, round 4).
 #[test]
 fn a_one_run_rate_alert_is_kept_when_the_clock_stepped_back() {
-    let s = Scenario::new(
-        r#"
-[[source]]
-name = "lb1"
-file = "lb1.csv"
-
-[[rule]]
-name = "Busy"
-scope = { type = "server", server = "web1" }
-when = 'rate(stot) > 0.1'
-"#,
-    );
+    let s = busy_on_web1("rate(stot) > 0.1", "");
     let run = |stot: u64, at: f64| run_with_stot(&s, stot, at);
     let mut seen = Vec::new();
     for minute in 0..3 {
@@ -954,18 +940,7 @@ when = 'rate(stot) > 0.1'
 /// one uncovered: its alert is kept, as for one window (review finding, round 4).
 #[test]
 fn an_alert_on_two_windows_is_kept_while_either_is_uncovered() {
-    let s = Scenario::new(
-        r#"
-[[source]]
-name = "lb1"
-file = "lb1.csv"
-
-[[rule]]
-name = "Busy"
-scope = { type = "server", server = "web1" }
-when = 'delta(stot, 2m) > 0 and delta(stot, 5m) > 0'
-"#,
-    );
+    let s = busy_on_web1("delta(stot, 2m) > 0 and delta(stot, 5m) > 0", "");
     let run = |stot: u64, at: f64| run_with_stot(&s, stot, at);
     let mut seen = Vec::new();
     for minute in 0..6 {
@@ -991,19 +966,7 @@ when = 'delta(stot, 2m) > 0 and delta(stot, 5m) > 0'
 /// window is covered, rather than count the runs it did not see (review finding, round 4).
 #[test]
 fn a_pending_alert_on_an_uncovered_window_starts_its_for_again() {
-    let s = Scenario::new(
-        r#"
-[[source]]
-name = "lb1"
-file = "lb1.csv"
-
-[[rule]]
-name = "Busy"
-scope = { type = "server", server = "web1" }
-when = 'rate(stot, 2m) > 0.1'
-for = "2m"
-"#,
-    );
+    let s = busy_on_web1("rate(stot, 2m) > 0.1", "for = \"2m\"");
     let run = |stot: u64, minute: u64| run_with_stot(&s, stot, 60.0 * minute as f64);
     let mut seen = Vec::new();
     for minute in 0..3 {
