@@ -140,6 +140,7 @@ pub fn check(
             secrets_missing,
             config.sources.len(),
             config.rules.rules.len(),
+            config.inhibit.len(),
         )?;
     }
     let to_read: Vec<&SourceConfig> = config

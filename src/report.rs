@@ -725,17 +725,25 @@ pub fn plural(n: usize, word: &str) -> String {
     format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
 
-/// The first line of `hapwatch check`: the config, whether it is usable, what it holds.
+/// The first line of `hapwatch check`: the config, whether it is usable, what it holds
+/// (sources, rules, and `[[inhibit]]` entries when there are any: an included file that
+/// silently lost its inhibitions would otherwise look the same).
 pub fn check_header(
     out: &mut impl Write,
     path: &std::path::Path,
     secrets_missing: bool,
     sources: usize,
     rules: usize,
+    inhibitions: usize,
 ) -> io::Result<()> {
+    let inhibitions = if inhibitions == 0 {
+        String::new()
+    } else {
+        format!(", {}", plural(inhibitions, "inhibit rule"))
+    };
     writeln!(
         out,
-        "{}: {} ({}, {})",
+        "{}: {} ({}, {}{inhibitions})",
         path.display(),
         if secrets_missing {
             "valid, but secrets are missing"

@@ -66,7 +66,7 @@ fn init_writes_a_working_config_and_never_overwrites_without_force() {
         .arg("check")
         .run()
         .status(0)
-        .stdout_contains(": OK (1 source, 17 rules)");
+        .stdout_contains(": OK (1 source, 17 rules, 3 inhibit rules)");
     Hapwatch::new()
         .config_path(&config)
         .arg("init")
