@@ -147,6 +147,44 @@ timeout = "2s"
     path
 }
 
+/// A haproxy, a webhook receiver and a config in a temp dir whose rule `Web1` fires when
+/// web1 is down (see [`config`]).
+struct Lab {
+    haproxy: Haproxy,
+    hook: HttpReceiver,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    state: PathBuf,
+}
+
+impl Lab {
+    /// `None` (the skip said) when haproxy is not installed.
+    fn start() -> Option<Lab> {
+        let haproxy = Haproxy::start_or_skip()?;
+        let hook = HttpReceiver::start();
+        let dir = temp_dir();
+        let config = config(&haproxy, dir.path(), &hook.url(), r#"state == "down""#);
+        let state = dir.path().join("state.json");
+        Some(Lab {
+            haproxy,
+            hook,
+            dir,
+            config,
+            state,
+        })
+    }
+}
+
+/// Waits until the webhook got web1's firing notification (the watch's stderr if not).
+fn wait_for_web1(hook: &HttpReceiver, watch: &Watch) {
+    wait_until(LIMIT, "the webhook for web1", || {
+        match firing_for_web1(hook) {
+            0 => Err(watch.stderr()),
+            _ => Ok(()),
+        }
+    });
+}
+
 fn firing_for_web1(hook: &HttpReceiver) -> usize {
     hook.requests()
         .iter()
@@ -168,24 +206,22 @@ fn break_web1(haproxy: &Haproxy) {
 
 #[test]
 fn watch_notices_a_server_going_down_and_notifies() {
-    let Some(haproxy) = Haproxy::start_or_skip() else {
+    let Some(Lab {
+        haproxy,
+        hook,
+        dir: _dir,
+        config,
+        state,
+    }) = Lab::start()
+    else {
         return;
     };
-    let hook = HttpReceiver::start();
-    let dir = temp_dir();
-    let config = config(&haproxy, dir.path(), &hook.url(), r#"state == "down""#);
-    let state = dir.path().join("state.json");
     let mut watch = Watch::start(&config, &["watch", "--every", "300ms"], &[]);
     wait_cycles(&mut watch, &state, 2);
     assert_eq!(firing_for_web1(&hook), 0, "{:?}", hook.requests());
 
     break_web1(&haproxy);
-    wait_until(LIMIT, "the webhook for web1", || {
-        match firing_for_web1(&hook) {
-            0 => Err(watch.stderr()),
-            _ => Ok(()),
-        }
-    });
+    wait_for_web1(&hook, &watch);
     // Once, not once per cycle.
     wait_cycles(&mut watch, &state, 3);
     assert_eq!(firing_for_web1(&hook), 1, "{:?}", hook.requests());
@@ -247,13 +283,16 @@ summary = "{{{{ proxy }}}} is down"
 
 #[test]
 fn sighup_with_a_broken_config_keeps_running_and_says_so_once() {
-    let Some(haproxy) = Haproxy::start_or_skip() else {
+    let Some(Lab {
+        haproxy,
+        hook,
+        dir: _dir,
+        config,
+        state,
+    }) = Lab::start()
+    else {
         return;
     };
-    let hook = HttpReceiver::start();
-    let dir = temp_dir();
-    let config = config(&haproxy, dir.path(), &hook.url(), r#"state == "down""#);
-    let state = dir.path().join("state.json");
     let mut watch = Watch::start(&config, &["watch", "--every", "300ms"], &[]);
     wait_cycles(&mut watch, &state, 1);
 
@@ -277,26 +316,24 @@ fn sighup_with_a_broken_config_keeps_running_and_says_so_once() {
 
     // The running config still works: web1 going down is announced.
     break_web1(&haproxy);
-    wait_until(LIMIT, "the webhook for web1", || {
-        match firing_for_web1(&hook) {
-            0 => Err(watch.stderr()),
-            _ => Ok(()),
-        }
-    });
+    wait_for_web1(&hook, &watch);
     watch.signal(libc::SIGTERM);
     assert_eq!(watch.wait_exit().code(), Some(0), "{}", watch.stderr());
 }
 
 #[test]
 fn sighup_with_a_valid_changed_config_applies_it() {
-    let Some(haproxy) = Haproxy::start_or_skip() else {
+    // web1 is UP: the rule does not match.
+    let Some(Lab {
+        haproxy: _haproxy,
+        hook,
+        dir: _dir,
+        config,
+        state,
+    }) = Lab::start()
+    else {
         return;
     };
-    let hook = HttpReceiver::start();
-    let dir = temp_dir();
-    // web1 is UP: this rule does not match.
-    let config = config(&haproxy, dir.path(), &hook.url(), r#"state == "down""#);
-    let state = dir.path().join("state.json");
     let mut watch = Watch::start(&config, &["watch", "--every", "300ms"], &[]);
     wait_cycles(&mut watch, &state, 2);
     assert_eq!(firing_for_web1(&hook), 0);
@@ -310,12 +347,7 @@ fn sighup_with_a_valid_changed_config_applies_it() {
     wait_cycles(&mut watch, &state, 2);
     assert_eq!(firing_for_web1(&hook), 0, "{:?}", hook.requests());
     watch.signal(libc::SIGHUP);
-    wait_until(LIMIT, "the webhook for web1", || {
-        match firing_for_web1(&hook) {
-            0 => Err(watch.stderr()),
-            _ => Ok(()),
-        }
-    });
+    wait_for_web1(&hook, &watch);
     assert_quiet(&watch.stderr());
 }
 
@@ -331,13 +363,16 @@ fn hapwatch(config: &Path, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn a_silence_added_while_watch_runs_is_honoured_at_the_next_cycle() {
-    let Some(haproxy) = Haproxy::start_or_skip() else {
+    let Some(Lab {
+        haproxy,
+        hook,
+        dir: _dir,
+        config,
+        state,
+    }) = Lab::start()
+    else {
         return;
     };
-    let hook = HttpReceiver::start();
-    let dir = temp_dir();
-    let config = config(&haproxy, dir.path(), &hook.url(), r#"state == "down""#);
-    let state = dir.path().join("state.json");
     let mut watch = Watch::start(&config, &["watch", "--every", "200ms"], &[]);
     wait_cycles(&mut watch, &state, 1);
 
@@ -635,22 +670,20 @@ fn a_long_wait_keeps_the_watchdog_fed() {
 
 #[test]
 fn a_watch_killed_with_sigkill_loses_nothing_a_restart_needs() {
-    let Some(haproxy) = Haproxy::start_or_skip() else {
+    let Some(Lab {
+        haproxy,
+        hook,
+        dir: _dir,
+        config,
+        state,
+    }) = Lab::start()
+    else {
         return;
     };
-    let hook = HttpReceiver::start();
-    let dir = temp_dir();
-    let config = config(&haproxy, dir.path(), &hook.url(), r#"state == "down""#);
-    let state = dir.path().join("state.json");
     let mut first = Watch::start(&config, &["watch", "--every", "100ms"], &[]);
     wait_cycles(&mut first, &state, 1);
     break_web1(&haproxy);
-    wait_until(LIMIT, "the webhook for web1", || {
-        match firing_for_web1(&hook) {
-            0 => Err(first.stderr()),
-            _ => Ok(()),
-        }
-    });
+    wait_for_web1(&hook, &first);
     // A cycle later (a kill between sending and recording the delivery would re-send it,
     // at least once, as it would in a run), killed at once, mid-cycle or mid-wait.
     wait_cycles(&mut first, &state, 1);
