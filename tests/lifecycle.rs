@@ -822,6 +822,14 @@ fn busy_on_web1(when: &str, extra: &str) -> Scenario {
     ))
 }
 
+/// Runs `s` once a minute from 0 for `minutes` runs, web1 serving 10 sessions a minute
+/// (`stot` 1000, 1010, …): what they announced.
+fn busy_minutes(s: &Scenario, minutes: u64) -> Vec<String> {
+    (0..minutes)
+        .flat_map(|minute| run_with_stot(s, 1000 + 10 * minute, 60.0 * minute as f64))
+        .collect()
+}
+
 /// A quiet run of `s` at `at` on that capture with web1's `stot` at `stot`: what it
 /// announced.
 fn run_with_stot(s: &Scenario, stot: u64, at: f64) -> Vec<String> {
@@ -889,10 +897,7 @@ when = 'rate(stot, 5m) > 0.1'
 fn an_alert_on_a_window_is_kept_while_a_gap_leaves_the_window_uncovered() {
     let s = busy_on_web1("rate(stot, 5m) > 0.1", "");
     let run = |stot: u64, at: f64| run_with_stot(&s, stot, at);
-    let mut seen = Vec::new();
-    for minute in 0..8 {
-        seen.extend(run(1000 + 10 * minute, 60.0 * minute as f64));
-    }
+    let seen = busy_minutes(&s, 8);
     assert_eq!(seen, ["Busy: +app-main/web1"], "covered from the sixth run");
     // Back after 20 minutes; web1 serves nothing any more.
     let back = 60.0 * 7.0 + 1200.0;
@@ -921,10 +926,7 @@ fn an_alert_on_a_window_is_kept_while_a_gap_leaves_the_window_uncovered() {
 fn a_one_run_rate_alert_is_kept_when_the_clock_stepped_back() {
     let s = busy_on_web1("rate(stot) > 0.1", "");
     let run = |stot: u64, at: f64| run_with_stot(&s, stot, at);
-    let mut seen = Vec::new();
-    for minute in 0..3 {
-        seen.extend(run(1000 + 10 * minute, 60.0 * minute as f64));
-    }
+    let seen = busy_minutes(&s, 3);
     assert_eq!(seen, ["Busy: +app-main/web1"]);
     let after: Vec<String> = (0..3)
         .flat_map(|minute| run(1030 + 10 * minute, -3600.0 + 60.0 * minute as f64))
@@ -942,10 +944,7 @@ fn a_one_run_rate_alert_is_kept_when_the_clock_stepped_back() {
 fn an_alert_on_two_windows_is_kept_while_either_is_uncovered() {
     let s = busy_on_web1("delta(stot, 2m) > 0 and delta(stot, 5m) > 0", "");
     let run = |stot: u64, at: f64| run_with_stot(&s, stot, at);
-    let mut seen = Vec::new();
-    for minute in 0..6 {
-        seen.extend(run(1000 + 10 * minute, 60.0 * minute as f64));
-    }
+    let seen = busy_minutes(&s, 6);
     assert_eq!(seen, ["Busy: +app-main/web1"], "both covered at 5m");
     // Next run at 9m30s: the 5-minute window starts at 5m (covered), the 2-minute one has
     // no start younger than 4m (not covered) until two more runs are in.
@@ -968,10 +967,7 @@ fn an_alert_on_two_windows_is_kept_while_either_is_uncovered() {
 fn a_pending_alert_on_an_uncovered_window_starts_its_for_again() {
     let s = busy_on_web1("rate(stot, 2m) > 0.1", "for = \"2m\"");
     let run = |stot: u64, minute: u64| run_with_stot(&s, stot, 60.0 * minute as f64);
-    let mut seen = Vec::new();
-    for minute in 0..3 {
-        seen.extend(run(1000 + 10 * minute, minute));
-    }
+    let seen = busy_minutes(&s, 3);
     assert!(seen.is_empty(), "pending from 2m: {seen:?}");
     // Away from 2m to 7m; busy again from 7m on (10 sessions a minute).
     let mut after = Vec::new();
