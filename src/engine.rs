@@ -401,7 +401,7 @@ pub fn step(
                     .samples
                     .insert(source.name.to_string(), evaluated.sample);
                 let longest = config.rules.longest_window();
-                for &seconds in config.rules.rules.iter().flat_map(|r| &r.windows) {
+                for &seconds in config.rules.window_lengths() {
                     if !window::covered(state.windows.get(source.name), seconds, now) {
                         uncovered.insert((source.name, seconds.to_bits()));
                     }

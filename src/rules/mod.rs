@@ -208,8 +208,8 @@ pub struct RuleSet {
     counter_columns: Vec<String>,
     /// Columns passed to `delta(col, 5m)` and its kin: what window samples keep.
     window_columns: Vec<String>,
-    /// The longest window, in seconds (0: none).
-    longest_window: f64,
+    /// The window lengths rules read, in seconds, each once.
+    window_lengths: Vec<f64>,
     /// Row types rules read besides those they look at (a server's backend row, a
     /// backend's server rows), as a [`TypeMask`] bit set.
     related_types: u8,
@@ -331,7 +331,13 @@ impl RuleSet {
                 })?;
             }
             let mut reads_ahead = false;
-            for expr in std::iter::once(&when).chain(value.as_ref()) {
+            // The window lengths `when` reads (those of `value` do not decide whether the
+            // alert is over).
+            let mut windows: Vec<f64> = Vec::new();
+            for (expr, is_when) in [(&when, true)]
+                .into_iter()
+                .chain(value.as_ref().map(|v| (v, false)))
+            {
                 let relatives = aggregate::relatives(expr);
                 reads_ahead |= relatives.reads_ahead;
                 set.related_types |= relatives.types;
@@ -341,7 +347,12 @@ impl RuleSet {
                         if !set.window_columns.contains(name) {
                             set.window_columns.push(name.clone());
                         }
-                        set.longest_window = set.longest_window.max(w.seconds);
+                        if !set.window_lengths.contains(&w.seconds) {
+                            set.window_lengths.push(w.seconds);
+                        }
+                        if is_when && !windows.contains(&w.seconds) {
+                            windows.push(w.seconds);
+                        }
                     }
                 });
             }
@@ -424,17 +435,7 @@ impl RuleSet {
                 notify: raw.notify,
                 send_resolved: raw.send_resolved,
                 reads_counters: !counter_columns(&when).is_empty(),
-                windows: {
-                    let mut lengths: Vec<f64> = Vec::new();
-                    when.visit(&mut |e| {
-                        if let Expr::Window(w) = e {
-                            if !lengths.contains(&w.seconds) {
-                                lengths.push(w.seconds);
-                            }
-                        }
-                    });
-                    lengths
-                },
+                windows,
                 reads_ahead,
                 when,
                 value,
@@ -574,7 +575,12 @@ impl RuleSet {
 
     /// The longest window any rule reads, in seconds (0: none).
     pub fn longest_window(&self) -> f64 {
-        self.longest_window
+        self.window_lengths.iter().copied().fold(0.0, f64::max)
+    }
+
+    /// The window lengths rules read, in seconds, each once.
+    pub fn window_lengths(&self) -> &[f64] {
+        &self.window_lengths
     }
 
     /// Captures what the next run's `delta()` / `rate()` need from `snapshot`.
