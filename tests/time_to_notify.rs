@@ -61,13 +61,13 @@
 
 mod common;
 
+use common::measure::{env_u64, median, notify_config, secs, SplitMix64};
 use common::{
-    require, require_python_module, Access, Haproxy, Hapwatch, HttpReceiver, ReceivedMail,
-    SmtpServer,
+    require, require_python_module, Haproxy, Hapwatch, HttpReceiver, ReceivedMail, SmtpServer,
 };
 use serde_json::Value;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -87,55 +87,9 @@ const FORCE_POLL: Duration = Duration::from_millis(10);
 /// How often the receivers are polled for arrivals.
 const ARRIVAL_POLL: Duration = Duration::from_millis(5);
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Deterministic schedule
 // ---------------------------------------------------------------------------------------
-
-/// SplitMix64: a tiny, well-distributed, seedable generator (no dependency needed).
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// A permutation of 0..n (Fisher–Yates).
-    fn permutation(&mut self, n: usize) -> Vec<usize> {
-        let mut p: Vec<usize> = (0..n).collect();
-        for i in (1..n).rev() {
-            let j = (self.next_u64() % (i as u64 + 1)) as usize;
-            p.swap(i, j);
-        }
-        p
-    }
-
-    /// `n` phases in [0, period): one uniform draw in each of n equal slices, shuffled.
-    fn stratified_phases(&mut self, n: usize, period: Duration) -> Vec<Duration> {
-        self.permutation(n)
-            .into_iter()
-            .map(|slice| period.mul_f64((slice as f64 + self.unit()) / n as f64))
-            .collect()
-    }
-}
 
 /// The first instant `epoch + k × period + phase` (k ≥ 0) that is not before `not_before`.
 fn next_at_phase(
@@ -444,24 +398,9 @@ impl<'a> Watcher<'a> {
 // Statistics and report
 // ---------------------------------------------------------------------------------------
 
-fn secs(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64())
-}
-
 /// Seconds with millisecond precision.
 fn ms3(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64())
-}
-
-fn median(values: &[Duration]) -> Duration {
-    let mut v = values.to_vec();
-    v.sort();
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2
-    }
 }
 
 fn mean(values: &[Duration]) -> Duration {
@@ -532,21 +471,7 @@ fn time_to_notify() {
     let smtp = SmtpServer::builder().start();
     let hook = HttpReceiver::start();
 
-    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules.toml");
-    let dir = haproxy.dir().to_path_buf();
-    let config = dir.join("hapwatch.toml");
-    let text = format!(
-        "include = [{rules}]\n\n{source}\n[state]\nfile = {state}\n\n\
-         [notifier.mail]\ntype = \"smtp\"\nhost = \"127.0.0.1\"\nport = {smtp_port}\n\
-         tls = \"none\"\nfrom = \"hapwatch@example.net\"\nto = [\"ops@example.net\"]\n\n\
-         [notifier.hook]\ntype = \"webhook\"\nurl = {hook_url}\n",
-        rules = toml::Value::String(rules.display().to_string()),
-        source = haproxy.source("lb1", Access::UserSocket).to_toml(),
-        state = toml::Value::String(dir.join("state.json").display().to_string()),
-        smtp_port = smtp.port(),
-        hook_url = toml::Value::String(hook.url_for("/hook")),
-    );
-    std::fs::write(&config, &text).expect("cannot write hapwatch.toml");
+    let config = notify_config(&haproxy, &smtp, &hook);
     Hapwatch::new()
         .config_path(&config)
         .arg("check")

@@ -24,34 +24,15 @@
 
 mod common;
 
-use common::{require, require_python_module, Access, Haproxy, HttpReceiver, SmtpServer};
+use common::measure::{env_u64, median, notify_config, secs, SplitMix64};
+use common::{require, require_python_module, Haproxy, HttpReceiver, SmtpServer};
 use std::fmt::Write as _;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const WEB1_CHECK: &str = "inter 1s fall 2 rise 2";
 const POLL: Duration = Duration::from_millis(5);
 const STATUS_POLL: Duration = Duration::from_millis(10);
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.trim().parse().unwrap_or_else(|_| panic!("{name}={v:?}")))
-        .unwrap_or(default)
-}
-
-/// SplitMix64: a fixed schedule of random delays.
-struct Rng(u64);
-impl Rng {
-    fn unit(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Change {
@@ -121,20 +102,6 @@ struct Leg {
     mail: Instant,
 }
 
-fn secs(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64())
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2
-    }
-}
-
 fn measure(every: Duration, trials: usize, seed: u64, report: &mut String) -> bool {
     let haproxy = Haproxy::start_with_web1_check(WEB1_CHECK);
     let smtp = SmtpServer::builder().start();
@@ -146,21 +113,8 @@ fn measure(every: Duration, trials: usize, seed: u64, report: &mut String) -> bo
         .and_then(|r| r.get("addr").cloned())
         .expect("web1's addr in show stat");
     let (web1_ip, web1_port) = web1.rsplit_once(':').unwrap();
-    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules.toml");
     let dir = haproxy.dir().to_path_buf();
-    let config = dir.join("hapwatch.toml");
-    let text = format!(
-        "include = [{rules}]\n\n{source}\n[state]\nfile = {state}\n\n\
-         [notifier.mail]\ntype = \"smtp\"\nhost = \"127.0.0.1\"\nport = {smtp_port}\n\
-         tls = \"none\"\nfrom = \"hapwatch@example.net\"\nto = [\"ops@example.net\"]\n\n\
-         [notifier.hook]\ntype = \"webhook\"\nurl = {hook_url}\n",
-        rules = toml::Value::String(rules.display().to_string()),
-        source = haproxy.source("lb1", Access::UserSocket).to_toml(),
-        state = toml::Value::String(dir.join("state.json").display().to_string()),
-        smtp_port = smtp.port(),
-        hook_url = toml::Value::String(hook.url_for("/hook")),
-    );
-    std::fs::write(&config, &text).unwrap();
+    let config = notify_config(&haproxy, &smtp, &hook);
     // HAPWATCH_BIN: a release binary while this harness is a debug build.
     let bin = std::env::var_os("HAPWATCH_BIN")
         .map(std::path::PathBuf::from)
@@ -183,7 +137,7 @@ fn measure(every: Duration, trials: usize, seed: u64, report: &mut String) -> bo
     }
     let (mut hooks_seen, mut mails_seen) = (hook.requests().len(), smtp.messages().len());
     std::thread::sleep(Duration::from_millis(500));
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix64(seed);
     let mut legs: Vec<(Change, Leg)> = Vec::new();
     for _ in 0..trials {
         for change in [Change::Down, Change::Up] {
@@ -294,7 +248,7 @@ fn measure(every: Duration, trials: usize, seed: u64, report: &mut String) -> bo
             writeln!(
                 report,
                 "| {name}: {what} | {} | {} | {} |",
-                secs(median(values)),
+                secs(median(&values)),
                 secs(worst),
                 secs(best)
             )

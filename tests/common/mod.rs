@@ -29,6 +29,7 @@
 
 mod fake;
 mod haproxy;
+pub mod measure;
 mod receivers;
 
 #[allow(unused_imports)]
