@@ -61,7 +61,7 @@
 
 mod common;
 
-use common::measure::{env_u64, median, notify_config, secs, SplitMix64};
+use common::measure::{env_u64, mail_entries, median, notify_config, secs, SplitMix64};
 use common::{
     require, require_python_module, Haproxy, Hapwatch, HttpReceiver, ReceivedMail, SmtpServer,
 };
@@ -251,20 +251,10 @@ struct Arrival {
 }
 
 /// Classifies a mail by its body's FIRING / RESOLVED sections (`- ServerDown app/web1 on
-/// lb1` entries).
+/// lb1` entries; STILL FIRING is context).
 fn classify_mail(mail: &ReceivedMail) -> About {
     let text = mail.text.clone().unwrap_or_else(|| mail.body().to_string());
-    let mut section = "";
-    let mut entries = Vec::new();
-    for line in text.lines() {
-        if line.starts_with("FIRING (") {
-            section = "firing";
-        } else if line.starts_with("RESOLVED (") {
-            section = "resolved";
-        } else if let Some(entry) = line.strip_prefix("- ") {
-            entries.push((section, entry.to_string()));
-        }
-    }
+    let entries = mail_entries(&text);
     let is_web1 = |e: &str| e.starts_with("ServerDown app/web1 ");
     match entries.as_slice() {
         [("firing", e)] if is_web1(e) => About::Web1Down,

@@ -24,7 +24,7 @@
 
 mod common;
 
-use common::measure::{env_u64, median, notify_config, secs, SplitMix64};
+use common::measure::{env_u64, mail_entries, median, notify_config, secs, SplitMix64};
 use common::{require, require_python_module, Haproxy, HttpReceiver, SmtpServer};
 use std::fmt::Write as _;
 use std::process::{Command, Stdio};
@@ -70,22 +70,10 @@ fn webhook_about(body: &serde_json::Value) -> Option<Change> {
 
 /// Whether a mail is exactly ServerDown for app/web1, in its FIRING or RESOLVED section.
 fn mail_about(text: &str) -> Option<Change> {
-    let mut section = "";
-    let mut entries = Vec::new();
-    for line in text.lines() {
-        if line.starts_with("FIRING (") {
-            section = "firing";
-        } else if line.starts_with("RESOLVED (") {
-            section = "resolved";
-        } else if line.starts_with("STILL FIRING (") {
-            // Other alerts of the group (web3, down in the fixture): context only.
-            section = "still";
-        } else if let Some(entry) = line.strip_prefix("- ") {
-            if section != "still" {
-                entries.push((section, entry.starts_with("ServerDown app/web1 ")));
-            }
-        }
-    }
+    let entries: Vec<(&str, bool)> = mail_entries(text)
+        .into_iter()
+        .map(|(section, entry)| (section, entry.starts_with("ServerDown app/web1 ")))
+        .collect();
     match entries.as_slice() {
         [("firing", true)] => Some(Change::Down),
         [("resolved", true)] => Some(Change::Up),

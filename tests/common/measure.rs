@@ -93,3 +93,25 @@ pub fn median(values: &[Duration]) -> Duration {
         (v[n / 2 - 1] + v[n / 2]) / 2
     }
 }
+
+/// The `- …` entries of a hapwatch notification mail's text, each with its section
+/// (`"firing"` or `"resolved"`). The STILL FIRING section (other alerts of the group, e.g.
+/// a server down since before the measurement) is context, not news: left out.
+pub fn mail_entries(text: &str) -> Vec<(&'static str, String)> {
+    let mut section = "";
+    let mut entries = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("FIRING (") {
+            section = "firing";
+        } else if line.starts_with("RESOLVED (") {
+            section = "resolved";
+        } else if line.starts_with("STILL FIRING (") {
+            section = "still";
+        } else if let Some(entry) = line.strip_prefix("- ") {
+            if section != "still" {
+                entries.push((section, entry.to_string()));
+            }
+        }
+    }
+    entries
+}
